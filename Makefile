@@ -1,0 +1,64 @@
+# wildtrain — `make help` lists every target.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# Offline switches (see README "Offline"): nothing phones home during a run.
+export YOLO_OFFLINE := 1
+export YOLO_CONFIG_DIR := $(CURDIR)/.ultralytics
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export DVC_NO_ANALYTICS := 1
+export NO_ALBUMENTATIONS_UPDATE := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help setup repro train-yolo evaluate register test test-fast dag metrics plots mlflow-ui bench clean
+
+help: ## List targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q -r requirements.txt
+	$(VENV)/bin/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv with pinned requirements and wildtrain installed (editable)
+
+repro: $(STAMP) ## Run the whole pipeline: prepare -> convert -> train -> evaluate -> register
+	dvc repro
+
+train-yolo: $(STAMP) ## Run the pipeline up to a trained YOLO model (prepare, convert, train)
+	dvc repro train
+
+evaluate: $(STAMP) ## Run up to evaluation (COCO mAP on the test split)
+	dvc repro evaluate
+
+register: $(STAMP) ## Run up to registration in the MLflow model registry
+	dvc repro register
+
+test: $(STAMP) ## Run all tests (unit + slow end-to-end), as CI does
+	python -m pytest -q
+
+test-fast: $(STAMP) ## Run the fast unit tests only
+	python -m pytest -q -m "not slow"
+
+dag: $(STAMP) ## Show the pipeline DAG
+	dvc dag
+
+metrics: $(STAMP) ## Show metrics, and their diff against HEAD
+	dvc metrics show
+	dvc metrics diff
+
+plots: $(STAMP) ## Render DVC plots to dvc_plots/index.html
+	dvc plots show
+
+mlflow-ui: $(STAMP) ## Browse runs and the model registry at http://127.0.0.1:5000
+	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1
+
+bench: $(STAMP) ## Benchmark: train-stage overhead vs plain Ultralytics (ratio)
+	python benchmarks/train_overhead.py
+
+clean: ## Remove generated state (runs, MLflow store, DVC outputs); keeps .venv and the DVC cache
+	rm -rf runs mlruns mlflow.db .ultralytics data models dvc_plots

@@ -1,0 +1,93 @@
+"""`wildtrain`: the same operations as the DVC stages, for use outside `dvc repro`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Optional
+
+import typer
+
+from wildtrain import env
+from wildtrain.errors import WildtrainError
+from wildtrain.pipeline.entry import run
+
+app = typer.Typer(help="Reproducible wildlife-detection training pipelines (DVC + MLflow).", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+train_app = typer.Typer(help="Train a model (reads params.yaml `train`).", no_args_is_help=True)
+config_app = typer.Typer(help="Compose params.yaml from config overlays.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(config_app, name="config")
+
+
+@app.command()
+def prepare() -> None:
+    """Generate or import the raw dataset (params: data)."""
+    from wildtrain.pipeline.prepare import prepare as stage
+
+    run(stage)
+
+
+@app.command()
+def convert() -> None:
+    """Split and write canonical COCO per split plus the YOLO layout (params: convert)."""
+    from wildtrain.pipeline.convert import convert as stage
+
+    run(stage)
+
+
+@train_app.command("detector")
+def train_detector(framework: Optional[str] = typer.Option(None, help="Override train.framework (e.g. yolo).")) -> None:
+    """Train the detector configured in params.yaml `train`."""
+    import dataclasses
+
+    from wildtrain.pipeline.train import train as stage
+
+    def with_framework(p, root):
+        if framework:
+            p = dataclasses.replace(p, train=dataclasses.replace(p.train, framework=framework))
+        return stage(p, root)
+
+    run(with_framework)
+
+
+@app.command()
+def evaluate() -> None:
+    """Predict the test split and score it with pycocotools (params: evaluate)."""
+    from wildtrain.pipeline.evaluate import evaluate as stage
+
+    run(stage)
+
+
+@app.command()
+def register() -> None:
+    """Register the evaluated model in MLflow and apply the alias gate (params: register)."""
+    from wildtrain.pipeline.register import register as stage
+
+    run(stage)
+
+
+@app.command()
+def repro(stage: Optional[str] = typer.Argument(None, help="Run up to this stage (default: all).")) -> None:
+    """Run the DVC pipeline (`dvc repro`) with the offline switches set."""
+    env.configure()
+    cmd = [sys.executable, "-m", "dvc", "repro"] + ([stage] if stage else [])
+    raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
+
+
+@config_app.command("apply")
+def config_apply(overlay: str = typer.Argument(..., help="A YAML overlay, e.g. configs/tiny.yaml.")) -> None:
+    """Merge an overlay into params.yaml (unknown keys are refused; comments are not kept)."""
+    from wildtrain.params import apply_overlay
+
+    try:
+        apply_overlay(overlay)
+    except WildtrainError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"params.yaml updated from {overlay}")
+
+
+if __name__ == "__main__":
+    app()

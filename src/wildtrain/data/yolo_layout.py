@@ -1,0 +1,70 @@
+"""COCO -> the YOLO layout Ultralytics trains on (images/<split>, labels/<split>, dataset yaml).
+
+Images are hard-linked (copied where links are impossible), never re-encoded. Labels keep 12
+significant digits so boxes round-trip to well under 1e-6 px even on 8000 px images.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from wildtrain.data.coco import CocoDataset
+from wildtrain.io import write_text, write_yaml
+
+
+def coco_to_yolo_lines(dataset: CocoDataset) -> dict[int, str]:
+    """Label-file text per image id: `class cx cy w h`, normalized, class = index in category_ids."""
+    index = {cid: i for i, cid in enumerate(dataset.category_ids)}
+    size = {im["id"]: (im["width"], im["height"]) for im in dataset.images}
+    texts: dict[int, list[str]] = {im["id"]: [] for im in dataset.images}
+    if dataset.annotations:
+        boxes = np.array([a["bbox"] for a in dataset.annotations], dtype=np.float64)
+        wh = np.array([size[a["image_id"]] for a in dataset.annotations], dtype=np.float64)
+        norm = np.empty_like(boxes)
+        norm[:, 0] = (boxes[:, 0] + boxes[:, 2] / 2) / wh[:, 0]
+        norm[:, 1] = (boxes[:, 1] + boxes[:, 3] / 2) / wh[:, 1]
+        norm[:, 2] = boxes[:, 2] / wh[:, 0]
+        norm[:, 3] = boxes[:, 3] / wh[:, 1]
+        for a, row in zip(dataset.annotations, norm):
+            texts[a["image_id"]].append(
+                f"{index[a['category_id']]} {row[0]:.12g} {row[1]:.12g} {row[2]:.12g} {row[3]:.12g}")
+    return {k: "".join(line + "\n" for line in v) for k, v in texts.items()}
+
+
+def yolo_line_to_coco_box(line: str, width: int, height: int) -> tuple[int, list[float]]:
+    """Inverse of one label line: (class index, [x, y, w, h] in pixels)."""
+    c, cx, cy, w, h = line.split()
+    w_px, h_px = float(w) * width, float(h) * height
+    return int(c), [float(cx) * width - w_px / 2, float(cy) * height - h_px / 2, w_px, h_px]
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def write_yolo_layout(splits: dict[str, CocoDataset], images_dir: Path, out_dir: Path) -> Path:
+    """Write images/<split>, labels/<split> and dataset.yaml under out_dir; return the yaml path."""
+    for split, ds in splits.items():
+        (out_dir / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out_dir / "labels" / split).mkdir(parents=True, exist_ok=True)
+        labels = coco_to_yolo_lines(ds)
+        for im in ds.images:
+            src = images_dir / im["file_name"]
+            flat = im["file_name"].replace("/", "__")
+            _link_or_copy(src, out_dir / "images" / split / flat)
+            (out_dir / "labels" / split / Path(flat).with_suffix(".txt")).write_text(labels[im["id"]])
+    any_split = next(iter(splits.values()))
+    yaml_path = out_dir / "dataset.yaml"
+    # No `path:` key: the trainer passes this file's absolute location, so the layout can move with the repo.
+    write_yaml(yaml_path, {
+        "train": "images/train", "val": "images/val", "test": "images/test",
+        "names": dict(enumerate(any_split.class_names)),
+    })
+    return yaml_path

@@ -1,0 +1,37 @@
+"""Device selection shared by every framework: `auto` is CUDA if present, else Apple MPS, else CPU."""
+
+from __future__ import annotations
+
+from wildtrain.errors import WildtrainError
+
+
+def resolve_device(device: str) -> str:
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' | 'N' | 'N,M' | 'mps' -> a torch-style device string."""
+    import torch
+
+    d = str(device).strip().lower()
+    if d == "auto":
+        if torch.cuda.is_available():
+            return "cuda:0"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if d == "cpu":
+        return "cpu"
+    if d == "mps":
+        if not torch.backends.mps.is_available():
+            raise WildtrainError("train.device: 'mps' requested but Apple MPS is not available on this machine")
+        return d
+    indices = d.removeprefix("cuda:").removeprefix("cuda")
+    if d in ("cuda", "gpu"):
+        indices = "0"
+    parts = [p for p in indices.split(",") if p != ""]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise WildtrainError(f"train.device: expected auto, cpu, mps, cuda, cuda:N or N[,M], got '{device}'")
+    if not torch.cuda.is_available():
+        raise WildtrainError(f"train.device: '{device}' requested but no CUDA device is available (use auto or cpu)")
+    n = torch.cuda.device_count()
+    for p in parts:
+        if int(p) >= n:
+            raise WildtrainError(f"train.device: GPU {p} requested but only {n} CUDA device(s) are visible")
+    return "cuda:" + ",".join(parts) if len(parts) == 1 else ",".join(parts)

@@ -1,0 +1,1 @@
+"""Framework-independent evaluation: everything reads COCO ground truth and COCO-format predictions."""

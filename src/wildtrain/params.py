@@ -1,0 +1,248 @@
+"""Typed params sections, validated once: a misspelled key or a wrong type is one clear line.
+
+Each stage reads only its own section(s) of params.yaml; these dataclasses are the reference
+(README "Params") and the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from wildtrain.errors import WildtrainError
+from wildtrain.io import read_yaml, write_yaml
+
+PARAMS_FILE = "params.yaml"
+
+
+@dataclass(frozen=True)
+class Paths:
+    raw: str = "data/raw"
+    coco: str = "data/coco"
+    yolo: str = "data/yolo"
+    models: str = "models"
+    runs: str = "runs"
+    metrics: str = "metrics"
+    plots: str = "metrics/plots"
+    predictions: str = "data/predictions"
+
+
+@dataclass(frozen=True)
+class Synthetic:
+    num_images: int = 120
+    image_size: int = 320
+    max_objects: int = 8
+    empty_fraction: float = 0.1
+
+
+@dataclass(frozen=True)
+class Data:
+    source: str = "synthetic"
+    annotations: str = "annotations.json"
+    images: str = "images"
+    seed: int = 0
+    synthetic: Synthetic = field(default_factory=Synthetic)
+
+
+@dataclass(frozen=True)
+class Convert:
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+
+
+@dataclass(frozen=True)
+class Train:
+    framework: Literal["yolo"] = "yolo"
+    model: str = "yolo11n.yaml"
+    epochs: int = 40
+    imgsz: int = 320
+    batch: int = 16
+    lr0: float = 0.01
+    lrf: float = 0.01
+    momentum: float = 0.937
+    weight_decay: float = 0.0005
+    warmup_epochs: float = 3.0
+    optimizer: str = "auto"
+    cos_lr: bool = False
+    seed: int = 0
+    deterministic: bool = True
+    patience: int = 100
+    device: str = "auto"
+    workers: int = 2
+    amp: bool = True
+    cache: bool = False
+    mosaic: float = 1.0
+    close_mosaic: int = 10
+    fliplr: float = 0.5
+    flipud: float = 0.5
+    degrees: float = 0.0
+    scale: float = 0.5
+    resume: Literal["auto", "never"] = "auto"
+    plots: bool = False
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    split: str = "test"
+    device: str = "auto"
+    conf: float = 0.001
+    iou: float = 0.7
+    max_det: int = 100
+    batch: int = 16
+    confusion_conf: float = 0.25
+    confusion_iou: float = 0.5
+
+
+@dataclass(frozen=True)
+class Tracking:
+    experiment: str = "wildtrain"
+
+
+@dataclass(frozen=True)
+class Register:
+    model_name: str = "wildtrain-detector"
+    gate_metric: str = "map50_95"
+    export_onnx: bool = True
+
+
+@dataclass(frozen=True)
+class Params:
+    paths: Paths = field(default_factory=Paths)
+    data: Data = field(default_factory=Data)
+    convert: Convert = field(default_factory=Convert)
+    train: Train = field(default_factory=Train)
+    evaluate: Evaluate = field(default_factory=Evaluate)
+    register: Register = field(default_factory=Register)
+    tracking: Tracking = field(default_factory=Tracking)
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str, file: str) -> Any:
+    def bad() -> WildtrainError:
+        return WildtrainError(f"{file}: {key}: expected {_type_name(tp)}, got {value!r}")
+
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key, file)
+    if typing.get_origin(tp) is Literal:
+        if value not in typing.get_args(tp):
+            raise bad()
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise bad()
+        return str(value)
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, key, file)
+            except WildtrainError:
+                continue
+        raise bad()
+    return value
+
+
+def _build(cls: type, raw: Any, prefix: str, file: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise WildtrainError(f"{file}: {prefix or 'top level'}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise WildtrainError(
+            f"{file}: unknown key '{where}{unknown[0]}' (known in {prefix or 'top level'}: {', '.join(sorted(names))})"
+        )
+    kwargs = {}
+    for name in names & set(raw):
+        kwargs[name] = _coerce(raw[name], hints[name], f"{prefix}.{name}" if prefix else name, file)
+    return cls(**kwargs)
+
+
+def load(path: str | Path = PARAMS_FILE) -> Params:
+    """Read and validate params.yaml (safe YAML); every section falls back to its defaults."""
+    raw = read_yaml(path, "params file")
+    params = _build(Params, raw, "", str(path))
+    _check_values(params, str(path))
+    return params
+
+
+def _check_values(p: Params, file: str) -> None:
+    checks = [
+        (p.train.epochs >= 1, "train.epochs", "must be >= 1"),
+        (p.train.imgsz >= 32 and p.train.imgsz % 32 == 0, "train.imgsz", "must be a multiple of 32, >= 32"),
+        (p.train.batch >= 1, "train.batch", "must be >= 1"),
+        (p.train.lr0 > 0, "train.lr0", "must be > 0"),
+        (p.data.synthetic.num_images >= 3, "data.synthetic.num_images", "must be >= 3 (one per split)"),
+        (p.data.synthetic.image_size >= 64, "data.synthetic.image_size", "must be >= 64"),
+        (0 <= p.data.synthetic.empty_fraction < 1, "data.synthetic.empty_fraction", "must be in [0, 1)"),
+        (0 < p.convert.val_fraction < 1, "convert.val_fraction", "must be in (0, 1)"),
+        (0 < p.convert.test_fraction < 1, "convert.test_fraction", "must be in (0, 1)"),
+        (p.convert.val_fraction + p.convert.test_fraction < 1, "convert", "val_fraction + test_fraction must be < 1"),
+        (0 <= p.evaluate.conf < 1, "evaluate.conf", "must be in [0, 1)"),
+        (p.evaluate.split in ("train", "val", "test"), "evaluate.split", "must be train, val or test"),
+    ]
+    for ok, key, msg in checks:
+        if not ok:
+            raise WildtrainError(f"{file}: {key}: {msg}")
+
+
+def as_dict(obj: Any) -> dict:
+    return dataclasses.asdict(obj)
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}: how params are logged to MLflow."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out
+
+
+def _merge(base: dict, overlay: dict, prefix: str, file: str) -> dict:
+    out = dict(base)
+    for k, v in overlay.items():
+        key = f"{prefix}{k}"
+        if k not in base:
+            raise WildtrainError(f"{file}: unknown key '{key}' (not in {PARAMS_FILE})")
+        out[k] = _merge(base[k], v, f"{key}.", file) if isinstance(v, dict) and isinstance(base[k], dict) else v
+    return out
+
+
+def apply_overlay(overlay_file: str | Path, params_file: str | Path = PARAMS_FILE) -> dict:
+    """Merge a config overlay (e.g. configs/tiny.yaml) into params.yaml, refusing keys params.yaml lacks."""
+    base = read_yaml(params_file, "params file") or {}
+    overlay = read_yaml(overlay_file, "config overlay") or {}
+    if not isinstance(overlay, dict):
+        raise WildtrainError(f"{overlay_file}: expected a mapping of params sections")
+    merged = _merge(base, overlay, "", str(overlay_file))
+    _build(Params, merged, "", str(overlay_file))  # validate before writing anything
+    write_yaml(params_file, merged)
+    return merged

@@ -1,0 +1,72 @@
+"""Shared fixtures: offline env for every test, tiny datasets, and a throwaway copy of the repo."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NETBLOCK = Path(__file__).parent / "netblock"
+REPO_ENTRIES = ["dvc.yaml", "params.yaml", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore", "stages",
+                "src", "configs", "pyproject.toml", "requirements.txt", "Makefile"]
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+
+def copy_repo(dst: Path) -> Path:
+    """The pipeline's files (no data, runs or venv) in a fresh git repo, as a user's clone would be."""
+    for entry in REPO_ENTRIES:
+        src = REPO / entry
+        target = dst / entry
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, target)
+    git = ["git", "-c", "user.email=ci@wildtrain", "-c", "user.name=ci"]
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=dst, check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], cwd=dst, check=True)
+    return dst
+
+
+def pipeline_env(repo: Path, netlog: Path | None = None) -> dict:
+    """Environment for subprocesses in a repo copy: the venv's tools, the copy's code, optional net block."""
+    env = os.environ.copy()
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    paths = [str(repo / "src")]
+    if netlog is not None:
+        paths.insert(0, str(NETBLOCK))
+        env["WILDTRAIN_NETLOG"] = str(netlog)
+    env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["YOLO_CONFIG_DIR"] = str(repo / ".ultralytics")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "ci"
+    env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "ci@wildtrain"
+    return env
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path) -> Path:
+    return copy_repo(tmp_path / "repo")
+
+
+@pytest.fixture
+def tiny_coco():
+    """A small synthetic COCO dataset in memory (no files)."""
+    from wildtrain.data.coco import CocoDataset
+
+    images = [{"id": i, "file_name": f"im{i}.png", "width": 100 + i, "height": 80} for i in range(1, 11)]
+    anns = [{"id": i, "image_id": 1 + i % 10, "category_id": [3, 7, 12][i % 3], "bbox": [1.5 + i, 2.25, 10.0, 5.5],
+             "area": 55.0, "iscrowd": 0} for i in range(1, 25)]
+    cats = [{"id": 3, "name": "a"}, {"id": 7, "name": "b"}, {"id": 12, "name": "c"}]
+    return CocoDataset(images=images, annotations=anns, categories=cats)

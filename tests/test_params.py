@@ -1,0 +1,63 @@
+import dataclasses
+
+import pytest
+import yaml
+
+from wildtrain import params
+from wildtrain.errors import WildtrainError
+from conftest import REPO
+
+
+def test_repo_params_load_and_list_every_key():
+    p = params.load(REPO / "params.yaml")
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    defaults = params.as_dict(params.Params())
+    for section in ("data", "convert", "train", "evaluate", "register", "tracking"):
+        assert set(raw[section]) == set(defaults[section]), section  # the file documents every key
+    assert p.train.framework == "yolo"
+
+
+def test_dvc_yaml_paths_match_params_paths():
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    paths = params.Paths()
+    outs = {o if isinstance(o, str) else next(iter(o)) for s in dvc["stages"].values() for o in s.get("outs", [])}
+    assert outs == {paths.raw, paths.coco, paths.yolo, paths.models, paths.predictions}
+    assert "metrics/train/metrics.json" in dvc["metrics"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("train:\n  epoch: 3\n", "unknown key 'train.epoch'"),
+    ("train:\n  epochs: abc\n", "train.epochs: expected int, got 'abc'"),
+    ("train:\n  epochs: true\n", "train.epochs: expected int"),
+    ("train:\n  resume: sometimes\n", "train.resume: expected 'auto' | 'never'"),
+    ("train:\n  imgsz: 100\n", "train.imgsz: must be a multiple of 32"),
+    ("data: [1, 2]\n", "data: expected a mapping"),
+    ("train: {epochs: [\n", "unreadable params file"),
+])
+def test_bad_params_are_one_clear_line(tmp_path, text, message):
+    f = tmp_path / "params.yaml"
+    f.write_text(text)
+    with pytest.raises(WildtrainError) as e:
+        params.load(f)
+    assert message in str(e.value) and str(f) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_overlay_merges_and_refuses_unknown_keys(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text((REPO / "params.yaml").read_text())
+    (tmp_path / "tiny.yaml").write_text("train:\n  epochs: 2\n")
+    params.apply_overlay(tmp_path / "tiny.yaml", f)
+    p = params.load(f)
+    assert p.train.epochs == 2 and p.train.imgsz == params.load(REPO / "params.yaml").train.imgsz
+    (tmp_path / "bad.yaml").write_text("train:\n  epochz: 2\n")
+    before = f.read_text()
+    with pytest.raises(WildtrainError, match="unknown key 'train.epochz'"):
+        params.apply_overlay(tmp_path / "bad.yaml", f)
+    assert f.read_text() == before
+
+
+def test_tiny_config_composes_with_params():
+    merged = params._merge(yaml.safe_load((REPO / "params.yaml").read_text()),
+                           yaml.safe_load((REPO / "configs/tiny.yaml").read_text()), "", "tiny.yaml")
+    p = params._build(params.Params, merged, "", "tiny.yaml")
+    assert dataclasses.is_dataclass(p) and p.train.epochs <= 2

@@ -1,0 +1,47 @@
+import numpy as np
+import yaml
+from PIL import Image
+
+from wildtrain.data.coco import CocoDataset
+from wildtrain.data.yolo_layout import coco_to_yolo_lines, write_yolo_layout, yolo_line_to_coco_box
+
+
+def test_boxes_round_trip_within_1e_6_px_on_large_images():
+    rng = np.random.default_rng(0)
+    images = [{"id": 1, "file_name": "big.jpg", "width": 8000, "height": 6000},
+              {"id": 2, "file_name": "small.jpg", "width": 333, "height": 77}]
+    anns = []
+    for i in range(500):
+        im = images[i % 2]
+        x, y = rng.uniform(0, im["width"] - 50), rng.uniform(0, im["height"] - 30)
+        anns.append({"id": i + 1, "image_id": im["id"], "category_id": [5, 9][i % 2],
+                     "bbox": [x, y, rng.uniform(0.5, 50), rng.uniform(0.5, 30)]})
+    ds = CocoDataset(images, anns, [{"id": 9, "name": "zebra"}, {"id": 5, "name": "eland"}])
+    lines = coco_to_yolo_lines(ds)
+    size = {im["id"]: (im["width"], im["height"]) for im in images}
+    got = {1: [], 2: []}
+    for image_id, text in lines.items():
+        for line in text.splitlines():
+            got[image_id].append(yolo_line_to_coco_box(line, *size[image_id]))
+    for image_id in (1, 2):
+        expected = [a for a in anns if a["image_id"] == image_id]
+        assert len(got[image_id]) == len(expected)
+        for (cls, box), a in zip(got[image_id], expected):
+            assert ds.category_ids[cls] == a["category_id"]  # non-contiguous ids map through the index
+            assert np.max(np.abs(np.array(box) - np.array(a["bbox"]))) < 1e-6
+
+
+def test_layout_has_images_labels_and_yaml(tmp_path, tiny_coco):
+    src = tmp_path / "src"
+    src.mkdir()
+    for im in tiny_coco.images:
+        Image.new("RGB", (im["width"], im["height"])).save(src / im["file_name"])
+    splits = {"train": tiny_coco.subset({1, 2, 3, 4, 5, 6}), "val": tiny_coco.subset({7, 8}),
+              "test": tiny_coco.subset({9, 10})}
+    yaml_path = write_yolo_layout(splits, src, tmp_path / "yolo")
+    cfg = yaml.safe_load(yaml_path.read_text())
+    assert cfg["names"] == {0: "a", 1: "b", 2: "c"} and "path" not in cfg
+    assert len(list((tmp_path / "yolo/images/train").iterdir())) == 6
+    assert len(list((tmp_path / "yolo/labels/val").glob("*.txt"))) == 2
+    n_lines = sum(len(p.read_text().splitlines()) for p in (tmp_path / "yolo/labels").rglob("*.txt"))
+    assert n_lines == len(tiny_coco.annotations)
