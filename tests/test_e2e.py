@@ -71,18 +71,22 @@ def test_tiny_pipeline_end_to_end(repo_copy: Path, tmp_path: Path):
     assert bad.returncode != 0 and "epochz" in (bad.stdout + bad.stderr)
 
     params_diff = sh(["dvc", "params", "diff", "--json"], repo_copy, env).stdout
-    assert json.loads(params_diff)["params.yaml"]["train.epochs"] == {"old": 2, "new": 1}
+    change = json.loads(params_diff)["params.yaml"]["train.epochs"]
+    assert (change["old"], change["new"]) == (2, 1)
     metrics_diff = sh(["dvc", "metrics", "diff", "--json"], repo_copy, env).stdout
-    assert "metrics/eval.json" in json.loads(metrics_diff)
-    shown = sh(["dvc", "exp", "show", "--json"], repo_copy, env).stdout
-    assert "map50_95" in shown and "train.epochs" in shown
+    assert "metrics/train/metrics.json" in json.loads(metrics_diff)  # per-epoch metrics changed
+    shown = json.loads(sh(["dvc", "exp", "show", "--json"], repo_copy, env).stdout)
+    workspace = shown[0]["data"]
+    assert workspace["params"]["params.yaml"]["data"]["train"]["epochs"] == 1
+    assert "map50_95" in workspace["metrics"]["metrics/eval.json"]["data"]
+    assert len(shown) >= 2  # the baseline commit and its experiment are listed too
     sh(["dvc", "plots", "diff", "--json"], repo_copy, env)
 
     # The registry (a real sqlite store in the repo) holds both versions with aliases.
     check = ("import mlflow; from mlflow.tracking import MlflowClient; "
              f"mlflow.set_tracking_uri('sqlite:///{repo_copy / 'mlflow.db'}'); c = MlflowClient(); "
              "vs = c.search_model_versions(\"name='wildtrain-detector'\"); "
-             "print(sorted((int(v.version), sorted(v.aliases)) for v in vs))")
+             "print(sorted((int(v.version), sorted(c.get_model_version(v.name, v.version).aliases)) for v in vs))")
     versions = sh(["python", "-c", check], repo_copy, env).stdout.strip()
     assert versions.startswith("[(1, ") and "(2, " in versions and "'challenger'" in versions
 
