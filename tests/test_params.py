@@ -21,7 +21,7 @@ def test_dvc_yaml_paths_match_params_paths():
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     paths = params.Paths()
     outs = {o if isinstance(o, str) else next(iter(o)) for s in dvc["stages"].values() for o in s.get("outs", [])}
-    assert outs == {paths.raw, paths.coco, paths.yolo, paths.models, paths.predictions}
+    assert outs == {paths.raw, paths.coco, paths.yolo, paths.crops, paths.models, paths.predictions}
     assert "metrics/train/metrics.json" in dvc["metrics"]
 
 

@@ -24,6 +24,7 @@ class Paths:
     raw: str = "data/raw"
     coco: str = "data/coco"
     yolo: str = "data/yolo"
+    crops: str = "data/crops"
     models: str = "models"
     runs: str = "runs"
     metrics: str = "metrics"
@@ -49,10 +50,19 @@ class Data:
 
 
 @dataclass(frozen=True)
+class Crops:
+    enabled: bool = True
+    padding: float = 0.15
+    min_size: int = 16
+    background_per_image: int = 1
+
+
+@dataclass(frozen=True)
 class Convert:
     seed: int = 0
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    crops: Crops = field(default_factory=Crops)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from wildtrain.data.coco import CocoDataset, load_coco
+from wildtrain.data.crops import write_crops
 from wildtrain.data.split import SPLITS, split_dataset
 from wildtrain.data.yolo_layout import write_yolo_layout
 from wildtrain.io import read_json, replaced_dir, write_json
@@ -40,6 +41,12 @@ def convert(p: Params, root: Path) -> dict:
     with replaced_dir(root / p.paths.yolo) as tmp:
         write_yolo_layout(splits, raw / IMAGES, tmp)
     stats = {"dataset_hash": digest, **{name: split_stats(splits[name]) for name in SPLITS}}
+    with replaced_dir(root / p.paths.crops) as tmp:
+        k = c.crops
+        if k.enabled:
+            crops = write_crops(splits, raw / IMAGES, tmp, k.padding, k.min_size, k.background_per_image, c.seed)
+            for name in SPLITS:
+                stats[name]["crops"] = crops[name]
     write_json(root / p.paths.metrics / "split.json", stats)
     print("convert: " + ", ".join(f"{n} {stats[n]['images']} images/{stats[n]['boxes']} boxes" for n in SPLITS))
     return stats
