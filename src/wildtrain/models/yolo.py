@@ -73,6 +73,8 @@ def _offline_amp_check(device: str) -> Iterator[None]:
 
 def _epoch_reporter(on_epoch: EpochCallback):
     def report(trainer) -> None:
+        if trainer.epoch >= trainer.epochs:  # final_eval re-validates best.pt at step `epochs`; evaluate does that
+            return
         metrics = dict(trainer.label_loss_items(trainer.tloss, prefix="train"))
         metrics.update(trainer.metrics or {})
         metrics.update(getattr(trainer, "lr", {}) or {})
