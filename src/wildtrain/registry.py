@@ -11,6 +11,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from wildtrain.errors import WildtrainError
+
 CHALLENGER, CHAMPION = "challenger", "champion"
 MODEL_CODE = Path(__file__).with_name("registry_model.py")  # logged as code, not pickled
 
@@ -57,8 +59,6 @@ def register_model(*, run_id: str, name: str, gate_metric: str, metrics: dict[st
     from mlflow.tracking import MlflowClient
 
     if gate_metric not in metrics:
-        from wildtrain.errors import WildtrainError
-
         raise WildtrainError(f"register.gate_metric: '{gate_metric}' is not an evaluation metric "
                              f"(available: {', '.join(sorted(metrics))})")
     client = MlflowClient()

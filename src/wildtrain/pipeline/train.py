@@ -17,7 +17,7 @@ from wildtrain.pipeline.convert import image_root
 from wildtrain.pipeline.prepare import MANIFEST
 from wildtrain.tracking import mlflow_run
 from wildtrain.tracking.lineage import git_commit
-from wildtrain.tracking.live import EpochLogger
+from wildtrain.tracking.live import EpochLogger, progress_line
 
 TRAIN_INFO = "train.json"  # what later stages need: framework, classes, image size, MLflow run id
 MODEL_FILE = "model.pt"
@@ -67,8 +67,13 @@ def train(p: Params, root: Path) -> dict:
             mlflow.log_params({"data.dataset_hash": data.dataset_hash, "data.classes": ",".join(data.class_names)})
             mlflow.set_tags({"framework": t.framework, "dataset_hash": data.dataset_hash, **git_commit(root)})
         logger = EpochLogger(root / p.paths.metrics / "train", run_id, resume=previous is not None)
+
+        def on_epoch(epoch: int, metrics: dict) -> None:
+            logger.log_epoch(epoch, metrics)
+            print(progress_line(epoch, t.epochs, metrics), flush=True)
+
         try:
-            result = adapter.train(t, data, workdir, logger.log_epoch)
+            result = adapter.train(t, data, workdir, on_epoch)
         finally:
             logger.close()
         models = root / p.paths.models

@@ -16,6 +16,16 @@ def clean_metric_name(name: str) -> str:
     return re.sub(r"_+", "_", name).strip("_")
 
 
+def progress_line(epoch: int, epochs: int, metrics: dict) -> str:
+    """One console line per epoch (frameworks run quietly under `dvc repro`)."""
+    parts = [f"epoch {epoch + 1}/{epochs}"]
+    for key, value in metrics.items():
+        name = clean_metric_name(key)
+        if isinstance(value, (int, float)) and ("loss" in name or "mAP" in name or name.startswith("val/acc")):
+            parts.append(f"{name} {float(value):.4g}")
+    return "  ".join(parts)
+
+
 class EpochLogger:
     def __init__(self, live_dir: str | Path, mlflow_run_id: str | None, resume: bool = False):
         from dvclive import Live
