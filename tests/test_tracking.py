@@ -50,3 +50,13 @@ def test_epoch_logger_writes_dvclive_and_mlflow(tmp_path, monkeypatch):
     summary = json.loads((tmp_path / "live/metrics.json").read_text())
     assert summary["train"]["box_loss"] == 1.0 and "nan" not in summary
     assert not (tmp_path / "dvc.yaml").exists()  # dvclive must not write its own dvc.yaml
+
+
+def test_results_csv_replay_for_ddp_runs(tmp_path):
+    from wildtrain.models.yolo import replay_results_csv
+
+    (tmp_path / "results.csv").write_text(
+        "epoch,time,train/box_loss,metrics/mAP50(B)\n1,8.1,6.6,0\n2,16.0,5.5,0.125\n")
+    seen = []
+    replay_results_csv(tmp_path / "results.csv", lambda e, m: seen.append((e, m)), skip={0})
+    assert seen == [(1, {"train/box_loss": 5.5, "metrics/mAP50(B)": 0.125})]

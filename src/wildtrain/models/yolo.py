@@ -71,16 +71,35 @@ def _offline_amp_check(device: str) -> Iterator[None]:
         trainer_module.check_amp = original
 
 
-def _epoch_reporter(on_epoch: EpochCallback):
+def _epoch_reporter(on_epoch: EpochCallback, reported: set[int]):
     def report(trainer) -> None:
         if trainer.epoch >= trainer.epochs:  # final_eval re-validates best.pt at step `epochs`; evaluate does that
             return
         metrics = dict(trainer.label_loss_items(trainer.tloss, prefix="train"))
         metrics.update(trainer.metrics or {})
         metrics.update(getattr(trainer, "lr", {}) or {})
+        reported.add(int(trainer.epoch))
         on_epoch(int(trainer.epoch), metrics)
 
     return report
+
+
+def replay_results_csv(path: Path, on_epoch: EpochCallback, skip: set[int]) -> set[int]:
+    """Multi-GPU (DDP) training runs in Ultralytics' own subprocess, where our callback is absent:
+    log the epochs from its results.csv afterwards instead."""
+    import csv
+
+    seen: set[int] = set()
+    if not path.is_file():
+        return seen
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            epoch = int(float(row.pop("epoch"))) - 1  # results.csv counts from 1
+            row.pop("time", None)
+            seen.add(epoch)
+            if epoch not in skip:
+                on_epoch(epoch, {k.strip(): float(v) for k, v in row.items() if v not in ("", None)})
+    return seen
 
 
 class YoloAdapter:
@@ -113,17 +132,21 @@ class YoloAdapter:
             workdir.mkdir(parents=True)
             write_json(state_path, {"fingerprint": fingerprint, "complete": False})
         model = YOLO(str(last) if resume else source)
-        model.add_callback("on_fit_epoch_end", _epoch_reporter(on_epoch))
+        reported: set[int] = set()
+        model.add_callback("on_fit_epoch_end", _epoch_reporter(on_epoch, reported))
         with _offline_amp_check(args["device"]):
             if resume:
                 print(f"train: resuming from {last}")
                 model.train(resume=str(last), data=args["data"], device=args["device"], workers=args["workers"])
             else:
                 model.train(**args)
+        if not reported:
+            reported |= replay_results_csv(workdir / "results.csv", on_epoch, reported)
         trainer = model.trainer
         best = Path(trainer.best) if Path(trainer.best).is_file() else Path(trainer.last)
         write_json(state_path, {"fingerprint": fingerprint, "complete": True})
-        return TrainResult(checkpoint=best, epochs_completed=int(trainer.epoch) + 1, resumed=resume,
+        epochs_completed = max(reported, default=int(trainer.epoch)) + 1
+        return TrainResult(checkpoint=best, epochs_completed=epochs_completed, resumed=resume,
                            extra={"best_fitness": float(trainer.best_fitness or 0.0)})
 
     def predict(self, checkpoint: Path, images: list[Path], *, imgsz: int, conf: float, iou: float,
