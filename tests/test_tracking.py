@@ -37,6 +37,7 @@ def test_epoch_logger_writes_dvclive_and_mlflow(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("live")  # the fluent API caches the last experiment id across stores
     with mlflow.start_run() as run:
         logger = EpochLogger(tmp_path / "live", run.info.run_id)
         for epoch in range(3):
