@@ -5,9 +5,9 @@ seed and device; data comes straight from the canonical COCO files (no image cop
 are removed (nothing is downloaded) unless `train.mmdet.weights` names a local checkpoint. Without
 compiled mmcv, `mmcv_ext` stands in for its kernels (README "MMDetection").
 
-The checkpoint this adapter hands back holds only tensors, strings and lists (weights, the full config
-text, class order), so it loads with `torch.load(weights_only=True)`. mmengine's own checkpoints (for
-resume) are loaded with torch's safe loader too, with the few mmengine/numpy types they contain allowed.
+The checkpoint this adapter hands back holds only tensors, dicts, strings and lists (weights, the full
+config, class order), so it loads with `torch.load(weights_only=True)`. mmengine's own checkpoints (for
+resume) are written with plain lists in place of its pickled objects, so they load safely too.
 """
 
 from __future__ import annotations
@@ -145,6 +145,7 @@ def build_config(cfg, data: TrainData, workdir: Path, root: Path, device: str):
         weights = str(path)
     if not weights:
         _walk(c.model, _from_scratch)
+    _check_queries(c.model, cfg.imgsz, m.model)
     c.load_from = weights or None
     c.resume = False
     c.work_dir = str(workdir)
@@ -204,6 +205,19 @@ def build_config(cfg, data: TrainData, workdir: Path, root: Path, device: str):
     c.log_level = "WARNING"
     c.launcher = "none"
     return c
+
+
+def _check_queries(model: dict, imgsz: int, name: str) -> None:
+    """Two-stage DETRs (DINO) pick num_queries encoder tokens; a small image has fewer, and topk fails mid-run."""
+    if not (model.get("as_two_stage") or model.get("type") == "DINO"):
+        return
+    levels = model.get("num_feature_levels", 4)
+    tokens = sum(math.ceil(imgsz / (8 * 2 ** i)) ** 2 for i in range(levels))
+    if tokens < model.get("num_queries", 0):
+        need = next(s for s in range(32, 4096, 32)
+                    if sum(math.ceil(s / (8 * 2 ** i)) ** 2 for i in range(levels)) >= model["num_queries"])
+        raise WildtrainError(f"train.imgsz: {imgsz} is too small for {name} ({model['num_queries']} queries need "
+                             f"{model['num_queries']} encoder tokens; use imgsz >= {need})")
 
 
 def _count_images(coco_file: Path) -> int:
@@ -346,7 +360,8 @@ def _epoch_reporter(on_epoch: EpochCallback):
             if self.pending is None:
                 return
             out = dict(self.pending)
-            out.update({name: float((metrics or {})[k]) for k, name in VAL_METRICS.items() if k in (metrics or {})})
+            # CocoMetric returns nothing when the model predicted no box at all: that is an mAP of 0
+            out.update({name: float((metrics or {}).get(k, 0.0)) for k, name in VAL_METRICS.items()})
             self.pending = None
             self.reported.add(runner.epoch - 1)
             on_epoch(runner.epoch - 1, out)
@@ -366,8 +381,8 @@ def _runner_class(device: str):
     return DeviceRunner
 
 
-def slim_checkpoint(src: Path, dst: Path, config_text: str, classes: list[str], class_names: list[str]) -> None:
-    """Weights (EMA ones where the config keeps an EMA) + config text + class order: tensors and strings only."""
+def slim_checkpoint(src: Path, dst: Path, config: dict, classes: list[str], class_names: list[str]) -> None:
+    """Weights (EMA ones where the config keeps an EMA) + config + class order: tensors, dicts, strings only."""
     import io
 
     import torch
@@ -377,7 +392,7 @@ def slim_checkpoint(src: Path, dst: Path, config_text: str, classes: list[str], 
     ckpt = torch.load(src, map_location="cpu", weights_only=True)
     state = {k: v for k, v in ckpt["state_dict"].items()}
     buf = io.BytesIO()
-    torch.save({"state_dict": state, "config": config_text, "classes": list(classes),
+    torch.save({"state_dict": state, "config": config, "classes": list(classes),
                 "label_to_class": [class_names.index(n) for n in classes]}, buf)
     write_bytes(dst, buf.getvalue())
 
@@ -392,7 +407,7 @@ class MmdetAdapter:
         device = mmdet_device(cfg.device)
         root = Path.cwd()
         c = build_config(cfg, data, workdir, root, device)
-        digest = runstate.fingerprint(c.pretty_text, data.dataset_hash, device)
+        digest = runstate.fingerprint(c.to_dict(), data.dataset_hash, device)
         resume = runstate.start(workdir, digest, cfg.resume, _latest_checkpoint(workdir) is not None)
         c.resume = resume
         if cfg.deterministic:
@@ -413,10 +428,11 @@ class MmdetAdapter:
         if source is None:
             raise WildtrainError(f"{workdir}: mmengine wrote no checkpoint")
         out = workdir / MODEL_FILE
-        slim_checkpoint(source, out, c.pretty_text, json_class_order(data.coco["train"]), data.class_names)
+        slim_checkpoint(source, out, c.to_dict(), json_class_order(data.coco["train"]), data.class_names)
         runstate.finish(workdir, digest)
         return TrainResult(checkpoint=out, epochs_completed=int(runner.train_loop.epoch), resumed=resume,
-                           extra={"mmdet_model": cfg.mmdet.model, "mmdet_checkpoint": source.name})
+                           extra={"mmdet_model": cfg.mmdet.model, "mmdet_checkpoint": source.name,
+                                  "iterations": int(runner.iter)})
 
     def load(self, checkpoint: Path, device: str, *, conf: float = 0.05, iou: float = 0.5, max_det: int = 100):
         """The detector in eval mode from our slim checkpoint, with test-time thresholds set."""
@@ -425,7 +441,7 @@ class MmdetAdapter:
 
         setup()
         ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        c = Config.fromstring(ckpt["config"], file_format=".py")
+        c = Config(ckpt["config"])
 
         test_cfg = c.model.get("test_cfg")
         final = test_cfg.get("rcnn", test_cfg) if test_cfg is not None else {}  # two-stage: not the RPN's
@@ -472,6 +488,7 @@ class MmdetAdapter:
         import shutil
 
         import torch
+        from mmengine.config import Config
 
         from wildtrain.io import write_text
 
@@ -479,5 +496,5 @@ class MmdetAdapter:
         pt = out_dir / MODEL_FILE
         shutil.copyfile(checkpoint, pt)
         config = out_dir / "mmdet_config.py"
-        write_text(config, torch.load(checkpoint, map_location="cpu", weights_only=True)["config"])
+        write_text(config, Config(torch.load(checkpoint, map_location="cpu", weights_only=True)["config"]).pretty_text)
         return [pt, config]
