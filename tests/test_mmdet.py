@@ -230,3 +230,59 @@ def test_mmdet_coco_metric_agrees_with_our_evaluator(tiny_coco, tmp_path):
                  "mar_medium", "mar_large"):
         assert abs(max(0.0, float(theirs[name])) - ours[name]) <= 1e-6, name
     assert reported["bbox_mAP"] == round(ours["map50_95"], 3) and reported["bbox_mAP_50"] == round(ours["map50"], 3)
+
+
+MMDET_OVERLAY = """
+train:
+  framework: mmdet
+  epochs: 1
+  imgsz: 128
+  batch: 4
+  mmdet:
+    model: retinanet_r18
+"""
+
+
+@pytest.mark.slow
+def test_dvc_repro_with_mmdet_through_evaluate_and_register(repo_copy: Path, tmp_path: Path):
+    """The same stages as YOLO: COCO detections scored by our evaluator, registered through the shared registry."""
+    import json
+    import subprocess
+
+    from conftest import pipeline_env
+    from test_e2e import ran_stages, sh
+
+    netlog = tmp_path / "network.log"
+    env = pipeline_env(repo_copy, netlog)
+    (repo_copy / "mmdet.yaml").write_text(MMDET_OVERLAY)
+    for overlay in ("configs/tiny.yaml", "mmdet.yaml"):
+        sh(["python", "-m", "wildtrain.cli", "config", "apply", overlay], repo_copy, env)
+    sh(["git", "commit", "-qam", "tiny mmdet"], repo_copy, env)
+    out = sh(["dvc", "repro"], repo_copy, env)
+    assert ran_stages(out.stdout) == ["prepare", "convert", "train", "evaluate", "register"]
+    assert "epoch 1/1" in out.stdout and "val/mAP50-95" in out.stdout
+
+    info = json.loads((repo_copy / "models/train.json").read_text())
+    assert info["framework"] == "mmdet" and info["mmdet_model"] == "retinanet_r18"
+    ev = json.loads((repo_copy / "metrics/eval.json").read_text())
+    assert ev["framework"] == "mmdet" and ev["detections"] > 0
+    assert {"map50_95", "map50", "map75", "mar_100", "per_class"} <= set(ev)
+    reg = json.loads((repo_copy / "metrics/register.json").read_text())
+    assert reg["version"] == 1 and {"champion", "challenger"} <= set(reg["aliases"])
+    live = json.loads((repo_copy / "metrics/train/metrics.json").read_text())
+    assert "loss" in live["train"] and "mAP50-95" in live["val"]
+
+    check = ("import mlflow, pandas as pd, sys; from mlflow.tracking import MlflowClient; "
+             f"mlflow.set_tracking_uri('sqlite:///{repo_copy / 'mlflow.db'}'); "
+             "v = MlflowClient().get_model_version_by_alias('wildtrain-detector', 'champion'); "
+             "print(sorted(a.path for a in MlflowClient().list_artifacts(v.run_id, 'artifacts'))); "
+             "m = mlflow.pyfunc.load_model('models:/wildtrain-detector@champion'); "
+             "r = m.predict(pd.DataFrame({'image_path': [sys.argv[1]]})); print(len(r), sorted(r[0]))")
+    image = next((repo_copy / "data/raw/images").iterdir())
+    shown = subprocess.run(["python", "-c", check, str(image)], cwd=repo_copy, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    artifacts, predicted = shown.stdout.strip().splitlines()[-2:]
+    assert "artifacts/mmdet_config.py" in artifacts and ".onnx" not in artifacts  # no ONNX without mmdeploy
+    assert predicted == "1 ['boxes', 'image_path', 'labels', 'scores']"
+    assert not netlog.exists() or netlog.read_text() == "", netlog.read_text()
