@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -201,6 +202,9 @@ def build_config(cfg, data: TrainData, workdir: Path, root: Path, device: str):
         checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=1, save_best="coco/bbox_mAP",
                         rule="greater"),
         visualization=dict(type="DetVisualizationHook"))
+    # mmengine keeps one visualizer per name for the whole process; a fixed name would reuse a deleted run's folder
+    c.visualizer = {**c.get("visualizer", dict(type="DetLocalVisualizer", vis_backends=[dict(type="LocalVisBackend")])),
+                    "name": f"wildtrain-{uuid.uuid4().hex}"}
     c.randomness = dict(seed=cfg.seed, deterministic=False)  # deterministic: set warn-only by the adapter
     c.log_level = "WARNING"
     c.launcher = "none"
