@@ -183,7 +183,8 @@ def build_config(cfg, data: TrainData, workdir: Path, root: Path, device: str):
     elif m.lr:
         optim["optimizer"] = {**optim["optimizer"], "lr": m.lr}
     optim["type"] = "AmpOptimWrapper" if cfg.amp and device.startswith("cuda") else "OptimWrapper"
-    optim.pop("loss_scale", None) if optim["type"] == "OptimWrapper" else None
+    if optim["type"] == "OptimWrapper":
+        optim.pop("loss_scale", None)
     c.optim_wrapper = optim
     scale = c.get("auto_scale_lr") or {}
     c.auto_scale_lr = dict(enable=not m.lr and "base_batch_size" in scale,
@@ -411,7 +412,9 @@ class MmdetAdapter:
         device = mmdet_device(cfg.device)
         root = Path.cwd()
         c = build_config(cfg, data, workdir, root, device)
-        digest = runstate.fingerprint(c.to_dict(), data.dataset_hash, device)
+        unique = ("visualizer", "work_dir")  # a fresh name per run; where the run lives
+        digest = runstate.fingerprint({k: v for k, v in c.to_dict().items() if k not in unique}, data.dataset_hash,
+                                      device)
         resume = runstate.start(workdir, digest, cfg.resume, _latest_checkpoint(workdir) is not None)
         c.resume = resume
         if cfg.deterministic:
