@@ -19,6 +19,8 @@ from wildtrain.errors import WildtrainError
 from wildtrain.params import Params
 from wildtrain.tune import report, space, study as study_mod, trial as trial_mod
 
+INTERRUPTED = 130  # a worker's exit code after Ctrl-C (wildtrain.pipeline.entry)
+
 
 def check_inputs(p: Params, root: Path) -> list[space.Dim]:
     """Everything that can be refused before training: the space, the objective, the canonical data."""
@@ -135,8 +137,12 @@ def _run_workers(root: Path, workers: int) -> list[int]:
     try:
         return [proc.wait() for proc in procs]
     except KeyboardInterrupt:
+        # A terminal Ctrl-C reached the workers too; pass it on only to those still running after a while
+        # (a second SIGINT could cut short a worker that is recording its trial as failed).
         for proc in procs:
-            if proc.poll() is None:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGINT)
         for proc in procs:
             proc.wait()
@@ -160,8 +166,9 @@ def launch(p: Params, root: Path, workers: int = 1, apply: bool = False) -> dict
     except BaseException:
         _close_parent(p, root, parent, None, "KILLED")
         raise
+    interrupted = INTERRUPTED in codes
     summary = report.write(p, root, study)
-    _close_parent(p, root, parent, summary, "FINISHED")
+    _close_parent(p, root, parent, summary, "KILLED" if interrupted else "FINISHED")
     c = summary["trials"]
     print(f"tune: {summary['total']} trials ({', '.join(f'{k} {v}' for k, v in sorted(c.items()))}) -> "
           f"{p.paths.metrics}/{report.SUMMARY}")
@@ -169,6 +176,8 @@ def launch(p: Params, root: Path, workers: int = 1, apply: bool = False) -> dict
         b = summary["best"]
         print(f"tune: best trial {b['number']}: {t.metric} = {b['value']:.4f}; params in "
               f"{p.paths.metrics}/{report.BEST_PARAMS}. Apply with:\n  {summary['apply']}")
+    if interrupted:
+        raise KeyboardInterrupt
     bad = [f"worker {i} exited with {code}" for i, code in enumerate(codes) if code]
     if bad:
         raise WildtrainError(f"tune: {'; '.join(bad)} (see its error above)")

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from wildtrain.errors import WildtrainError
-from wildtrain.evaluate.plots import _pyplot
-from wildtrain.io import atomic_path, write_json, write_yaml
+from wildtrain.evaluate.plots import _pyplot, save_png
+from wildtrain.io import write_json, write_yaml
 from wildtrain.params import Params
 from wildtrain.tune.study import PARENT_RUN_ATTR, counts, redact
 
@@ -68,9 +68,7 @@ def _plot_history(path: Path, rows: list[dict], metric: str) -> None:
     ax.set(xlabel="trial", ylabel=metric, title="Optimization history")
     if rows:
         ax.legend(loc="best")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def _plot_importance(path: Path, rows: list[dict], note: str | None) -> None:
@@ -78,9 +76,7 @@ def _plot_importance(path: Path, rows: list[dict], note: str | None) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.barh([r["param"] for r in rows][::-1], [r["importance"] for r in rows][::-1])
     ax.set(xlabel="importance", title="Param importance" + (f" ({note})" if note else ""))
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def write(p: Params, root: Path, study) -> dict:
