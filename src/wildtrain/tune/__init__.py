@@ -150,6 +150,7 @@ def _run_workers(root: Path, workers: int) -> list[int]:
 
 
 def launch(p: Params, root: Path, workers: int = 1, apply: bool = False) -> dict:
+    """`wildtrain tune`: run the study to n_trials, write its outputs, optionally apply the best trial."""
     t = p.tune
     check_inputs(p, root)
     study = study_mod.open_study(t, p.train, root, create=True)
