@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro train-yolo evaluate register test test-fast dag metrics plots mlflow-ui bench clean
+.PHONY: help setup repro train-yolo evaluate register tune test test-fast dag metrics plots mlflow-ui bench clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -37,6 +37,10 @@ evaluate: $(STAMP) ## Run up to evaluation (COCO mAP on the test split)
 
 register: $(STAMP) ## Run up to registration in the MLflow model registry
 	dvc repro register
+
+WORKERS ?= 1
+tune: $(STAMP) ## Optuna search over params.yaml tune.space (resumable; WORKERS=2 runs 2 processes on one storage)
+	wildtrain tune --workers $(WORKERS)
 
 test: $(STAMP) ## Run all tests (unit + slow end-to-end), as CI does
 	python -m pytest -q

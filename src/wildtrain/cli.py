@@ -76,6 +76,19 @@ def repro(stage: Optional[str] = typer.Argument(None, help="Run up to this stage
     raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
 
 
+@app.command()
+def tune(workers: int = typer.Option(1, min=1, help="Worker processes on the same study storage."),
+         apply: bool = typer.Option(False, "--apply", help="Then run `dvc exp run -S <best params>`."),
+         worker: Optional[int] = typer.Option(None, hidden=True, help="Internal: run as worker N.")) -> None:
+    """Optuna search over params.yaml `tune.space` with the real train/evaluate stages (resumable)."""
+    from wildtrain import tune as sweep
+
+    if worker is not None:
+        run(lambda p, root: sweep.work(p, root, worker))
+    else:
+        run(lambda p, root: sweep.launch(p, root, workers=workers, apply=apply))
+
+
 @config_app.command("apply")
 def config_apply(overlay: str = typer.Argument(..., help="A YAML overlay, e.g. configs/tiny.yaml.")) -> None:
     """Merge an overlay into params.yaml (unknown keys are refused; comments are not kept)."""

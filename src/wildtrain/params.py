@@ -120,6 +120,33 @@ class Register:
     export_onnx: bool = True
 
 
+def _default_space() -> dict:
+    return {"train.lr0": {"type": "float", "low": 0.0001, "high": 0.1, "log": True},
+            "train.momentum": {"type": "float", "low": 0.8, "high": 0.98},
+            "train.weight_decay": {"type": "float", "low": 0.00001, "high": 0.001, "log": True},
+            "train.batch": {"type": "categorical", "choices": [8, 16]}}
+
+
+@dataclass(frozen=True)
+class Tune:
+    """`wildtrain tune` (Optuna); no DVC stage depends on it. The space is checked by wildtrain.tune.space."""
+
+    study: str = "wildtrain"
+    storage: str = "sqlite:///optuna.db"
+    metric: str = "map50_95"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    split: Literal["train", "val", "test"] = "val"
+    n_trials: int = 20
+    timeout: int = 0
+    sampler: Literal["tpe", "random"] = "tpe"
+    seed: int = 0
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    prune_metric: str = "metrics/mAP50-95(B)"
+    prune_startup_trials: int = 3
+    prune_warmup_epochs: int = 1
+    space: dict = field(default_factory=_default_space)
+
+
 @dataclass(frozen=True)
 class Params:
     paths: Paths = field(default_factory=Paths)
@@ -129,6 +156,7 @@ class Params:
     evaluate: Evaluate = field(default_factory=Evaluate)
     register: Register = field(default_factory=Register)
     tracking: Tracking = field(default_factory=Tracking)
+    tune: Tune = field(default_factory=Tune)
 
 
 def _type_name(tp: Any) -> str:
