@@ -6,14 +6,12 @@ significant digits so boxes round-trip to well under 1e-6 px even on 8000 px ima
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from wildtrain.data.coco import CocoDataset
-from wildtrain.io import write_text, write_yaml
+from wildtrain.io import link_or_copy, write_text, write_yaml
 
 
 def coco_to_yolo_lines(dataset: CocoDataset) -> dict[int, str]:
@@ -42,13 +40,6 @@ def yolo_line_to_coco_box(line: str, width: int, height: int) -> tuple[int, list
     return int(c), [float(cx) * width - w_px / 2, float(cy) * height - h_px / 2, w_px, h_px]
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-
-
 def write_yolo_layout(splits: dict[str, CocoDataset], images_dir: Path, out_dir: Path) -> Path:
     """Write images/<split>, labels/<split> and dataset.yaml under out_dir; return the yaml path."""
     for split, ds in splits.items():
@@ -58,7 +49,7 @@ def write_yolo_layout(splits: dict[str, CocoDataset], images_dir: Path, out_dir:
         for im in ds.images:
             src = images_dir / im["file_name"]
             flat = im["file_name"].replace("/", "__")
-            _link_or_copy(src, out_dir / "images" / split / flat)
+            link_or_copy(src, out_dir / "images" / split / flat)
             (out_dir / "labels" / split / Path(flat).with_suffix(".txt")).write_text(labels[im["id"]])
     any_split = next(iter(splits.values()))
     yaml_path = out_dir / "dataset.yaml"
