@@ -172,3 +172,23 @@ def test_tar_links_are_refused(tmp_path):
     with pytest.raises(WildtrainError, match="link or special file; refused"):
         with open_source(archive):
             pass
+
+
+def test_cli_data_convert_writes_the_target_format_and_refuses_unknown_ones(tmp_path):
+    import subprocess
+
+    from conftest import pipeline_env
+    from test_errors import assert_one_line_error
+
+    ds = canonical(tmp_path / "src")
+    formats.write(ds, tmp_path / "src", tmp_path / "csv", "csv")
+    env = pipeline_env(Path(__file__).resolve().parents[1])
+    cmd = ["python", "-m", "wildtrain.cli", "data", "convert"]
+    ok = subprocess.run([*cmd, "--to", "voc", str(tmp_path / "csv"), str(tmp_path / "voc")], env=env,
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "(csv) ->" in ok.stdout and "(voc)" in ok.stdout, ok.stderr
+    _, back, _ = read_clean(tmp_path / "voc", tmp_path / "out")
+    assert_same_boxes(back, ds)
+    bad = subprocess.run([*cmd, "--to", "pascal", str(tmp_path / "csv"), str(tmp_path / "x")], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert_one_line_error(bad, "unknown format 'pascal'")

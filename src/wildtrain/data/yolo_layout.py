@@ -40,17 +40,23 @@ def yolo_line_to_coco_box(line: str, width: int, height: int) -> tuple[int, list
     return int(c), [float(cx) * width - w_px / 2, float(cy) * height - h_px / 2, w_px, h_px]
 
 
+def write_labels(dataset: CocoDataset, labels_dir: Path) -> None:
+    """One label file per image (empty for negatives), named like the image with sub-folders folded in."""
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    texts = coco_to_yolo_lines(dataset)
+    for im in dataset.images:
+        with open(labels_dir / Path(im["file_name"].replace("/", "__")).with_suffix(".txt"), "w") as f:
+            f.write(texts[im["id"]])
+
+
 def write_yolo_layout(splits: dict[str, CocoDataset], images_dir: Path, out_dir: Path) -> Path:
     """Write images/<split>, labels/<split> and dataset.yaml under out_dir; return the yaml path."""
     for split, ds in splits.items():
         (out_dir / "images" / split).mkdir(parents=True, exist_ok=True)
         (out_dir / "labels" / split).mkdir(parents=True, exist_ok=True)
-        labels = coco_to_yolo_lines(ds)
+        write_labels(ds, out_dir / "labels" / split)
         for im in ds.images:
-            src = images_dir / im["file_name"]
-            flat = im["file_name"].replace("/", "__")
-            link_or_copy(src, out_dir / "images" / split / flat)
-            (out_dir / "labels" / split / Path(flat).with_suffix(".txt")).write_text(labels[im["id"]])
+            link_or_copy(images_dir / im["file_name"], out_dir / "images" / split / im["file_name"].replace("/", "__"))
     any_split = next(iter(splits.values()))
     yaml_path = out_dir / "dataset.yaml"
     # No `path:` key: the trainer passes this file's absolute location, so the layout can move with the repo.
