@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(__file__).resolve().parents[1] / ".ultralytics"))
 
 
 def make_coco(path: Path, n_boxes: int, per_image: int, seed: int = 0) -> None:
