@@ -44,7 +44,7 @@ def test_voc_archive_with_groups_and_tiles(tmp_path):
     root = tmp_path / "repo"
     p = Params()
     p = dataclasses.replace(p, data=dataclasses.replace(p.data, source=str(tmp_path / "survey.zip"), group_regex=r"^(F\d+)_"),
-                            convert=dataclasses.replace(p.convert, val_fraction=0.2, test_fraction=0.2,
+                            convert=dataclasses.replace(p.convert, val_fraction=0.2, test_fraction=0.2, shards=True,
                                                         tile=dataclasses.replace(p.convert.tile, size=160, empty_ratio=0.0)))
     report = prepare(p, root)
     assert report["format"] == "voc" and report["images"]["with_group"] == 18
@@ -61,6 +61,9 @@ def test_voc_archive_with_groups_and_tiles(tmp_path):
         assert (image_root(root / "data/coco/full" / f"{split}.json", full) / full.images[0]["file_name"]).is_file()
         assert (root / "data/coco/tiles" / tiles.images[0]["file_name"]).is_file()
         assert len(list((root / "data/yolo/labels" / split).glob("*.txt"))) == len(tiles.images)
+    shards = json.loads((root / "data/coco/shards/index.json").read_text())
+    assert stats["train"]["shards"] == len(shards["shards"]) and sum(x["samples"] for x in shards["shards"]) == \
+        stats["train"]["tiles"]
     assert stats["images"] == 18 and stats["boxes"] == 54 == sum(stats[s]["boxes"] for s in ("train", "val", "test"))
     assert stats["box_size"]["count"] == 54 and len(stats["image"]["mean"]) == 3
     rows = json.loads((root / "metrics/plots/class_counts.json").read_text())
@@ -87,3 +90,24 @@ def test_tiled_training_is_evaluated_by_sliced_inference(repo_copy):
     preds = json.loads((repo_copy / "data/predictions/test.json").read_text())
     full_ids = {im["id"] for im in test_full.images}
     assert all(r["image_id"] in full_ids and r["bbox"][0] + r["bbox"][2] <= 256.5 for r in preds)
+
+
+def test_webdataset_shards_round_trip_to_the_same_samples(tmp_path):
+    import webdataset as wds
+
+    from wildtrain.data import synthetic
+    from wildtrain.data.shards import write_shards
+
+    ds = synthetic.generate(tmp_path / "raw", num_images=7, image_size=64, max_objects=3, empty_fraction=0.2, seed=4)
+    index = write_shards(ds, tmp_path / "raw/images", tmp_path / "shards", "train", shard_size=3)
+    assert [s["samples"] for s in index] == [3, 3, 1]
+    urls = [str(tmp_path / "shards" / s["file"]) for s in index]
+    samples = list(wds.WebDataset(urls, shardshuffle=False, empty_check=False))
+    by_image = ds.annotations_by_image()
+    assert [s["__key__"] for s in samples] == [f"{im['id']:08d}" for im in ds.images]
+    for s, im in zip(samples, ds.images):
+        assert s["png"] == (tmp_path / "raw/images" / im["file_name"]).read_bytes()
+        assert json.loads(s["json"]) == {"image": im, "annotations": by_image[im["id"]]}
+    again = write_shards(ds, tmp_path / "raw/images", tmp_path / "shards2", "train", shard_size=3)
+    assert all((tmp_path / "shards" / a["file"]).read_bytes() == (tmp_path / "shards2" / b["file"]).read_bytes()
+               for a, b in zip(index, again))  # byte-identical: DVC caches them once

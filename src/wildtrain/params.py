@@ -76,6 +76,7 @@ class Convert:
     test_fraction: float = 0.15
     crops: Crops = field(default_factory=Crops)
     tile: Tile = field(default_factory=Tile)
+    shards: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from wildtrain.data import stats as data_stats
 from wildtrain.data.coco import CocoDataset, load_coco
 from wildtrain.data.crops import write_crops
+from wildtrain.data.shards import write_shards
 from wildtrain.data.split import SPLITS, split_dataset, unit_key
 from wildtrain.data.tiling import tile_dataset
 from wildtrain.data.yolo_layout import write_yolo_layout
@@ -16,7 +17,8 @@ from wildtrain.io import read_json, replaced_dir, write_json
 from wildtrain.params import Params
 from wildtrain.pipeline.prepare import ANNOTATIONS, IMAGES, MANIFEST
 
-TILES, FULL = "tiles", "full"  # inside data/coco when tiling: tile images, and the untiled split files
+# Inside data/coco: tile images and the untiled split files (when tiling), WebDataset shards (when asked).
+TILES, FULL, SHARDS = "tiles", "full", "shards"
 
 
 def image_root(coco_file: Path, ds: CocoDataset) -> Path:
@@ -51,6 +53,10 @@ def convert(p: Params, root: Path) -> dict:
                                      "image_root": os.path.relpath(raw / IMAGES, coco_dir)}
         for name in SPLITS:
             train_view[name].save(tmp / f"{name}.json")
+        if c.shards:
+            root_of_view = tmp / TILES if t.size else raw / IMAGES
+            index = write_shards(train_view["train"], root_of_view, tmp / SHARDS, "train")
+            write_json(tmp / SHARDS / "index.json", {"split": "train", "categories": ds.categories, "shards": index})
     view_root = coco_dir / TILES if t.size else raw / IMAGES
     with replaced_dir(root / p.paths.yolo) as tmp:
         write_yolo_layout(train_view, view_root, tmp)
@@ -58,6 +64,8 @@ def convert(p: Params, root: Path) -> dict:
              "classes": ds.class_counts(), **{name: data_stats.split_summary(splits[name]) for name in SPLITS}}
     for name in SPLITS:
         stats[name]["units"] = len({unit_key(im) for im in splits[name].images})
+        if c.shards and name == "train":
+            stats[name]["shards"] = len(list((coco_dir / SHARDS).glob("*.tar")))
         if t.size:
             stats[name]["tiles"] = len(train_view[name].images)
             stats[name]["tile_boxes"] = len(train_view[name].annotations)
