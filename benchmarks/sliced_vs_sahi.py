@@ -57,9 +57,9 @@ def agreement(a, b) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", help="a YOLO .pt (default: train a small one first)")
-    ap.add_argument("--imgsz", type=int, default=160, help="slice size = the model's training image size")
-    ap.add_argument("--size", type=int, default=1280, help="side of the large test image")
-    ap.add_argument("--conf", type=float, default=0.05)
+    ap.add_argument("--imgsz", type=int, default=320, help="slice size = the model's training image size")
+    ap.add_argument("--size", type=int, default=1920, help="side of the large test image")
+    ap.add_argument("--conf", type=float, default=0.1)
     ap.add_argument("--epochs", type=int, default=30, help="training epochs when no --model is given")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
@@ -79,7 +79,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         checkpoint = Path(args.model) if args.model else train_small_model(tmp / "train", args.imgsz, args.epochs)
-        img, anns = render_scene(np.random.default_rng(123), args.size, int(args.size ** 2 / 160 ** 2 * 5))
+        img, anns = render_scene(np.random.default_rng(123), args.size, int(args.size ** 2 / 320 ** 2 * 5))
         path = tmp / "survey.png"
         img.save(path)
         gt = CocoDataset([{"id": 1, "file_name": path.name, "width": args.size, "height": args.size}],
@@ -100,7 +100,7 @@ def main() -> None:
             res = get_sliced_prediction(str(path), sahi_model, slice_height=args.imgsz, slice_width=args.imgsz,
                                         overlap_height_ratio=0.2, overlap_width_ratio=0.2, perform_standard_pred=False,
                                         postprocess_type="GREEDYNMM", postprocess_match_metric="IOS",
-                                        postprocess_match_threshold=0.5, verbose=0)
+                                        postprocess_match_threshold=0.5, force_postprocess_type=True, verbose=0)
             preds = res.object_prediction_list
             return Detections([list(map(float, p.bbox.to_xywh())) for p in preds],
                               [int(p.category.id) for p in preds], [float(p.score.value) for p in preds])

@@ -58,8 +58,7 @@ def open_source(source: Path) -> Iterator[Path]:
         yield source
         return
     if not (source.is_file() and is_archive(source)):
-        raise WildtrainError(f"params.yaml: data.source: '{source}' is neither 'synthetic', a folder, nor a "
-                             f"{'/'.join(ARCHIVES)} archive")
+        raise WildtrainError(f"{source}: neither a folder nor a {'/'.join(ARCHIVES)} archive")
     with tempfile.TemporaryDirectory(prefix="wildtrain-source-") as tmp:
         extract(source, Path(tmp))
         entries = [p for p in Path(tmp).iterdir() if not p.name.startswith((".", "__MACOSX"))]

@@ -17,6 +17,8 @@ def transcode(src: Path, dst: Path, to: str, fmt: str = "auto", annotations: str
     """Read src, validate it (same rules as prepare), write dst in format `to`; return (source format, report)."""
     if to not in formats.FORMATS:
         raise WildtrainError(f"--to: unknown format '{to}' (known: {', '.join(formats.FORMATS)})")
+    if fmt != "auto" and fmt not in formats.FORMATS:
+        raise WildtrainError(f"--from: unknown format '{fmt}' (known: auto, {', '.join(formats.FORMATS)})")
     with open_source(src) as folder:
         if fmt == "auto":
             fmt, _ = formats.detect(folder, annotations)

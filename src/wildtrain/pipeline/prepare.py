@@ -8,8 +8,9 @@ from pathlib import Path
 
 from wildtrain.data import formats, synthetic
 from wildtrain.data.coco import CocoDataset
-from wildtrain.data.sources import open_source
+from wildtrain.data.sources import ARCHIVES, is_archive, open_source
 from wildtrain.data.validate import summary_line, validate
+from wildtrain.errors import WildtrainError
 from wildtrain.io import replaced_dir, write_json
 from wildtrain.params import Data, Params
 from wildtrain.tracking.lineage import dataset_hash, hash_tree
@@ -29,6 +30,9 @@ def read_source(d: Data, root: Path, out_images: Path) -> tuple[CocoDataset, dic
             clean, report = validate(ds, out_images, d.invalid_boxes, d.group_regex, where="synthetic")
         return clean, {"format": "synthetic", "format_reason": "built-in generator", **report}
     source = Path(d.source) if Path(d.source).is_absolute() else root / d.source
+    if not (source.is_dir() or (source.is_file() and is_archive(source))):
+        raise WildtrainError(f"params.yaml: data.source: '{d.source}' is neither 'synthetic', a folder, nor a "
+                             f"{'/'.join(ARCHIVES)} archive")
     with open_source(source) as folder:
         if d.format == "auto":
             fmt, why = formats.detect(folder, d.annotations)
