@@ -119,3 +119,26 @@ def test_exif_orientation_is_applied_and_boxes_follow(tmp_path, declared):
     x, y, w, h = (int(round(v)) for v in ds.annotations[0]["bbox"])
     assert (w, h) == (6, 8) and (out[y:y + h, x:x + w] == (255, 0, 0)).all()
     assert (out == (255, 0, 0)).all(axis=2).sum() == 48  # the patch is exactly where the box says, nowhere else
+
+
+@pytest.mark.parametrize("files, needle", [
+    ({"annotations.json": "{not json"}, "annotations.json: unreadable COCO annotation file"),
+    ({"annotations.json": '{"images": [], "annotations": [], "categories": []}'}, "no classes"),
+    ({"annotations.json": '{"images": [], "annotations": [], "categories": [{"id": 1, "name": "kob"}]}'},
+     "annotations.json: no usable images"),
+    ({"boxes.csv": "image_path,x,y,label\n"}, "no annotations found"),
+    ({"data.yaml": "names: {0: a, 2: b}\n"}, "data.yaml: 'names' keys must be 0..1"),
+])
+def test_fatal_source_problems_are_one_line_naming_the_file(tmp_path, files, needle):
+    import dataclasses
+
+    from wildtrain.params import Data
+    from wildtrain.pipeline.prepare import read_source
+
+    for name, text in files.items():
+        (tmp_path / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "src" / name).write_text(text)
+    fmt = "yolo" if "data.yaml" in files else "auto"
+    with pytest.raises(WildtrainError) as e:
+        read_source(dataclasses.replace(Data(), source=str(tmp_path / "src"), format=fmt), tmp_path, tmp_path / "out")
+    assert needle in str(e.value) and "\n" not in str(e.value)

@@ -43,16 +43,20 @@ CHECKS = {"coco": ("*.json", _is_coco), "voc": ("*.xml", voc.is_voc), "yolo": ("
           "csv": ("*.csv", _is_csv)}
 
 
-def find_annotations(root: Path, fmt: str, annotations: str) -> Path | None:
-    """The annotation file of a one-file format: `data.annotations` if it is one, else the only candidate at the top."""
+def find_annotations(root: Path, fmt: str, annotations: str, strict: bool = False) -> Path | None:
+    """The annotation file of a one-file format: `data.annotations` if it is one, else the only candidate at the
+    top (with strict=False, also a lone file of the right kind that fails the check, so its reader can say why)."""
     pattern, check = CHECKS[fmt]
     named = root / annotations if annotations else None
     if named is not None and named.is_file() and named.match(pattern) and check(named):
         return named
-    found = [p for p in sorted(root.glob(pattern)) if check(p)]
+    files = sorted(root.glob(pattern))
+    found = [p for p in files if check(p)]
     if len(found) > 1:
         raise WildtrainError(f"{root}: several {fmt} annotation files ({', '.join(p.name for p in found[:4])}); "
                              f"name one in data.annotations")
+    if not found and len(files) == 1 and not strict:
+        return files[0]  # the only candidate: let the reader say what is wrong with it
     return found[0] if found else None
 
 
@@ -60,13 +64,13 @@ def detect(root: Path, annotations: str) -> tuple[str, str]:
     """(format, why) for a source folder: the named annotation file decides, else what the folder holds."""
     named = root / annotations if annotations else None
     if named is not None and named.is_file():
-        for fmt in FORMATS:
-            pattern, check = CHECKS[fmt]
-            if named.match(pattern) and check(named):
-                return fmt, f"data.annotations {annotations} is {fmt}"
+        by_suffix = {".json": "coco", ".csv": "csv", ".yaml": "yolo", ".yml": "yolo"}
+        if named.suffix.lower() in by_suffix:  # the reader reports what is wrong with it, if anything
+            fmt = by_suffix[named.suffix.lower()]
+            return fmt, f"data.annotations {annotations} is {fmt}"
     found = []
     for fmt in ("coco", "yolo", "csv"):
-        f = find_annotations(root, fmt, "")
+        f = find_annotations(root, fmt, "", strict=True)
         if f is not None:
             found.append((fmt, f"found {f.name}"))
     xmls = [p for p in sorted(root.rglob("*.xml"))[:20] if voc.is_voc(p)]
