@@ -99,7 +99,7 @@ def data_convert(
     source_format: str = typer.Option("auto", "--from", help="auto | coco | voc | yolo | csv"),
     invalid_boxes: str = typer.Option("clip", help="Boxes outside the image: clip | drop | fail."),
 ) -> None:
-    """Convert a dataset between formats (validated as prepare does; images hard-linked where possible)."""
+    """Convert a dataset between formats, validated as prepare does (images copied as they are unless normalized)."""
     from pathlib import Path
 
     from wildtrain.data.transcode import transcode
