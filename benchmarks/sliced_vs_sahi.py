@@ -11,6 +11,7 @@ Without --model, a YOLO11n is first trained for 30 epochs on synthetic scenes (a
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -79,6 +80,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         checkpoint = Path(args.model) if args.model else train_small_model(tmp / "train", args.imgsz, args.epochs)
+        if not args.model:  # keep it, to rerun the comparison without training: --model <this path>
+            kept = Path(__file__).resolve().parent / "results" / "sliced_bench_model.pt"
+            kept.parent.mkdir(exist_ok=True)
+            shutil.copyfile(checkpoint, kept)
+            print(f"trained model kept at {kept}")
         img, anns = render_scene(np.random.default_rng(123), args.size, int(args.size ** 2 / 320 ** 2 * 5))
         path = tmp / "survey.png"
         img.save(path)

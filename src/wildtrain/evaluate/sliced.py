@@ -76,7 +76,7 @@ def sliced_predict(adapter: DetectorAdapter, checkpoint: Path, images: list[Path
             with Image.open(image) as img:
                 img = img.convert("RGB")
                 for k, win in enumerate(windows(img.width, img.height, size, overlap)):
-                    path = Path(tmp) / f"{i}_{k}.png"
+                    path = Path(tmp) / f"{i}_{k}.bmp"  # uncompressed: lossless and cheap to write
                     img.crop(win).save(path)
                     pending.append((i, win, path))
             if len(pending) >= TILES_PER_CALL:
