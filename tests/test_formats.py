@@ -73,10 +73,13 @@ def test_yolo_names_as_dict_labels_tree_and_image_without_label_file(tmp_path):
     noise_image(tmp_path / "images" / "train" / "p.png", 200, 100)
     noise_image(tmp_path / "images" / "train" / "n.png", 20, 20, seed=1)
     (tmp_path / "labels" / "train").mkdir(parents=True)
-    (tmp_path / "labels" / "train" / "p.txt").write_text("1 0.5 0.5 0.1 0.2\n0 0.25 0.75 0.5 0.5\n")
+    (tmp_path / "labels" / "train" / "p.txt").write_text("1 0.5 0.5 0.1 0.2\n0 0.25 0.75 0.5 0.5\n0 0.93 0.9 0.14 0.2\n")
     (tmp_path / "data.yaml").write_text("path: .\ntrain: images/train\nnames:\n  0: hippo\n  1: crane\n")
     fmt, ds, report = read_clean(tmp_path, tmp_path / "out")
     assert fmt == "yolo" and ds.class_names == ["hippo", "crane"]
+    edge = ds.annotations.pop()  # right edge computes to 200.00000000000003: float noise, snapped, not "clipped"
+    assert edge["bbox"][0] + edge["bbox"][2] == 200.0 and edge["bbox"][1] + edge["bbox"][3] == 100.0
+    assert report["boxes"]["clipped"] == 0
     boxes = {ds.class_names[ds.category_ids.index(a["category_id"])]: a["bbox"] for a in ds.annotations}
     assert boxes["crane"] == pytest.approx([90.0, 40.0, 20.0, 20.0]) and boxes["hippo"] == pytest.approx([0, 50, 100, 50])
     assert report["images"]["without_annotation_file"] == 1 and report["images"]["negatives"] == 1

@@ -141,6 +141,8 @@ def validate(ds: CocoDataset, out_images: Path, policy: str = "clip", group_rege
             bad("non_positive_size", f"has zero or negative width/height ({box})")
             continue
         inside = box[0] >= -EPS and box[1] >= -EPS and box[0] + box[2] <= w_img + EPS and box[1] + box[3] <= h_img + EPS
+        if inside and (box[0] < 0 or box[1] < 0 or box[0] + box[2] > w_img or box[1] + box[3] > h_img):
+            box = _fit_box(box, w_img, h_img) or box  # float noise (< EPS) from normalized formats: snapped, not counted
         if not inside:
             fitted = _fit_box(box, w_img, h_img)
             detail = f"box {[round(v, 3) for v in box]} outside the {w_img}x{h_img} image"
