@@ -15,7 +15,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 .DEFAULT_GOAL := help
 MMDET_MODEL ?= retinanet_r18
 
-.PHONY: help setup repro train-yolo train-mmdet evaluate register test test-fast dag metrics plots mlflow-ui bench clean
+.PHONY: help setup repro train-yolo train-mmdet evaluate register tune test test-fast dag metrics plots mlflow-ui bench bench-data clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -43,6 +43,10 @@ evaluate: $(STAMP) ## Run up to evaluation (COCO mAP on the test split)
 register: $(STAMP) ## Run up to registration in the MLflow model registry
 	dvc repro register
 
+WORKERS ?= 1
+tune: $(STAMP) ## Optuna search over params.yaml tune.space (resumable; WORKERS=2 runs 2 processes on one storage)
+	wildtrain tune --workers $(WORKERS)
+
 test: $(STAMP) ## Run all tests (unit + slow end-to-end), as CI does
 	python -m pytest -q
 
@@ -64,6 +68,10 @@ mlflow-ui: $(STAMP) ## Browse runs and the model registry at http://127.0.0.1:50
 
 bench: $(STAMP) ## Benchmark: train-stage overhead vs plain Ultralytics (ratio)
 	python benchmarks/train_overhead.py
+
+bench-data: $(STAMP) ## Benchmarks: COCO->YOLO vs Ultralytics convert_coco; validation images/s on 1 vs all cores
+	python benchmarks/coco_to_yolo.py
+	python benchmarks/validate_images.py
 
 clean: ## Remove generated state (runs, MLflow store, DVC outputs); keeps .venv and the DVC cache
 	rm -rf runs mlruns mlflow.db .ultralytics data models dvc_plots

@@ -50,10 +50,10 @@ def test_tiny_pipeline_end_to_end(repo_copy: Path, tmp_path: Path):
     assert not missing, missing
     assert (repo_copy / "data/yolo/dataset.yaml").is_file() and (repo_copy / "models/model.pt").is_file()
 
+    report = json.loads((repo_copy / "data/reports/validation.json").read_text())
     data = json.loads((repo_copy / "metrics/data.json").read_text())
-    split = json.loads((repo_copy / "metrics/split.json").read_text())
-    assert data["images"] == 24 == sum(split[s]["images"] for s in ("train", "val", "test"))
-    assert data["boxes"] == sum(split[s]["boxes"] for s in ("train", "val", "test"))
+    assert report["images"]["kept"] == data["images"] == 24 == sum(data[s]["images"] for s in ("train", "val", "test"))
+    assert report["boxes"]["kept"] == data["boxes"] == sum(data[s]["boxes"] for s in ("train", "val", "test"))
     ev = json.loads((repo_copy / "metrics/eval.json").read_text())
     assert {"map50_95", "map50", "map75", "per_class"} <= set(ev) and 0 <= ev["map50"] <= 1
     reg = json.loads((repo_copy / "metrics/register.json").read_text())

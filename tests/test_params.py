@@ -12,7 +12,7 @@ def test_repo_params_load_and_list_every_key():
     p = params.load(REPO / "params.yaml")
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     defaults = params.as_dict(params.Params())
-    for section in ("data", "convert", "train", "evaluate", "register", "tracking"):
+    for section in ("data", "convert", "train", "evaluate", "register", "tracking", "tune"):
         assert set(raw[section]) == set(defaults[section]), section  # the file documents every key
     assert p.train.framework == "yolo"
 

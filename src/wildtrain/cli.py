@@ -17,8 +17,10 @@ app = typer.Typer(help="Reproducible wildlife-detection training pipelines (DVC 
                   add_completion=False, pretty_exceptions_enable=False)
 train_app = typer.Typer(help="Train a model (reads params.yaml `train`).", no_args_is_help=True)
 config_app = typer.Typer(help="Compose params.yaml from config overlays.", no_args_is_help=True)
+data_app = typer.Typer(help="Annotation formats: convert between COCO, VOC, YOLO and CSV.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(config_app, name="config")
+app.add_typer(data_app, name="data")
 
 
 @app.command()
@@ -76,6 +78,19 @@ def repro(stage: Optional[str] = typer.Argument(None, help="Run up to this stage
     raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
 
 
+@app.command()
+def tune(workers: int = typer.Option(1, min=1, help="Worker processes on the same study storage."),
+         apply: bool = typer.Option(False, "--apply", help="Then run `dvc exp run -S <best params>`."),
+         worker: Optional[int] = typer.Option(None, hidden=True, help="Internal: run as worker N.")) -> None:
+    """Optuna search over params.yaml `tune.space` with the real train/evaluate stages (resumable)."""
+    from wildtrain import tune as sweep
+
+    if worker is not None:
+        run(lambda p, root: sweep.work(p, root, worker))
+    else:
+        run(lambda p, root: sweep.launch(p, root, workers=workers, apply=apply))
+
+
 @config_app.command("apply")
 def config_apply(overlay: str = typer.Argument(..., help="A YAML overlay, e.g. configs/tiny.yaml.")) -> None:
     """Merge an overlay into params.yaml (unknown keys are refused; comments are not kept)."""
@@ -87,6 +102,28 @@ def config_apply(overlay: str = typer.Argument(..., help="A YAML overlay, e.g. c
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
     typer.echo(f"params.yaml updated from {overlay}")
+
+
+@data_app.command("convert")
+def data_convert(
+    src: str = typer.Argument(..., help="A dataset folder or .zip/.tar/.tar.gz archive (any supported format)."),
+    dst: str = typer.Argument(..., help="Output folder (replaced)."),
+    to: str = typer.Option(..., "--to", help="coco | voc | yolo | csv"),
+    source_format: str = typer.Option("auto", "--from", help="auto | coco | voc | yolo | csv"),
+    invalid_boxes: str = typer.Option("clip", help="Boxes outside the image: clip | drop | fail."),
+) -> None:
+    """Convert a dataset between formats, validated as prepare does (images copied as they are unless normalized)."""
+    from pathlib import Path
+
+    from wildtrain.data.transcode import transcode
+    from wildtrain.data.validate import summary_line
+
+    try:
+        fmt, report = transcode(Path(src), Path(dst), to, source_format, invalid_boxes=invalid_boxes)
+    except WildtrainError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"{src} ({fmt}) -> {dst} ({to}): {summary_line(report)}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ class Paths:
     metrics: str = "metrics"
     plots: str = "metrics/plots"
     predictions: str = "data/predictions"
+    reports: str = "data/reports"
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,11 @@ class Synthetic:
 @dataclass(frozen=True)
 class Data:
     source: str = "synthetic"
+    format: Literal["auto", "coco", "voc", "yolo", "csv"] = "auto"
     annotations: str = "annotations.json"
     images: str = "images"
+    invalid_boxes: Literal["clip", "drop", "fail"] = "clip"
+    group_regex: str = ""
     seed: int = 0
     synthetic: Synthetic = field(default_factory=Synthetic)
 
@@ -58,11 +62,21 @@ class Crops:
 
 
 @dataclass(frozen=True)
+class Tile:
+    size: int = 0  # px; 0 = no tiling
+    overlap: float = 0.2
+    min_visibility: float = 0.5
+    empty_ratio: float = 0.1
+
+
+@dataclass(frozen=True)
 class Convert:
     seed: int = 0
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     crops: Crops = field(default_factory=Crops)
+    tile: Tile = field(default_factory=Tile)
+    shards: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,6 +131,7 @@ class Evaluate:
     batch: int = 16
     confusion_conf: float = 0.25
     confusion_iou: float = 0.5
+    merge_ios: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -131,6 +146,33 @@ class Register:
     export_onnx: bool = True
 
 
+def _default_space() -> dict:
+    return {"train.lr0": {"type": "float", "low": 0.0001, "high": 0.1, "log": True},
+            "train.momentum": {"type": "float", "low": 0.8, "high": 0.98},
+            "train.weight_decay": {"type": "float", "low": 0.00001, "high": 0.001, "log": True},
+            "train.batch": {"type": "categorical", "choices": [8, 16]}}
+
+
+@dataclass(frozen=True)
+class Tune:
+    """`wildtrain tune` (Optuna); no DVC stage depends on it. The space is checked by wildtrain.tune.space."""
+
+    study: str = "wildtrain"
+    storage: str = "sqlite:///optuna.db"
+    metric: str = "map50_95"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    split: Literal["train", "val", "test"] = "val"
+    n_trials: int = 20
+    timeout: int = 0
+    sampler: Literal["tpe", "random"] = "tpe"
+    seed: int = 0
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    prune_metric: str = "metrics/mAP50-95(B)"
+    prune_startup_trials: int = 3
+    prune_warmup_epochs: int = 1
+    space: dict = field(default_factory=_default_space)
+
+
 @dataclass(frozen=True)
 class Params:
     paths: Paths = field(default_factory=Paths)
@@ -140,6 +182,7 @@ class Params:
     evaluate: Evaluate = field(default_factory=Evaluate)
     register: Register = field(default_factory=Register)
     tracking: Tracking = field(default_factory=Tracking)
+    tune: Tune = field(default_factory=Tune)
 
 
 def _type_name(tp: Any) -> str:
@@ -224,6 +267,11 @@ def _check_values(p: Params, file: str) -> None:
         (0 < p.convert.val_fraction < 1, "convert.val_fraction", "must be in (0, 1)"),
         (0 < p.convert.test_fraction < 1, "convert.test_fraction", "must be in (0, 1)"),
         (p.convert.val_fraction + p.convert.test_fraction < 1, "convert", "val_fraction + test_fraction must be < 1"),
+        (p.convert.tile.size == 0 or p.convert.tile.size >= 32, "convert.tile.size", "must be 0 (off) or >= 32"),
+        (0 <= p.convert.tile.overlap < 1, "convert.tile.overlap", "must be in [0, 1)"),
+        (0 < p.convert.tile.min_visibility <= 1, "convert.tile.min_visibility", "must be in (0, 1]"),
+        (0 <= p.convert.tile.empty_ratio <= 1, "convert.tile.empty_ratio", "must be in [0, 1]"),
+        (0 < p.evaluate.merge_ios <= 1, "evaluate.merge_ios", "must be in (0, 1]"),
         (0 <= p.evaluate.conf < 1, "evaluate.conf", "must be in [0, 1)"),
         (p.evaluate.split in ("train", "val", "test"), "evaluate.split", "must be train, val or test"),
     ]

@@ -62,6 +62,17 @@ def _require(cond: bool, path: Path, msg: str) -> None:
         raise WildtrainError(f"{path}: {msg}")
 
 
+def _explain_annotation(a: dict, ids: set, cset: set, path: Path) -> None:
+    _require(a.get("image_id") in ids, path, f"annotation {a.get('id')} references unknown image {a.get('image_id')}")
+    _require(a.get("category_id") in cset, path,
+             f"annotation {a.get('id')} has unknown category_id {a.get('category_id')}")
+    box = a.get("bbox")
+    _require(isinstance(box, list) and len(box) == 4
+             and all(isinstance(v, (int, float)) and math.isfinite(v) for v in box), path,
+             f"annotation {a.get('id')} has no finite [x, y, w, h] bbox")
+    _require(box[2] > 0 and box[3] > 0, path, f"annotation {a.get('id')} has zero or negative width/height")
+
+
 def load_coco(path: str | Path) -> CocoDataset:
     """Read a COCO detection file, refusing what later stages could not trust (one line each)."""
     path = Path(path)
@@ -84,13 +95,9 @@ def load_coco(path: str | Path) -> CocoDataset:
         _require(isinstance(im.get("width"), int) and isinstance(im.get("height"), int), path,
                  f"image {im['id']} ({im['file_name']}) lacks integer width/height")
     ids, cset = set(img_ids), set(cat_ids)
-    for a in anns:
-        _require(a.get("image_id") in ids, path, f"annotation {a.get('id')} references unknown image {a.get('image_id')}")
-        _require(a.get("category_id") in cset, path,
-                 f"annotation {a.get('id')} has unknown category_id {a.get('category_id')}")
+    for a in anns:  # the cheap test first: messages are only built for a bad annotation (200k-box files)
         box = a.get("bbox")
-        _require(isinstance(box, list) and len(box) == 4
-                 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in box), path,
-                 f"annotation {a.get('id')} has no finite [x, y, w, h] bbox")
-        _require(box[2] > 0 and box[3] > 0, path, f"annotation {a.get('id')} has zero or negative width/height")
+        if not (a.get("image_id") in ids and a.get("category_id") in cset and isinstance(box, list) and len(box) == 4
+                and all(isinstance(v, (int, float)) and math.isfinite(v) for v in box) and box[2] > 0 and box[3] > 0):
+            _explain_annotation(a, ids, cset, path)
     return CocoDataset(images=images, annotations=anns, categories=cats, info=raw.get("info") or {})

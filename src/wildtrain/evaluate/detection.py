@@ -12,6 +12,9 @@ from wildtrain.data.coco import CocoDataset
 from wildtrain.models.base import Detections
 
 BACKGROUND = "background"
+# COCOeval's summary stats, in ev.stats order: the numeric keys of metrics/eval.json one may gate or tune on.
+STAT_NAMES = ("map50_95", "map50", "map75", "map_small", "map_medium", "map_large",
+              "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large")
 
 
 def to_coco_results(dataset: CocoDataset, detections: list[Detections]) -> list[dict]:
@@ -46,10 +49,8 @@ def coco_eval(dataset: CocoDataset, results: list[dict]) -> dict[str, Any]:
 
     names = dict(zip(dataset.category_ids, dataset.class_names))
     instances = dataset.class_counts()
-    stat_names = ["map50_95", "map50", "map75", "map_small", "map_medium", "map_large",
-                  "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large"]
     if not results or not dataset.annotations:
-        zero = {k: 0.0 for k in stat_names}
+        zero = {k: 0.0 for k in STAT_NAMES}
         per_class = {n: {"ap50_95": 0.0, "ap50": 0.0, "instances": instances[n]} for n in dataset.class_names}
         return {**zero, "per_class": per_class, "pr_curve": []}
     gt = _coco_api(dataset)
@@ -59,7 +60,7 @@ def coco_eval(dataset: CocoDataset, results: list[dict]) -> dict[str, Any]:
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    stats = {k: max(0.0, float(v)) for k, v in zip(stat_names, ev.stats)}
+    stats = {k: max(0.0, float(v)) for k, v in zip(STAT_NAMES, ev.stats)}
     precision = ev.eval["precision"]  # [iou, recall, class, area, maxdet]
     per_class = {}
     for k, cid in enumerate(ev.params.catIds):

@@ -16,6 +16,13 @@ def _pyplot():
     return plt
 
 
+def save_png(fig, path: Path) -> None:
+    """Write the figure atomically and free it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    _pyplot().close(fig)
+
+
 def pr_curves_png(path: Path, recall: list[float], curves: dict[str, list[float]], title: str) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
@@ -24,9 +31,7 @@ def pr_curves_png(path: Path, recall: list[float], curves: dict[str, list[float]
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
     if curves:
         ax.legend(loc="lower left")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def confusion_png(path: Path, rows: list[dict], labels: list[str]) -> None:
@@ -46,6 +51,4 @@ def confusion_png(path: Path, rows: list[dict], labels: list[str]) -> None:
         for j in range(len(labels)):
             ax.text(j, i, str(m[i, j]), ha="center", va="center", color="black" if m[i, j] < m.max() / 2 else "white")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, path)

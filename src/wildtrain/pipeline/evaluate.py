@@ -7,6 +7,7 @@ from pathlib import Path
 from wildtrain.data.coco import load_coco
 from wildtrain.evaluate import plots
 from wildtrain.evaluate.detection import BACKGROUND, coco_eval, confusion_pairs, to_coco_results
+from wildtrain.evaluate.sliced import sliced_predict
 from wildtrain.io import read_json, write_json
 from wildtrain.models import get_adapter
 from wildtrain.params import Params
@@ -19,10 +20,20 @@ def evaluate(p: Params, root: Path) -> dict:
     info = read_json(root / p.paths.models / TRAIN_INFO, "training info")
     coco_file = root / p.paths.coco / f"{e.split}.json"
     ds = load_coco(coco_file)
+    tiling = ds.info.get("tiling")
+    if tiling:  # trained on tiles: predict the full-size images slice by slice, score the full annotations
+        coco_file = coco_file.parent / ds.info["full"]
+        ds = load_coco(coco_file)
     images = [image_root(coco_file, ds) / im["file_name"] for im in ds.images]
     adapter = get_adapter(info["framework"])
-    dets = adapter.predict(root / p.paths.models / info["checkpoint"], images, imgsz=info["imgsz"], conf=e.conf,
-                           iou=e.iou, max_det=e.max_det, batch=e.batch, device=e.device)
+    checkpoint = root / p.paths.models / info["checkpoint"]
+    kw = dict(imgsz=info["imgsz"], conf=e.conf, iou=e.iou, max_det=e.max_det, batch=e.batch, device=e.device)
+    if tiling:
+        kw.pop("max_det")
+        dets = sliced_predict(adapter, checkpoint, images, size=tiling["size"], overlap=tiling["overlap"],
+                              merge_ios=e.merge_ios, max_det=e.max_det, **kw)
+    else:
+        dets = adapter.predict(checkpoint, images, **kw)
     results = to_coco_results(ds, dets)
     write_json(root / p.paths.predictions / f"{e.split}.json", results, indent=None)
     ev = coco_eval(ds, results)
@@ -34,7 +45,7 @@ def evaluate(p: Params, root: Path) -> dict:
     plots.pr_curves_png(plot_dir / "pr_curve.png", recall, curves, f"PR at IoU 0.5 ({e.split})")
     plots.confusion_png(plot_dir / "confusion.png", rows, [*ds.class_names, BACKGROUND])
     metrics = {"split": e.split, "framework": info["framework"], "images": len(ds.images),
-               "detections": len(results), **ev}
+               "detections": len(results), "sliced": bool(tiling), **ev}
     write_json(root / p.paths.metrics / "eval.json", metrics)
     print(f"evaluate: {e.split} mAP50-95 {metrics['map50_95']:.4f}, mAP50 {metrics['map50']:.4f}")
     return metrics

@@ -11,7 +11,7 @@ from wildtrain.data.coco import load_coco
 from wildtrain.data.split import SPLITS
 from wildtrain.io import copy_file, read_json, sha256_file, write_json
 from wildtrain.models import get_adapter
-from wildtrain.models.base import TrainData
+from wildtrain.models.base import EpochCallback, TrainData
 from wildtrain.params import Params, as_dict, flatten
 from wildtrain.pipeline.convert import image_root
 from wildtrain.pipeline.prepare import MANIFEST
@@ -46,7 +46,10 @@ def system_info() -> dict:
             "cuda": torch.version.cuda or "none", "gpus": torch.cuda.device_count()}
 
 
-def train(p: Params, root: Path) -> dict:
+def train(p: Params, root: Path, *, on_epoch: EpochCallback | None = None,
+          run_tags: dict[str, str] | None = None) -> dict:
+    """`on_epoch` is called after each epoch is logged (tune reports to Optuna there and may raise to stop);
+    `run_tags` go on the MLflow run (tune nests trials under the study's run)."""
     t = p.train
     adapter = get_adapter(t.framework)
     data = train_data(p, root)
@@ -56,7 +59,8 @@ def train(p: Params, root: Path) -> dict:
     fingerprint = hashlib.sha256(json.dumps([train_params, data.dataset_hash], sort_keys=True).encode()).hexdigest()
     run_file = runs_dir / f"{t.framework}.mlflow.json"
     previous = _reusable_run(run_file, fingerprint) if t.resume == "auto" else None
-    with mlflow_run.run(p.tracking.experiment, run_id=previous, run_name=f"train-{t.framework}", root=root) as run:
+    with mlflow_run.run(p.tracking.experiment, run_id=previous, run_name=f"train-{t.framework}", root=root,
+                        tags=run_tags) as run:
         run_id = run.info.run_id
         write_json(run_file, {"run_id": run_id, "fingerprint": fingerprint, "complete": False})
         import mlflow
@@ -68,12 +72,14 @@ def train(p: Params, root: Path) -> dict:
             mlflow.set_tags({"framework": t.framework, "dataset_hash": data.dataset_hash, **git_commit(root)})
         logger = EpochLogger(root / p.paths.metrics / "train", run_id, resume=previous is not None)
 
-        def on_epoch(epoch: int, metrics: dict) -> None:
+        def log_epoch(epoch: int, metrics: dict) -> None:
             logger.log_epoch(epoch, metrics)
             print(progress_line(epoch, t.epochs, metrics), flush=True)
+            if on_epoch is not None:
+                on_epoch(epoch, metrics)
 
         try:
-            result = adapter.train(t, data, workdir, on_epoch)
+            result = adapter.train(t, data, workdir, log_epoch)
         finally:
             logger.close()
         models = root / p.paths.models

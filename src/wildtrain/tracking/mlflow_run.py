@@ -20,8 +20,11 @@ def connect(experiment: str, root: Path | None = None):
 
 @contextlib.contextmanager
 def run(experiment: str, run_id: str | None = None, run_name: str | None = None,
-        root: Path | None = None) -> Iterator[object]:
-    """Open a new run, or reopen `run_id` (train resumes, register adds to the training run)."""
+        root: Path | None = None, tags: dict[str, str] | None = None) -> Iterator[object]:
+    """Open a new run, or reopen `run_id` (train resumes, register adds to the training run).
+
+    `tags` go on a new run; `mlflow.parentRunId` among them nests it (tune trials under their study).
+    """
     mlflow = connect(experiment, root)
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name) as active:
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, tags=tags) as active:
         yield active

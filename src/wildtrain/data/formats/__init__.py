@@ -1,0 +1,102 @@
+"""Annotation formats under one interface: detect, read (to a lenient CocoDataset), write (from a clean one).
+
+Every reader maps its format to the canonical `CocoDataset`; every writer writes from it, so any format
+converts to any other through COCO. Readers leave bad entries in place for `data.validate` to count.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+from wildtrain.data.coco import CocoDataset
+from wildtrain.data.formats import coco, csv, voc, yolo
+from wildtrain.errors import WildtrainError
+
+FORMATS = ("coco", "voc", "yolo", "csv")
+WRITERS: dict[str, Callable[[CocoDataset, Path, Path], Path]] = {
+    "coco": coco.write, "voc": voc.write, "yolo": yolo.write, "csv": csv.write}
+
+
+def _is_coco(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(raw, dict) and "images" in raw and "annotations" in raw
+
+
+def _is_yolo_yaml(path: Path) -> bool:
+    try:
+        return bool(yolo.class_names(path))
+    except WildtrainError:
+        return False
+
+
+def _is_csv(path: Path) -> bool:
+    return set(csv.COLUMNS) <= set(csv.header(path))
+
+
+CHECKS = {"coco": ("*.json", _is_coco), "voc": ("*.xml", voc.is_voc), "yolo": ("*.y*ml", _is_yolo_yaml),
+          "csv": ("*.csv", _is_csv)}
+
+
+def find_annotations(root: Path, fmt: str, annotations: str, strict: bool = False) -> Path | None:
+    """The annotation file of a one-file format: `data.annotations` if it is one, else the only candidate at the
+    top (with strict=False, also a lone file of the right kind that fails the check, so its reader can say why)."""
+    pattern, check = CHECKS[fmt]
+    named = root / annotations if annotations else None
+    if named is not None and named.is_file() and named.match(pattern) and check(named):
+        return named
+    files = sorted(root.glob(pattern))
+    found = [p for p in files if check(p)]
+    if len(found) > 1:
+        raise WildtrainError(f"{root}: several {fmt} annotation files ({', '.join(p.name for p in found[:4])}); "
+                             f"name one in data.annotations")
+    if not found and len(files) == 1 and not strict:
+        return files[0]  # the only candidate: let the reader say what is wrong with it
+    return found[0] if found else None
+
+
+def detect(root: Path, annotations: str) -> tuple[str, str]:
+    """(format, why) for a source folder: the named annotation file decides, else what the folder holds."""
+    named = root / annotations if annotations else None
+    if named is not None and named.is_file():
+        by_suffix = {".json": "coco", ".csv": "csv", ".yaml": "yolo", ".yml": "yolo"}
+        if named.suffix.lower() in by_suffix:  # the reader reports what is wrong with it, if anything
+            fmt = by_suffix[named.suffix.lower()]
+            return fmt, f"data.annotations {annotations} is {fmt}"
+    found = []
+    for fmt in ("coco", "yolo", "csv"):
+        f = find_annotations(root, fmt, "", strict=True)
+        if f is not None:
+            found.append((fmt, f"found {f.name}"))
+    xmls = [p for p in sorted(root.rglob("*.xml"))[:20] if voc.is_voc(p)]
+    if xmls:
+        found.append(("voc", f"found VOC XML files ({xmls[0].relative_to(root)}, ...)"))
+    if not found:
+        raise WildtrainError(f"{root}: no annotations found (looked for a COCO .json, VOC .xml files, a YOLO yaml "
+                             f"with names, a CSV with {','.join(csv.COLUMNS)})")
+    if len(found) > 1:
+        raise WildtrainError(f"{root}: several annotation formats found ({'; '.join(w for _, w in found)}); "
+                             f"set data.format")
+    return found[0]
+
+
+def read(root: Path, fmt: str, annotations: str, images: str) -> tuple[CocoDataset, Path]:
+    """Read a source folder in `fmt` into a lenient CocoDataset (see formats.base) + the annotation file read."""
+    if fmt == "voc":
+        return voc.read(root, images), root
+    ann = find_annotations(root, fmt, annotations)
+    if ann is None:
+        raise WildtrainError(f"{root / annotations if annotations else root}: no {fmt} annotation file "
+                             f"(data.annotations: '{annotations}')")
+    return {"coco": coco.read, "yolo": yolo.read, "csv": csv.read}[fmt](root, ann, images), ann
+
+
+def write(ds: CocoDataset, image_root: Path, out: Path, fmt: str) -> Path:
+    if fmt not in WRITERS:
+        raise WildtrainError(f"unknown format '{fmt}' (known: {', '.join(FORMATS)})")
+    return WRITERS[fmt](ds, image_root, out)

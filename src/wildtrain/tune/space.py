@@ -1,0 +1,146 @@
+"""The search space from params.yaml `tune.space`, checked whole before any training, then sampled per trial.
+
+Keys are the dotted names `dvc exp run -S` takes (`train.lr0`), so the best trial maps back onto the
+pipeline one to one. Each dimension is checked against the Train dataclass: the key must exist and
+every value the space can produce at its ends (or any choice) must pass the same validation
+params.yaml does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from wildtrain import params as params_mod
+from wildtrain.errors import WildtrainError
+from wildtrain.params import Params
+
+SECTION = "train"
+TYPES = ("float", "int", "categorical")
+_SPEC_KEYS = {"float": {"type", "low", "high", "log", "step"}, "int": {"type", "low", "high", "log", "step"},
+              "categorical": {"type", "choices"}}
+
+
+@dataclass(frozen=True)
+class Dim:
+    key: str  # "train.lr0"
+    kind: str  # float | int | categorical
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    step: float | int | None = None
+    choices: tuple = ()
+
+    @property
+    def name(self) -> str:
+        return self.key.split(".", 1)[1]
+
+    def distribution(self):
+        import optuna.distributions as d
+
+        if self.kind == "float":
+            return d.FloatDistribution(self.low, self.high, log=self.log, step=self.step)
+        if self.kind == "int":
+            return d.IntDistribution(self.low, self.high, log=self.log, step=self.step or 1)
+        return d.CategoricalDistribution(self.choices)
+
+
+def _number(value: Any, integer: bool) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) if integer else isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _dim(key: str, spec: Any, file: str, hints: dict) -> Dim:
+    where = f"{file}: tune.space"
+
+    def bad(msg: str) -> WildtrainError:
+        return WildtrainError(f"{where}.{key}: {msg}")
+
+    section, _, name = key.partition(".")
+    if section != SECTION or not name:
+        raise bad(f"only {SECTION}.<key> can be tuned (e.g. {SECTION}.lr0)")
+    if name not in hints:
+        raise bad(f"'{name}' is not a {SECTION} param (known: {', '.join(sorted(hints))})")
+    if not isinstance(spec, dict):
+        raise bad(f"expected a mapping with `type`, got {spec!r}")
+    kind = spec.get("type")
+    if kind not in TYPES:
+        raise bad(f"type must be one of {', '.join(TYPES)}, got {kind!r}")
+    unknown = sorted(set(spec) - _SPEC_KEYS[kind])
+    if unknown:
+        raise bad(f"unknown key '{unknown[0]}' for type {kind} (known: {', '.join(sorted(_SPEC_KEYS[kind]))})")
+    field_type = hints[name]
+    if kind == "categorical":
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise bad("choices must be a non-empty list")
+        for c in choices:
+            if c is not None and not isinstance(c, (bool, int, float, str)):
+                raise bad(f"choice {c!r} is not a scalar")
+            params_mod._coerce(c, field_type, f"tune.space.{key} choice", file)
+        if len(set(map(repr, choices))) != len(choices):
+            raise bad("choices must be distinct")
+        return Dim(key, kind, choices=tuple(choices))
+    integer = kind == "int"
+    if field_type is int and not integer:
+        raise bad(f"{SECTION}.{name} is an int: use type int or categorical")
+    if field_type not in (int, float):
+        raise bad(f"{SECTION}.{name} is not numeric: use type categorical")
+    low, high, log, step = spec.get("low"), spec.get("high"), spec.get("log", False), spec.get("step")
+    if not _number(low, integer) or not _number(high, integer):
+        raise bad(f"low and high must be {'integers' if integer else 'numbers'}, got low={low!r} high={high!r}")
+    if not low < high:
+        raise bad(f"low ({low}) must be < high ({high})")
+    if not isinstance(log, bool):
+        raise bad(f"log must be true or false, got {log!r}")
+    if log and low <= 0:
+        raise bad(f"log scale needs low > 0, got low={low}")
+    if step is not None:
+        if not _number(step, integer) or step <= 0:
+            raise bad(f"step must be a positive {'integer' if integer else 'number'}, got {step!r}")
+        if log:
+            raise bad("step and log cannot be combined")
+    return Dim(key, kind, low=low, high=high, log=log, step=step)
+
+
+def parse(space: Any, base: Params, file: str = "params.yaml") -> list[Dim]:
+    """tune.space -> dimensions; raises one clear line for the first problem found."""
+    where = f"{file}: tune.space"
+    if not isinstance(space, dict) or not space:
+        raise WildtrainError(f"{where}: expected a non-empty mapping of train.<key>: {{type: ...}}, got {space!r}")
+    hints = typing.get_type_hints(params_mod.Train)
+    dims = [_dim(str(key), spec, file, hints) for key, spec in space.items()]
+    for d in dims:  # the ends of each range and every choice must make valid params
+        for value in d.choices or (d.low, d.high):
+            try:
+                with_values(base, {d.key: value}, file)
+            except WildtrainError as e:
+                reason = str(e).split(": ", 1)[-1]
+                raise WildtrainError(f"{where}.{d.key}: value {value!r} is refused ({reason})") from None
+    return dims
+
+
+def with_values(base: Params, values: dict[str, Any], file: str = "tune trial") -> Params:
+    """Params with the sampled train values, validated as params.yaml would be."""
+    hints = typing.get_type_hints(params_mod.Train)
+    train = {k.split(".", 1)[1]: params_mod._coerce(v, hints[k.split(".", 1)[1]], k, file) for k, v in values.items()}
+    p = dataclasses.replace(base, train=dataclasses.replace(base.train, **train))
+    params_mod._check_values(p, file)
+    return p
+
+
+def sample(trial, dims: list[Dim]) -> dict[str, Any]:
+    """Ask the trial for one value per dimension; keys stay dotted (`train.lr0`)."""
+    return {d.key: _suggest(trial, d) for d in dims}
+
+
+def _suggest(trial, d: Dim) -> Any:
+    if d.kind == "float":
+        return trial.suggest_float(d.key, d.low, d.high, log=d.log, step=d.step)
+    if d.kind == "int":
+        return trial.suggest_int(d.key, d.low, d.high, log=d.log, step=d.step or 1)
+    return trial.suggest_categorical(d.key, list(d.choices))
