@@ -13,7 +13,9 @@ export DVC_NO_ANALYTICS := 1
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro train-yolo evaluate register tune test test-fast dag metrics plots mlflow-ui bench bench-data clean
+MMDET_MODEL ?= retinanet_r18
+
+.PHONY: help setup repro train-yolo train-mmdet evaluate register tune test test-fast dag metrics plots mlflow-ui bench bench-data clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -31,6 +33,9 @@ repro: $(STAMP) ## Run the whole pipeline: prepare -> convert -> train -> evalua
 
 train-yolo: $(STAMP) ## Run the pipeline up to a trained YOLO model (prepare, convert, train)
 	dvc repro train
+
+train-mmdet: $(STAMP) ## Train an MMDetection model as a DVC experiment (MMDET_MODEL=retinanet_r18|faster_rcnn_r50|rtmdet_tiny|deformable_detr|dino)
+	dvc exp run -S train.framework=mmdet -S train.mmdet.model=$(MMDET_MODEL) train
 
 evaluate: $(STAMP) ## Run up to evaluation (COCO mAP on the test split)
 	dvc repro evaluate

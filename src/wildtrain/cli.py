@@ -40,7 +40,7 @@ def convert() -> None:
 
 
 @train_app.command("detector")
-def train_detector(framework: Optional[str] = typer.Option(None, help="Override train.framework (e.g. yolo).")) -> None:
+def train_detector(framework: Optional[str] = typer.Option(None, help="Override train.framework (yolo or mmdet).")) -> None:
     """Train the detector configured in params.yaml `train`."""
     import dataclasses
 

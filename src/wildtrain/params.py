@@ -80,8 +80,18 @@ class Convert:
 
 
 @dataclass(frozen=True)
+class Mmdet:
+    """train.framework: mmdet. The other train keys (epochs, imgsz, batch, seed, device, ...) apply too."""
+
+    model: str = "retinanet_r18"  # a name from wildtrain.models.mmdet.MODELS, or your own mmdet config .py
+    weights: str = ""  # a local checkpoint to start from (mmdet load_from); empty: from scratch
+    lr: float = 0.0  # 0: the model config's own learning rate, scaled to train.batch
+    optimizer: str = "auto"  # auto: the model config's optimizer; or SGD, Adam, AdamW (with train.lr0 etc.)
+
+
+@dataclass(frozen=True)
 class Train:
-    framework: Literal["yolo"] = "yolo"
+    framework: Literal["yolo", "mmdet"] = "yolo"
     model: str = "yolo11n.yaml"
     epochs: int = 40
     imgsz: int = 320
@@ -108,6 +118,7 @@ class Train:
     scale: float = 0.5
     resume: Literal["auto", "never"] = "auto"
     plots: bool = False
+    mmdet: Mmdet = field(default_factory=Mmdet)
 
 
 @dataclass(frozen=True)
@@ -249,6 +260,7 @@ def _check_values(p: Params, file: str) -> None:
         (p.train.imgsz >= 32 and p.train.imgsz % 32 == 0, "train.imgsz", "must be a multiple of 32, >= 32"),
         (p.train.batch >= 1, "train.batch", "must be >= 1"),
         (p.train.lr0 > 0, "train.lr0", "must be > 0"),
+        (p.train.mmdet.lr >= 0, "train.mmdet.lr", "must be >= 0 (0: the model config's own)"),
         (p.data.synthetic.num_images >= 3, "data.synthetic.num_images", "must be >= 3 (one per split)"),
         (p.data.synthetic.image_size >= 64, "data.synthetic.image_size", "must be >= 64"),
         (0 <= p.data.synthetic.empty_fraction < 1, "data.synthetic.empty_fraction", "must be in [0, 1)"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from wildtrain.errors import WildtrainError
 from wildtrain.models.base import DetectorAdapter
 
-FRAMEWORKS = ("yolo",)
+FRAMEWORKS = ("yolo", "mmdet")
 
 
 def get_adapter(framework: str) -> DetectorAdapter:
@@ -13,4 +13,8 @@ def get_adapter(framework: str) -> DetectorAdapter:
         from wildtrain.models.yolo import YoloAdapter
 
         return YoloAdapter()
+    if framework == "mmdet":
+        from wildtrain.models.mmdet import MmdetAdapter
+
+        return MmdetAdapter()
     raise WildtrainError(f"train.framework: unknown framework '{framework}' (available: {', '.join(FRAMEWORKS)})")

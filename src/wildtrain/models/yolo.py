@@ -7,18 +7,14 @@ pipeline wrote or a local file the user named in params.yaml.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import shutil
 from pathlib import Path
 from typing import Iterator
 
 from wildtrain.devices import resolve_device
 from wildtrain.errors import WildtrainError
-from wildtrain.io import read_json, write_json
+from wildtrain.models import runstate
 from wildtrain.models.base import Detections, EpochCallback, TrainData, TrainResult
-
-STATE_FILE = "wildtrain_state.json"  # fingerprint of the args a run folder was started with
 
 
 def ultralytics_device(device: str) -> str:
@@ -122,15 +118,9 @@ class YoloAdapter:
 
         source = resolve_model_source(cfg.model, Path.cwd())
         args = self.train_args(cfg, data, workdir)
-        fingerprint = hashlib.sha256(json.dumps([source, args, data.dataset_hash], sort_keys=True).encode()).hexdigest()
-        state_path, last = workdir / STATE_FILE, workdir / "weights" / "last.pt"
-        state = read_json(state_path) if state_path.is_file() else {}
-        resume = (cfg.resume == "auto" and last.is_file() and state.get("fingerprint") == fingerprint
-                  and not state.get("complete"))
-        if not resume:
-            shutil.rmtree(workdir, ignore_errors=True)
-            workdir.mkdir(parents=True)
-            write_json(state_path, {"fingerprint": fingerprint, "complete": False})
+        fingerprint = runstate.fingerprint(source, args, data.dataset_hash)
+        last = workdir / "weights" / "last.pt"
+        resume = runstate.start(workdir, fingerprint, cfg.resume, last.is_file())
         model = YOLO(str(last) if resume else source)
         reported: set[int] = set()
         model.add_callback("on_fit_epoch_end", _epoch_reporter(on_epoch, reported))
@@ -144,7 +134,7 @@ class YoloAdapter:
             reported |= replay_results_csv(workdir / "results.csv", on_epoch, reported)
         trainer = model.trainer
         best = Path(trainer.best) if Path(trainer.best).is_file() else Path(trainer.last)
-        write_json(state_path, {"fingerprint": fingerprint, "complete": True})
+        runstate.finish(workdir, fingerprint)
         epochs_completed = max(reported, default=int(trainer.epoch)) + 1
         return TrainResult(checkpoint=best, epochs_completed=epochs_completed, resumed=resume,
                            extra={"best_fitness": float(trainer.best_fitness or 0.0)})

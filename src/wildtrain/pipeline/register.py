@@ -14,10 +14,14 @@ from wildtrain.tracking import mlflow_run
 from wildtrain.tracking.lineage import dvc_stage_hashes, git_commit
 
 
-def _requirements(root: Path) -> list[str]:
+FRAMEWORK_REQUIREMENTS = {"mmdet": ("mmdet==", "mmengine==", "mmcv-lite==")}
+
+
+def _requirements(root: Path, framework: str) -> list[str]:
     req = root / "requirements.txt"
     lines = req.read_text().splitlines() if req.is_file() else []
-    wanted = ("torch==", "torchvision==", "ultralytics==", "mlflow==", "numpy==", "pycocotools==")
+    wanted = ("torch==", "torchvision==", "ultralytics==", "mlflow==", "numpy==", "pycocotools==",
+              *FRAMEWORK_REQUIREMENTS.get(framework, ()))
     return [ln.strip() for ln in lines if ln.strip().startswith(wanted)]
 
 
@@ -42,7 +46,7 @@ def register(p: Params, root: Path) -> dict:
         meta = {k: info[k] for k in ("framework", "class_names", "category_ids", "imgsz")}
         result = register_model(run_id=info["mlflow_run_id"], name=r.model_name, gate_metric=r.gate_metric,
                                 metrics=metrics, tags=tags, weights=checkpoint, meta=meta, artifacts=artifacts,
-                                pip_requirements=_requirements(root))
+                                pip_requirements=_requirements(root, info["framework"]))
     write_json(root / p.paths.metrics / "register.json", result)
     print(f"register: {result['model_name']} v{result['version']} -> {', '.join(result['aliases'])} ({result['reason']})")
     return result
