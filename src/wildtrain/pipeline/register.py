@@ -14,10 +14,13 @@ from wildtrain.tracking import mlflow_run
 from wildtrain.tracking.lineage import dvc_stage_hashes, git_commit
 
 
-def _requirements(root: Path) -> list[str]:
+DETECTOR_REQUIREMENTS = ("torch==", "torchvision==", "ultralytics==", "mlflow==", "numpy==", "pycocotools==")
+
+
+def _requirements(root: Path, wanted: tuple[str, ...] = DETECTOR_REQUIREMENTS) -> list[str]:
+    """The pinned lines of requirements.txt a served model needs."""
     req = root / "requirements.txt"
     lines = req.read_text().splitlines() if req.is_file() else []
-    wanted = ("torch==", "torchvision==", "ultralytics==", "mlflow==", "numpy==", "pycocotools==")
     return [ln.strip() for ln in lines if ln.strip().startswith(wanted)]
 
 
