@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro train-yolo evaluate register test test-fast dag metrics plots mlflow-ui bench clean
+.PHONY: help setup repro train-yolo train-classifier evaluate register test test-fast dag metrics plots mlflow-ui bench clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ repro: $(STAMP) ## Run the whole pipeline: prepare -> convert -> train -> evalua
 
 train-yolo: $(STAMP) ## Run the pipeline up to a trained YOLO model (prepare, convert, train)
 	dvc repro train
+
+train-classifier: $(STAMP) ## Run the pipeline up to a trained species classifier on the ROI crops
+	dvc repro train_classifier
 
 evaluate: $(STAMP) ## Run up to evaluation (COCO mAP on the test split)
 	dvc repro evaluate
@@ -61,4 +64,4 @@ bench: $(STAMP) ## Benchmark: train-stage overhead vs plain Ultralytics (ratio)
 	python benchmarks/train_overhead.py
 
 clean: ## Remove generated state (runs, MLflow store, DVC outputs); keeps .venv and the DVC cache
-	rm -rf runs mlruns mlflow.db .ultralytics data models dvc_plots
+	rm -rf runs mlruns mlflow.db .ultralytics data models models_classifier dvc_plots

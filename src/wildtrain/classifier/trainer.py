@@ -29,7 +29,7 @@ class FitResult:
     state_dict: dict | None  # best weights of the backbone (rank 0 only; None on other DDP ranks)
     epochs_completed: int
     best_score: float | None
-    resumed_from_epoch: int | None
+    resumed_after_epochs: int | None  # epochs the resumed checkpoint had completed
 
 
 def is_rank_zero() -> bool:
@@ -56,7 +56,8 @@ def fit(cfg, dm: CropDataModule, module: CropClassifier, workdir: Path, epoch_lo
     accelerator, devices = lightning_devices(cfg.device, cfg.devices, "classifier.device")
     last = workdir / LAST
     ckpt_path = last if resume and last.is_file() else None
-    resumed_from = torch.load(last, map_location="cpu", weights_only=False)["epoch"] if ckpt_path else None
+    # A checkpoint is saved when an epoch's validation ends, so it holds `epoch` + 1 completed epochs.
+    resumed_from = torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1 if ckpt_path else None
     bridge = EpochLoggerBridge(epoch_logger)
     checkpoint = ModelCheckpoint(dirpath=workdir, filename=BEST.removesuffix(".ckpt"), monitor=metric, mode=mode,
                                  save_top_k=1, save_last=True, enable_version_counter=False)

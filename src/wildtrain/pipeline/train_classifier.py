@@ -63,12 +63,12 @@ def train_classifier(p: Params, root: Path) -> dict | None:
         info = {"framework": "lightning-classifier", "backbone": c.backbone, "weights": WEIGHTS_FILE,
                 "sha256": sha256_file(out / WEIGHTS_FILE), "class_names": dm.classes, "imgsz": c.imgsz,
                 "mean": list(MEAN), "std": list(STD), "epochs_completed": result.epochs_completed,
-                "resumed_from_epoch": result.resumed_from_epoch, "best_val": result.best_score,
+                "resumed_after_epochs": result.resumed_after_epochs, "best_val": result.best_score,
                 "monitor": c.monitor, "mlflow_run_id": run_id, "dataset_hash": data_hash}
         write_json(out / CLASSIFIER_INFO, info)
         mlflow.set_tag("model_sha256", info["sha256"])
     write_json(run_file, {"run_id": run_id, "fingerprint": fingerprint, "complete": True})
-    resumed = "" if result.resumed_from_epoch is None else f" (resumed at epoch {result.resumed_from_epoch})"
+    resumed = "" if result.resumed_after_epochs is None else f" (resumed after epoch {result.resumed_after_epochs})"
     print(f"train_classifier: {result.epochs_completed} epochs{resumed}, {c.backbone} on {len(dm.classes)} classes, "
           f"model {out / WEIGHTS_FILE}, MLflow run {run_id}")
     return info
