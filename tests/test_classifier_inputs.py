@@ -12,7 +12,7 @@ from classifier_data import SMALL, tiny_params, write_crops
 from conftest import REPO, pipeline_env
 from wildtrain import params
 from wildtrain.classifier.backbones import build
-from wildtrain.classifier.data import CropDataModule
+from wildtrain.classifier.datamodule import CropDataModule
 from wildtrain.errors import WildtrainError
 
 

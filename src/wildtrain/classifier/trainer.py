@@ -15,7 +15,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
-from wildtrain.classifier.data import CropDataModule
+from wildtrain.classifier.datamodule import CropDataModule
 from wildtrain.classifier.lightning_logger import EpochLoggerBridge
 from wildtrain.classifier.module import MONITOR, CropClassifier
 from wildtrain.devices import lightning_devices

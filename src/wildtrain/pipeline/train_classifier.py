@@ -25,7 +25,8 @@ WEIGHTS_FILE = "model.pt"  # a plain state dict of the backbone
 def train_classifier(p: Params, root: Path) -> dict | None:
     import torch
 
-    from wildtrain.classifier.data import MEAN, STD, CropDataModule
+    from wildtrain.classifier.data import MEAN, STD
+    from wildtrain.classifier.datamodule import CropDataModule
     from wildtrain.classifier.trainer import build_module, fit, is_rank_zero
 
     c = p.classifier
