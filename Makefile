@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup repro train-yolo train-classifier evaluate register test test-fast dag metrics plots mlflow-ui bench clean
+.PHONY: help setup repro train-yolo train-classifier evaluate register test test-fast dag metrics plots mlflow-ui bench bench-classifier clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ mlflow-ui: $(STAMP) ## Browse runs and the model registry at http://127.0.0.1:50
 
 bench: $(STAMP) ## Benchmark: train-stage overhead vs plain Ultralytics (ratio)
 	python benchmarks/train_overhead.py
+
+bench-classifier: $(STAMP) ## Benchmark: classifier DataModule + Lightning vs a bare PyTorch loop (images/s ratio)
+	python benchmarks/classifier_throughput.py
 
 clean: ## Remove generated state (runs, MLflow store, DVC outputs); keeps .venv and the DVC cache
 	rm -rf runs mlruns mlflow.db .ultralytics data models models_classifier dvc_plots
