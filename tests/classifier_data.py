@@ -33,7 +33,7 @@ def tiny_params(root: Path, **classifier) -> Path:
     """A params.yaml with only the classifier sections (the rest falls back to defaults)."""
     import yaml
 
-    cfg = {"backbone": "resnet18", "imgsz": 32, "epochs": 2, "batch": 8, "workers": 0, "device": "cpu", **classifier}
+    cfg = {"backbone": "mobilenet_v3_small", "imgsz": 32, "epochs": 2, "batch": 8, "workers": 0, "device": "cpu", **classifier}
     text = yaml.safe_dump({"classifier": cfg, "classifier_evaluate": {"batch": 16, "device": "cpu"}})
     (root / "params.yaml").write_text(text)
     return root / "params.yaml"
