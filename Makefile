@@ -15,10 +15,10 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 .DEFAULT_GOAL := help
 MMDET_MODEL ?= retinanet_r18
 
-.PHONY: help setup repro train-yolo train-mmdet evaluate register tune test test-fast dag metrics plots mlflow-ui bench bench-data clean
+.PHONY: help setup repro train-yolo train-mmdet train-classifier evaluate register tune test test-fast dag metrics plots mlflow-ui bench bench-data bench-classifier clean
 
 help: ## List targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ train-yolo: $(STAMP) ## Run the pipeline up to a trained YOLO model (prepare, co
 
 train-mmdet: $(STAMP) ## Train an MMDetection model as a DVC experiment (MMDET_MODEL=retinanet_r18|faster_rcnn_r50|rtmdet_tiny|deformable_detr|dino)
 	dvc exp run -S train.framework=mmdet -S train.mmdet.model=$(MMDET_MODEL) train
+
+train-classifier: $(STAMP) ## Run the pipeline up to a trained species classifier on the ROI crops
+	dvc repro train_classifier
 
 evaluate: $(STAMP) ## Run up to evaluation (COCO mAP on the test split)
 	dvc repro evaluate
@@ -73,5 +76,8 @@ bench-data: $(STAMP) ## Benchmarks: COCO->YOLO vs Ultralytics convert_coco; vali
 	python benchmarks/coco_to_yolo.py
 	python benchmarks/validate_images.py
 
+bench-classifier: $(STAMP) ## Benchmark: classifier DataModule + Lightning vs a bare PyTorch loop (images/s ratio)
+	python benchmarks/classifier_throughput.py
+
 clean: ## Remove generated state (runs, MLflow store, DVC outputs); keeps .venv and the DVC cache
-	rm -rf runs mlruns mlflow.db .ultralytics data models dvc_plots
+	rm -rf runs mlruns mlflow.db .ultralytics data models models_classifier dvc_plots

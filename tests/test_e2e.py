@@ -26,6 +26,17 @@ def ran_stages(output: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", output)
 
 
+DETECTOR = ["train", "evaluate", "register"]
+CLASSIFIER = ["train_classifier", "evaluate_classifier", "register_classifier"]
+
+
+def assert_full_repro(ran: list[str]) -> None:
+    """Every stage once: data first, then each model family's chain in order (DVC may interleave them)."""
+    assert sorted(ran) == sorted(["prepare", "convert", *DETECTOR, *CLASSIFIER]), ran
+    assert ran[:2] == ["prepare", "convert"], ran
+    assert [s for s in ran if s in DETECTOR] == DETECTOR and [s for s in ran if s in CLASSIFIER] == CLASSIFIER, ran
+
+
 def declared_outputs(repo: Path) -> list[Path]:
     dvc = yaml.safe_load((repo / "dvc.yaml").read_text())
     out = []
@@ -45,7 +56,7 @@ def test_tiny_pipeline_end_to_end(repo_copy: Path, tmp_path: Path):
     sh(["git", "commit", "-qam", "tiny config"], repo_copy, env)
 
     first = sh(["dvc", "repro"], repo_copy, env)
-    assert ran_stages(first.stdout) == ["prepare", "convert", "train", "evaluate", "register"]
+    assert_full_repro(ran_stages(first.stdout))
     missing = [str(p) for p in declared_outputs(repo_copy) if not p.exists()]
     assert not missing, missing
     assert (repo_copy / "data/yolo/dataset.yaml").is_file() and (repo_copy / "models/model.pt").is_file()
@@ -58,6 +69,10 @@ def test_tiny_pipeline_end_to_end(repo_copy: Path, tmp_path: Path):
     assert {"map50_95", "map50", "map75", "per_class"} <= set(ev) and 0 <= ev["map50"] <= 1
     reg = json.loads((repo_copy / "metrics/register.json").read_text())
     assert reg["version"] == 1 and "champion" in reg["aliases"] and "challenger" in reg["aliases"]
+    ev_cls = json.loads((repo_copy / "metrics/eval_classifier.json").read_text())
+    assert {"accuracy", "f1_macro", "precision_macro", "recall_macro", "per_class", "confusion"} <= set(ev_cls)
+    reg_cls = json.loads((repo_copy / "metrics/register_classifier.json").read_text())
+    assert reg_cls["model_name"] == "wildtrain-classifier" and reg_cls["aliases"] == ["challenger", "champion"]
 
     again = sh(["dvc", "repro"], repo_copy, env)
     assert ran_stages(again.stdout) == [] and "up to date" in again.stdout
@@ -66,15 +81,19 @@ def test_tiny_pipeline_end_to_end(repo_copy: Path, tmp_path: Path):
     sh(["git", "add", "-A"], repo_copy, env)
     sh(["git", "commit", "-qm", "baseline"], repo_copy, env)
     exp = sh(["dvc", "exp", "run", "-S", "train.epochs=1"], repo_copy, env)
-    assert ran_stages(exp.stdout) == ["train", "evaluate", "register"]
+    assert ran_stages(exp.stdout) == DETECTOR  # the classifier's stages are untouched
+    exp_cls = sh(["dvc", "exp", "run", "-S", "classifier.lr=0.002"], repo_copy, env)
+    assert ran_stages(exp_cls.stdout) == CLASSIFIER  # and the detector's are untouched by classifier params
     bad = sh(["dvc", "exp", "run", "-S", "train.epochz=1"], repo_copy, env, check=False)
     assert bad.returncode != 0 and "epochz" in (bad.stdout + bad.stderr)
 
     params_diff = sh(["dvc", "params", "diff", "--json"], repo_copy, env).stdout
     change = json.loads(params_diff)["params.yaml"]["train.epochs"]
     assert (change["old"], change["new"]) == (2, 1)
+    change = json.loads(params_diff)["params.yaml"]["classifier.lr"]
+    assert (change["old"], change["new"]) == (0.001, 0.002)
     metrics_diff = sh(["dvc", "metrics", "diff", "--json"], repo_copy, env).stdout
-    assert "metrics/train/metrics.json" in json.loads(metrics_diff)  # per-epoch metrics changed
+    assert {"metrics/train/metrics.json", "metrics/train_classifier/metrics.json"} <= set(json.loads(metrics_diff))
     shown = json.loads(sh(["dvc", "exp", "show", "--json"], repo_copy, env).stdout)
     workspace = shown[0]["data"]
     assert workspace["params"]["params.yaml"]["data"]["train"]["epochs"] == 1
@@ -89,6 +108,8 @@ def test_tiny_pipeline_end_to_end(repo_copy: Path, tmp_path: Path):
              "print(sorted((int(v.version), sorted(c.get_model_version(v.name, v.version).aliases)) for v in vs))")
     versions = sh(["python", "-c", check], repo_copy, env).stdout.strip()
     assert versions.startswith("[(1, ") and "(2, " in versions and "'challenger'" in versions
+    cls_versions = sh(["python", "-c", check.replace("wildtrain-detector", "wildtrain-classifier")], repo_copy, env)
+    assert cls_versions.stdout.strip().startswith("[(1, ") and "(2, " in cls_versions.stdout
 
     assert not netlog.exists() or netlog.read_text() == "", netlog.read_text()
 

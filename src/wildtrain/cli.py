@@ -15,7 +15,7 @@ from wildtrain.pipeline.entry import run
 
 app = typer.Typer(help="Reproducible wildlife-detection training pipelines (DVC + MLflow).", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
-train_app = typer.Typer(help="Train a model (reads params.yaml `train`).", no_args_is_help=True)
+train_app = typer.Typer(help="Train a model (reads params.yaml `train` or `classifier`).", no_args_is_help=True)
 config_app = typer.Typer(help="Compose params.yaml from config overlays.", no_args_is_help=True)
 data_app = typer.Typer(help="Annotation formats: convert between COCO, VOC, YOLO and CSV.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -52,6 +52,14 @@ def train_detector(framework: Optional[str] = typer.Option(None, help="Override 
         return stage(p, root)
 
     run(with_framework)
+
+
+@train_app.command("classifier")
+def train_classifier() -> None:
+    """Train the species classifier on the ROI crops (params.yaml `classifier`)."""
+    from wildtrain.pipeline.train_classifier import train_classifier as stage
+
+    run(stage)
 
 
 @app.command()

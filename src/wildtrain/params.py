@@ -31,6 +31,8 @@ class Paths:
     plots: str = "metrics/plots"
     predictions: str = "data/predictions"
     reports: str = "data/reports"
+    classifier: str = "models_classifier"  # the classifier's weights + info (a DVC out beside `models`)
+    classifier_runs: str = "runs/classifier"  # Lightning checkpoints (last.ckpt for resume)
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,57 @@ class Tune:
 
 
 @dataclass(frozen=True)
+class Augment:
+    """albumentations probabilities for training crops (0 turns one off)."""
+
+    hflip: float = 0.5
+    vflip: float = 0.5
+    rotate90: float = 0.5
+    brightness_contrast: float = 0.3
+
+
+@dataclass(frozen=True)
+class Classifier:
+    backbone: Literal["resnet18", "resnet34", "resnet50", "efficientnet_b0", "mobilenet_v3_small",
+                      "mobilenet_v3_large", "vit_b_16"] = "resnet18"
+    pretrained: bool = False
+    weights: str = ""
+    imgsz: int = 64
+    epochs: int = 30
+    batch: int = 32
+    lr: float = 0.001
+    weight_decay: float = 0.01
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    scheduler: Literal["cosine", "none"] = "cosine"
+    imbalance: Literal["loss_weights", "sampler", "none"] = "loss_weights"
+    monitor: Literal["f1_macro", "accuracy", "loss"] = "f1_macro"
+    patience: int = 10
+    precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
+    accumulate_grad_batches: int = 1
+    device: str = "auto"
+    devices: int = 1
+    strategy: Literal["auto", "ddp"] = "auto"
+    workers: int = 2
+    seed: int = 0
+    resume: Literal["auto", "never"] = "auto"
+    augment: Augment = field(default_factory=Augment)
+
+
+@dataclass(frozen=True)
+class ClassifierEvaluate:
+    split: str = "test"
+    batch: int = 64
+    device: str = "auto"
+    misclassified: int = 16  # most misclassified crops drawn in the PNG logged to MLflow
+
+
+@dataclass(frozen=True)
+class ClassifierRegister:
+    model_name: str = "wildtrain-classifier"
+    gate_metric: str = "f1_macro"
+
+
+@dataclass(frozen=True)
 class Params:
     paths: Paths = field(default_factory=Paths)
     data: Data = field(default_factory=Data)
@@ -183,6 +236,9 @@ class Params:
     register: Register = field(default_factory=Register)
     tracking: Tracking = field(default_factory=Tracking)
     tune: Tune = field(default_factory=Tune)
+    classifier: Classifier = field(default_factory=Classifier)
+    classifier_evaluate: ClassifierEvaluate = field(default_factory=ClassifierEvaluate)
+    classifier_register: ClassifierRegister = field(default_factory=ClassifierRegister)
 
 
 def _type_name(tp: Any) -> str:
@@ -274,6 +330,14 @@ def _check_values(p: Params, file: str) -> None:
         (0 < p.evaluate.merge_ios <= 1, "evaluate.merge_ios", "must be in (0, 1]"),
         (0 <= p.evaluate.conf < 1, "evaluate.conf", "must be in [0, 1)"),
         (p.evaluate.split in ("train", "val", "test"), "evaluate.split", "must be train, val or test"),
+        (p.classifier.epochs >= 1, "classifier.epochs", "must be >= 1"),
+        (p.classifier.imgsz >= 32, "classifier.imgsz", "must be >= 32"),
+        (p.classifier.batch >= 1, "classifier.batch", "must be >= 1"),
+        (p.classifier.lr > 0, "classifier.lr", "must be > 0"),
+        (p.classifier.devices >= 1, "classifier.devices", "must be >= 1"),
+        (p.classifier.accumulate_grad_batches >= 1, "classifier.accumulate_grad_batches", "must be >= 1"),
+        (p.classifier_evaluate.split in ("train", "val", "test"), "classifier_evaluate.split",
+         "must be train, val or test"),
     ]
     for ok, key, msg in checks:
         if not ok:

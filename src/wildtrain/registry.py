@@ -53,8 +53,13 @@ def _current_champion(client, name: str, metric: str) -> tuple[str | None, float
 
 
 def register_model(*, run_id: str, name: str, gate_metric: str, metrics: dict[str, float], tags: dict[str, str],
-                   weights: Path, meta: dict, artifacts: list[Path], pip_requirements: list[str]) -> dict:
-    """Log model + lineage into the training run, register a version and apply the alias gate."""
+                   weights: Path, meta: dict, artifacts: list[Path], pip_requirements: list[str],
+                   python_model: Path = MODEL_CODE, signature=None, input_example=None) -> dict:
+    """Log model + lineage into the training run, register a version and apply the alias gate.
+
+    `python_model` is the pyfunc code file (the detector's by default); it reads the artifacts
+    `weights` (the model file) and `meta` (model_meta.json).
+    """
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -70,9 +75,10 @@ def register_model(*, run_id: str, name: str, gate_metric: str, metrics: dict[st
         with tempfile.TemporaryDirectory() as tmp:
             meta_file = Path(tmp) / "model_meta.json"
             meta_file.write_text(json.dumps(meta, indent=2))
-            info = mlflow.pyfunc.log_model(name="model", python_model=str(MODEL_CODE),
+            info = mlflow.pyfunc.log_model(name="model", python_model=str(python_model),
                                            artifacts={"weights": str(weights), "meta": str(meta_file)},
-                                           pip_requirements=pip_requirements)
+                                           pip_requirements=pip_requirements, signature=signature,
+                                           input_example=input_example)
     value = float(metrics[gate_metric])
     before_version, before_value = _current_champion(client, name, gate_metric)
     version_tags = {**tags, gate_metric: str(value), "gate_metric": gate_metric}

@@ -14,14 +14,14 @@ from wildtrain.tracking import mlflow_run
 from wildtrain.tracking.lineage import dvc_stage_hashes, git_commit
 
 
+DETECTOR_REQUIREMENTS = ("torch==", "torchvision==", "ultralytics==", "mlflow==", "numpy==", "pycocotools==")
 FRAMEWORK_REQUIREMENTS = {"mmdet": ("mmdet==", "mmengine==", "mmcv-lite==")}
 
 
-def _requirements(root: Path, framework: str) -> list[str]:
+def _requirements(root: Path, wanted: tuple[str, ...] = DETECTOR_REQUIREMENTS) -> list[str]:
+    """The pinned lines of requirements.txt a served model needs."""
     req = root / "requirements.txt"
     lines = req.read_text().splitlines() if req.is_file() else []
-    wanted = ("torch==", "torchvision==", "ultralytics==", "mlflow==", "numpy==", "pycocotools==",
-              *FRAMEWORK_REQUIREMENTS.get(framework, ()))
     return [ln.strip() for ln in lines if ln.strip().startswith(wanted)]
 
 
@@ -37,7 +37,7 @@ def register(p: Params, root: Path) -> dict:
     checkpoint = models / info["checkpoint"]
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = [root / p.paths.metrics / "eval.json", models / TRAIN_INFO]
-        artifacts += [f for f in sorted((root / p.paths.plots).glob("*.png"))]
+        artifacts += [root / p.paths.plots / name for name in ("pr_curve.png", "confusion.png")]
         if r.export_onnx:
             exported = get_adapter(info["framework"]).export(checkpoint, Path(tmp), imgsz=info["imgsz"])
             artifacts += [f for f in exported if f.suffix != ".pt"]
@@ -46,7 +46,8 @@ def register(p: Params, root: Path) -> dict:
         meta = {k: info[k] for k in ("framework", "class_names", "category_ids", "imgsz")}
         result = register_model(run_id=info["mlflow_run_id"], name=r.model_name, gate_metric=r.gate_metric,
                                 metrics=metrics, tags=tags, weights=checkpoint, meta=meta, artifacts=artifacts,
-                                pip_requirements=_requirements(root, info["framework"]))
+                                pip_requirements=_requirements(
+                                    root, DETECTOR_REQUIREMENTS + FRAMEWORK_REQUIREMENTS.get(info["framework"], ())))
     write_json(root / p.paths.metrics / "register.json", result)
     print(f"register: {result['model_name']} v{result['version']} -> {', '.join(result['aliases'])} ({result['reason']})")
     return result

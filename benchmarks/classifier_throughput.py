@@ -1,0 +1,114 @@
+"""Training images/s of the classifier's DataModule + LightningModule (Lightning Trainer) vs a bare PyTorch
+loop over the same DataLoader, model, loss and optimizer, in one process.
+
+Both see the same crops, batches, augmentations and number of optimizer steps; validation is off in both
+(this measures training throughput). Runs are interleaved (A B A B ...) and the first epoch of each is
+warm-up, so machine noise falls on both. Prints and writes benchmarks/results/classifier_throughput.json.
+
+    python benchmarks/classifier_throughput.py --crops 256 --imgsz 64 --epochs 3 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+
+def lightning_run(dm, make_module, epochs: int) -> float:
+    import lightning.pytorch as pl
+
+    class Clock(pl.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            if trainer.current_epoch == 1:
+                self.t0 = time.perf_counter()
+
+        def on_train_end(self, trainer, module):
+            self.seconds = time.perf_counter() - self.t0
+
+    clock = Clock()
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                         num_sanity_val_steps=0, callbacks=[clock])
+    trainer.fit(make_module(), datamodule=dm)
+    return clock.seconds
+
+
+def bare_run(dm, make_module, epochs: int) -> float:
+    import torch
+
+    module = make_module()
+    opt = module.configure_optimizers()["optimizer"]
+    loader = dm.train_dataloader()
+    module.model.train()
+    for epoch in range(epochs):
+        if epoch == 1:
+            t0 = time.perf_counter()
+        for x, y in loader:
+            opt.zero_grad(set_to_none=True)
+            loss = module.loss(module.model(x), y)
+            loss.backward()
+            opt.step()
+    torch.cuda.synchronize() if torch.cuda.is_available() else None
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--crops", type=int, default=256, help="training crops (split over 4 classes)")
+    ap.add_argument("--imgsz", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=3, help="per run; the first is warm-up")
+    ap.add_argument("--backbone", default="resnet18")
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+
+    import dataclasses
+
+    import torch
+
+    from classifier_data import tiny_params, write_crops
+    from wildtrain import env, params
+    from wildtrain.classifier.datamodule import CropDataModule
+    from wildtrain.classifier.trainer import build_module
+
+    work = Path(tempfile.mkdtemp(prefix="wildtrain-bench-"))
+    env.configure(work)
+    per = max(2, args.crops // 4)
+    names = ["antelope", "bird", "elephant", "zebra"]
+    write_crops(work, {"train": dict.fromkeys(names, per), "val": dict.fromkeys(names, 2)}, size=48)
+    cfg = params.load(tiny_params(work, backbone=args.backbone, imgsz=args.imgsz, batch=32)).classifier
+    cfg = dataclasses.replace(cfg, epochs=args.epochs)
+    dm = CropDataModule(work / "data/crops", cfg)
+
+    def make_module():
+        torch.manual_seed(0)
+        return build_module(cfg, dm, work)
+
+    steps = len(dm.train_split.files) // cfg.batch  # drop_last: full batches only
+    images = steps * cfg.batch * (args.epochs - 1)
+    runs = {"lightning": [], "bare": []}
+    for _ in range(args.repeats):
+        runs["lightning"].append(images / lightning_run(dm, make_module, args.epochs))
+        runs["bare"].append(images / bare_run(dm, make_module, args.epochs))
+    best = {k: max(v) for k, v in runs.items()}
+    result = {"backbone": args.backbone, "imgsz": args.imgsz, "train_crops": len(dm.train_split.files),
+              "batch": cfg.batch, "timed_epochs": args.epochs - 1, "repeats": args.repeats,
+              "images_per_s": {k: [round(x, 1) for x in v] for k, v in runs.items()},
+              "best_images_per_s": {k: round(v, 1) for k, v in best.items()},
+              "median_ratio": round(statistics.median(a / b for a, b in zip(runs["lightning"], runs["bare"])), 3),
+              "ratio_lightning_over_bare": round(best["lightning"] / best["bare"], 3), "torch": torch.__version__}
+    out = REPO / "benchmarks" / "results" / "classifier_throughput.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""The crops as a LightningDataModule: train/val loaders, class weights, dataset statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from wildtrain.classifier.data import CropDataset, Split, scan_classes, scan_split, transforms
+
+
+class CropDataModule(pl.LightningDataModule):
+    """Train/val loaders over the crops; class imbalance by a weighted sampler when `imbalance: sampler`."""
+
+    def __init__(self, root: Path, cfg):
+        super().__init__()
+        self.root, self.cfg = Path(root), cfg
+        self.classes = scan_classes(self.root / "train")
+        self.train_split = scan_split(self.root / "train", self.classes, require_all=True)
+        self.val_split = scan_split(self.root / "val", self.classes, require_all=True)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def class_weights(self) -> torch.Tensor:
+        """Inverse class frequency, mean 1: rare species weigh as much in total as common ones."""
+        counts = torch.tensor(self.train_split.counts(self.num_classes), dtype=torch.float32)
+        w = counts.sum() / (len(counts) * counts.clamp(min=1))
+        return w / w.mean()
+
+    def stats(self) -> dict:
+        """Dataset statistics logged as MLflow params."""
+        out = {"classes": ",".join(self.classes), "train_images": len(self.train_split.files),
+               "val_images": len(self.val_split.files)}
+        for split, s in (("train", self.train_split), ("val", self.val_split)):
+            out.update({f"{split}.{c}": n for c, n in zip(self.classes, s.counts(self.num_classes))})
+        return out
+
+    def _loader(self, split: Split, train: bool) -> DataLoader:
+        c = self.cfg
+        ds = CropDataset(split, transforms(c.imgsz, c.augment if train else None))
+        sampler = None
+        if train and c.imbalance == "sampler":
+            w = self.class_weights()[torch.tensor(split.labels)]
+            sampler = WeightedRandomSampler(w.double(), num_samples=len(split.labels), replacement=True,
+                                            generator=torch.Generator().manual_seed(c.seed))
+        return DataLoader(ds, batch_size=c.batch, shuffle=train and sampler is None, sampler=sampler,
+                          num_workers=c.workers, persistent_workers=c.workers > 0,
+                          drop_last=train and len(ds) > c.batch)  # no batch of 1 for BatchNorm
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_split, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_split, train=False)

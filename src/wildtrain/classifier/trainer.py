@@ -1,0 +1,81 @@
+"""Fit the classifier with Lightning: callbacks, devices/DDP, AMP and resume from the last checkpoint.
+
+Lightning checkpoints are full pickles (optimizer, callback and loop state): they are loaded with
+`weights_only=False`, and only from `runs/classifier/`, which this pipeline alone writes. Weights
+handed to later stages are a plain state dict (`models_classifier/model.pt`, loaded with
+`weights_only=True`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+
+from wildtrain.classifier.datamodule import CropDataModule
+from wildtrain.classifier.lightning_logger import EpochLoggerBridge
+from wildtrain.classifier.module import MONITOR, CropClassifier
+from wildtrain.devices import lightning_devices
+from wildtrain.errors import WildtrainError
+
+LAST, BEST = "last.ckpt", "best.ckpt"
+
+
+@dataclass(frozen=True)
+class FitResult:
+    state_dict: dict | None  # best weights of the backbone (rank 0 only; None on other DDP ranks)
+    epochs_completed: int
+    best_score: float | None
+    resumed_after_epochs: int | None  # epochs the resumed checkpoint had completed
+
+
+def is_rank_zero() -> bool:
+    """False in the extra processes DDP starts (they rerun the stage script with LOCAL_RANK/RANK set)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return rank_zero_only.rank == 0
+
+
+def build_module(cfg, dm: CropDataModule, root: Path) -> CropClassifier:
+    weights = cfg.weights and str(Path(cfg.weights) if Path(cfg.weights).is_absolute() else root / cfg.weights)
+    return CropClassifier(cfg.backbone, dm.num_classes, cfg.lr, cfg.weight_decay, cfg.optimizer, cfg.scheduler,
+                          cfg.epochs, dm.class_weights().tolist() if cfg.imbalance == "loss_weights" else None,
+                          pretrained=cfg.pretrained, weights=weights or "")
+
+
+def _backbone_state(ckpt: Path) -> dict:
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]  # our own checkpoint
+    return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+
+
+def fit(cfg, dm: CropDataModule, module: CropClassifier, workdir: Path, epoch_logger, resume: bool) -> FitResult:
+    metric, mode = MONITOR[cfg.monitor]
+    accelerator, devices = lightning_devices(cfg.device, cfg.devices, "classifier.device")
+    last = workdir / LAST
+    ckpt_path = last if resume and last.is_file() else None
+    # A checkpoint is saved when an epoch's validation ends, so it holds `epoch` + 1 completed epochs.
+    resumed_from = torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1 if ckpt_path else None
+    bridge = EpochLoggerBridge(epoch_logger)
+    checkpoint = ModelCheckpoint(dirpath=workdir, filename=BEST.removesuffix(".ckpt"), monitor=metric, mode=mode,
+                                 save_top_k=1, save_last=True, enable_version_counter=False)
+    callbacks = [checkpoint, EarlyStopping(monitor=metric, mode=mode, patience=cfg.patience),
+                 LearningRateMonitor(logging_interval="epoch"), bridge]
+    try:
+        trainer = pl.Trainer(max_epochs=cfg.epochs, accelerator=accelerator, devices=devices,
+                             strategy=cfg.strategy if cfg.devices > 1 or isinstance(devices, list) else "auto",
+                             precision=cfg.precision, accumulate_grad_batches=cfg.accumulate_grad_batches,
+                             callbacks=callbacks, logger=bridge, default_root_dir=workdir, log_every_n_steps=1,
+                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    except (ValueError, RuntimeError) as e:  # Lightning's MisconfigurationException is a ValueError
+        raise WildtrainError(f"classifier: {str(e).splitlines()[0]}") from None
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=False)
+    if not trainer.is_global_zero:
+        return FitResult(None, trainer.current_epoch, None, resumed_from)
+    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else last
+    score = checkpoint.best_model_score
+    return FitResult(_backbone_state(best), trainer.current_epoch, None if score is None else float(score),
+                     resumed_from)

@@ -1,0 +1,65 @@
+"""Classification metrics with torchmetrics (accuracy, macro P/R/F1, per-class F1, confusion matrix),
+and a PNG of misclassified crops for humans (logged to MLflow by register)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from wildtrain.io import atomic_path
+
+
+def classification_metrics(probs: np.ndarray, labels: list[int], class_names: list[str]) -> dict:
+    import torch
+    import torchmetrics.functional.classification as F
+
+    n = len(class_names)
+    p, y = torch.as_tensor(probs), torch.as_tensor(labels)
+    kw = {"num_classes": n}
+    per_class_f1 = F.multiclass_f1_score(p, y, average="none", **kw).tolist()
+    support = np.bincount(np.asarray(labels, int), minlength=n).tolist()
+    return {
+        "accuracy": float(F.multiclass_accuracy(p, y, average="micro", **kw)),
+        "precision_macro": float(F.multiclass_precision(p, y, average="macro", **kw)),
+        "recall_macro": float(F.multiclass_recall(p, y, average="macro", **kw)),
+        "f1_macro": float(F.multiclass_f1_score(p, y, average="macro", **kw)),
+        "per_class": {c: {"f1": float(f), "support": int(s)} for c, f, s in zip(class_names, per_class_f1, support)},
+        "confusion": F.multiclass_confusion_matrix(p, y, **kw).tolist(),
+    }
+
+
+def confusion_rows(predicted: list[int], labels: list[int], class_names: list[str]) -> list[dict]:
+    """One row per sample, the shape DVC's confusion template reads."""
+    return [{"actual": class_names[a], "predicted": class_names[b]} for a, b in zip(labels, predicted)]
+
+
+def misclassified_png(path: Path, files: list[Path], labels: list[int], probs: np.ndarray, class_names: list[str],
+                      limit: int) -> int:
+    """The `limit` most confidently wrong crops, with truth and prediction; returns how many were wrong."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    pred = probs.argmax(1)
+    wrong = [i for i in np.argsort(-probs.max(1)) if pred[i] != labels[i]]
+    shown = wrong[:limit]
+    cols = max(1, min(4, len(shown)))
+    rows = max(1, -(-len(shown) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, shown):
+        with Image.open(files[i]) as im:
+            ax.imshow(im.convert("RGB"))
+        ax.set_title(f"true {class_names[labels[i]]}\npred {class_names[pred[i]]} {probs[i].max():.2f}", fontsize=8)
+    if not shown:
+        axes[0, 0].text(0.5, 0.5, "no misclassified crops", ha="center", va="center")
+    fig.suptitle(f"{len(wrong)} of {len(labels)} crops misclassified", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    return len(wrong)

@@ -1,0 +1,164 @@
+"""The classifier for real: Lightning training, torchmetrics, MLflow run + registry, export parity,
+resume after SIGKILL, DDP on CPU through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from classifier_data import SMALL, tiny_params, write_crops
+from conftest import REPO, pipeline_env
+from wildtrain.evaluate.classification import classification_metrics
+
+
+def test_metrics_on_a_known_case():
+    probs = np.eye(3)[[0, 0, 1, 2, 2, 1]]  # predictions 0 0 1 2 2 1
+    m = classification_metrics(probs, [0, 1, 1, 2, 2, 2], ["a", "b", "c"])
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    # per class: a P=1/2 R=1 F1=2/3; b P=1/2 R=1/2 F1=1/2; c P=1 R=2/3 F1=4/5
+    assert [m["per_class"][c]["f1"] for c in "abc"] == pytest.approx([2 / 3, 1 / 2, 4 / 5])
+    assert m["f1_macro"] == pytest.approx((2 / 3 + 1 / 2 + 4 / 5) / 3)
+    assert m["precision_macro"] == pytest.approx((1 / 2 + 1 / 2 + 1) / 3)
+    assert m["recall_macro"] == pytest.approx((1 + 1 / 2 + 2 / 3) / 3)
+    assert m["confusion"] == [[1, 0, 0], [1, 1, 0], [0, 1, 2]]
+
+
+def _env(root: Path) -> dict:
+    env = pipeline_env(REPO)
+    env["YOLO_CONFIG_DIR"] = str(root / ".ultralytics")
+    return env
+
+
+@pytest.mark.slow
+def test_train_evaluate_register_tracks_and_registers(tmp_path, monkeypatch):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from wildtrain import params
+    from wildtrain.pipeline.evaluate_classifier import evaluate_classifier
+    from wildtrain.pipeline.register_classifier import register_classifier
+    from wildtrain.pipeline.train_classifier import train_classifier
+
+    write_crops(tmp_path, SMALL)
+    p = params.load(tiny_params(tmp_path, imbalance="sampler"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    info = train_classifier(p, tmp_path)
+    assert info["epochs_completed"] == 2 and info["class_names"] == ["antelope", "bird", "zebra"]
+    state = torch.load(tmp_path / "models_classifier/model.pt", weights_only=True)
+    assert state["classifier.3.weight"].shape == (3, 1024)  # mobilenet_v3_small head for our 3 classes
+    live = json.loads((tmp_path / "metrics/train_classifier/metrics.json").read_text())
+    assert live["step"] == 1 and {"loss", "f1_macro", "accuracy"} <= set(live["val"])
+
+    ev = evaluate_classifier(p, tmp_path)
+    assert ev["crops"] == 12 and 0 <= ev["f1_macro"] <= 1 and set(ev["per_class"]) == set(info["class_names"])
+    assert np.asarray(ev["confusion"]).sum() == 12
+    assert len(json.loads((tmp_path / "metrics/plots/classifier_confusion.json").read_text())) == 12
+    reg = register_classifier(p, tmp_path)
+    assert reg["version"] == 1 and reg["aliases"] == ["challenger", "champion"]
+    assert max(reg["export_parity_max_abs_diff"].values()) <= 1e-4
+
+    client = MlflowClient()
+    run = client.get_run(info["mlflow_run_id"])
+    assert run.data.params["data.train.zebra"] == "16" and "system.torch" in run.data.params
+    assert run.data.params["classifier.imbalance"] == "sampler"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/f1_macro")] == [0, 1]
+    assert "eval/f1_macro" in run.data.metrics and run.data.tags["model_sha256"] == info["sha256"]
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "artifacts")}
+    assert {"artifacts/classifier_misclassified.png", "artifacts/model.onnx",
+            "artifacts/model.torchscript.pt"} <= logged
+
+    champion = mlflow.pyfunc.load_model("models:/wildtrain-classifier@champion")
+    meta = champion.metadata
+    assert meta.signature is not None and meta.get_input_schema().inputs[0].shape == (-1, 3, 32, 32)
+    from wildtrain.pipeline.register_classifier import sample_batch
+
+    files = sorted((tmp_path / "data/crops/test/zebra").glob("*.png"))[:2]
+    probs = champion.predict(sample_batch(files, 32).numpy())
+    assert probs.shape == (2, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+    # A second registration with a worse gate value stays challenger: the detector's alias gate, shared.
+    worse = {**ev, "f1_macro": ev["f1_macro"] - 0.5}
+    (tmp_path / "metrics/eval_classifier.json").write_text(json.dumps(worse))
+    reg2 = register_classifier(p, tmp_path)
+    assert reg2["version"] == 2 and reg2["decision"] == "challenger" and reg2["aliases"] == ["challenger"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["resnet18", "mobilenet_v3_small"])
+def test_export_parity_onnxruntime_and_torchscript(tmp_path, backbone):
+    from wildtrain.classifier.backbones import build
+    from wildtrain.classifier.export import export, parity
+    from wildtrain.pipeline.register_classifier import sample_batch
+
+    crops = write_crops(tmp_path, {"test": {"antelope": 3, "bird": 3}})
+    torch.manual_seed(0)
+    model = build(backbone, 4).eval()
+    batch = sample_batch(sorted((crops / "test").rglob("*.png")), 64)
+    exported = export(model, 64, tmp_path / "export")
+    diffs = parity(model, exported, batch)
+    assert set(diffs) == {"onnx", "torchscript"} and max(diffs.values()) <= 1e-4, diffs
+    assert parity(model, exported, batch[:1])["onnx"] <= 1e-4  # dynamic batch dimension
+
+
+def _train_proc(root: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *args], cwd=root, env=_env(root), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_mid_epoch(tmp_path):
+    many = {"train": {"antelope": 16, "bird": 16, "zebra": 16}, "val": {"antelope": 3, "bird": 3, "zebra": 3}}
+    write_crops(tmp_path, many)
+    tiny_params(tmp_path, epochs=3, batch=4)  # 12 steps per epoch
+    stage = str(REPO / "stages/train_classifier.py")
+    proc = _train_proc(tmp_path, stage)
+    last, live = tmp_path / "runs/classifier/last.ckpt", tmp_path / "metrics/train_classifier/metrics.json"
+    deadline = time.time() + 240
+    # Epoch 0 is checkpointed and logged: the process is now training epoch 1.
+    while not (last.exists() and live.exists()) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert last.exists() and live.exists(), proc.communicate()[0][-3000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert json.loads(live.read_text())["step"] == 0  # one epoch done, the second cut short
+    run_before = json.loads((tmp_path / "runs/classifier.mlflow.json").read_text())
+    assert not run_before["complete"] and not (tmp_path / "models_classifier").exists()
+
+    rerun = _train_proc(tmp_path, stage)
+    out = rerun.communicate(timeout=300)[0]
+    assert rerun.returncode == 0, out[-3000:]
+    info = json.loads((tmp_path / "models_classifier/classifier.json").read_text())
+    assert info["resumed_after_epochs"] == 1 and info["epochs_completed"] == 3, info
+    assert "3 epochs (resumed after epoch 1)" in out
+    assert info["mlflow_run_id"] == run_before["run_id"]  # the same MLflow run continues
+    assert json.loads(live.read_text())["step"] == 2
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    steps = [m.step for m in MlflowClient().get_metric_history(info["mlflow_run_id"], "val/f1_macro")]
+    assert steps == [0, 1, 2]  # the cut-short epoch was redone, nothing logged twice
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_through_the_cli(tmp_path):
+    write_crops(tmp_path, SMALL)
+    tiny_params(tmp_path, epochs=1, devices=2, strategy="ddp")
+    proc = _train_proc(tmp_path, "-m", "wildtrain.cli", "train", "classifier")
+    out = proc.communicate(timeout=400)[0]
+    assert proc.returncode == 0, out[-4000:]
+    assert "MEMBER: 1/2" in out and "MEMBER: 2/2" in out  # two processes joined the gloo group
+    info = json.loads((tmp_path / "models_classifier/classifier.json").read_text())
+    assert info["epochs_completed"] == 1
+    assert out.count("train_classifier: 1 epochs") == 1  # only rank 0 writes outputs and tracks
