@@ -28,7 +28,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP) ## Create .venv with pinned requirements and wildtrain installed (editable)
 
-repro: $(STAMP) ## Run the whole pipeline: prepare -> convert -> train -> evaluate -> register
+repro: $(STAMP) ## Run the whole pipeline: prepare -> convert -> train/evaluate/register (detector and classifier)
 	dvc repro
 
 train-yolo: $(STAMP) ## Run the pipeline up to a trained YOLO model (prepare, convert, train)

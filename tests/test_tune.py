@@ -33,19 +33,18 @@ def set_params(repo: Path, train: dict | None = None, **tune) -> None:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    """One tiny repo for the module: data made by the real prepare/convert stages (`dvc repro convert`)."""
+    """One tiny repo for the module: the whole tiny pipeline run once (`dvc repro`), as a user's repo would be
+    before tuning; trials then read its canonical data/coco and data/yolo."""
     repo = copy_repo(tmp_path_factory.mktemp("tune") / "repo")
+    env = pipeline_env(repo)
+    sh(["python", "-m", "wildtrain.cli", "config", "apply", "configs/tiny.yaml"], repo, env)
     raw = yaml.safe_load((repo / "params.yaml").read_text())
-    raw["data"]["synthetic"].update(num_images=16, image_size=96, max_objects=3)
-    raw["convert"]["crops"]["enabled"] = False
     raw["train"].update(epochs=1, imgsz=64, batch=8, workers=0, close_mosaic=0)
-    raw["evaluate"]["batch"] = 8
     raw["register"]["export_onnx"] = False
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    env = pipeline_env(repo)
-    sh(["dvc", "repro", "convert"], repo, env)
+    sh(["dvc", "repro"], repo, env)
     sh(["git", "add", "-A"], repo, env)
-    sh(["git", "commit", "-qm", "tiny data"], repo, env)
+    sh(["git", "commit", "-qm", "tiny pipeline"], repo, env)
     return repo
 
 
@@ -68,6 +67,7 @@ def mlflow_runs(repo: Path, study: str) -> list:
 
 
 def test_two_workers_share_one_study_exactly(repo: Path):
+    pipeline_model = (repo / "models/model.pt").read_bytes()
     set_params(repo, study="par", n_trials=3, pruner="none", sampler="tpe",
                space={"train.lr0": LR, "train.momentum": {"type": "float", "low": 0.8, "high": 0.95}})
     out = tune(repo, "--workers", "2").stdout
@@ -83,7 +83,7 @@ def test_two_workers_share_one_study_exactly(repo: Path):
         assert ev["split"] == "val" and ev["map50_95"] == t.value
         info = json.loads((work / "models/train.json").read_text())
         assert info["epochs_completed"] == 1
-    assert not (repo / "models").exists()  # the pipeline's own outputs are untouched
+    assert (repo / "models/model.pt").read_bytes() == pipeline_model  # the pipeline's own outputs are untouched
 
     summary = json.loads((repo / "metrics/tune.json").read_text())
     assert summary["trials"] == {"COMPLETE": 3} and summary["total"] == 3 and summary["n_trials"] == 3
@@ -191,7 +191,7 @@ def test_apply_best_and_dvc_grid_queue(repo: Path):
     study.add_trial(optuna.trial.create_trial(params={"train.lr0": 0.004}, value=0.5, distributions={
         "train.lr0": optuna.distributions.FloatDistribution(0.001, 0.05, log=True)}))
     out = tune(repo, "--apply").stdout  # the study is complete: no training, straight to `dvc exp run`
-    assert "tune: dvc exp run -S train.lr0=0.004" in out and "Ran experiment(s)" in out
+    assert "tune: dvc exp run -S train.lr0=0.004 register" in out and "Ran experiment(s)" in out
     assert yaml.safe_load((repo / "params.yaml").read_text())["train"]["lr0"] == 0.004
     assert json.loads((repo / "metrics/eval.json").read_text())["split"] == "test"  # the pipeline's own evaluate
 

@@ -28,10 +28,12 @@ def _set_value(v: Any) -> str:
 
 
 def apply_command(best_params: dict[str, Any]) -> list[str]:
+    """`dvc exp run -S ... register`: up to the detector's last stage, so stale stages of the other model
+    family (the classifier) are not dragged into the tuned experiment."""
     cmd = ["dvc", "exp", "run"]
     for key, value in best_params.items():
         cmd += ["-S", f"{key}={_set_value(value)}"]
-    return cmd
+    return cmd + ["register"]
 
 
 def history(study) -> list[dict]:
