@@ -51,6 +51,7 @@ def test_train_evaluate_register_tracks_and_registers(tmp_path, monkeypatch):
     write_crops(tmp_path, SMALL)
     p = params.load(tiny_params(tmp_path, imbalance="sampler"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)  # MLflow's sqlite store puts artifacts in ./mlruns
     info = train_classifier(p, tmp_path)
     assert info["epochs_completed"] == 2 and info["class_names"] == ["antelope", "bird", "zebra"]
     state = torch.load(tmp_path / "models_classifier/model.pt", weights_only=True)

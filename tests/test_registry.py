@@ -20,6 +20,7 @@ def test_register_versions_and_aliases_on_sqlite(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)  # MLflow's sqlite store puts artifacts in ./mlruns
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_experiment("t")
     weights = tmp_path / "model.pt"

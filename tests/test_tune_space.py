@@ -65,7 +65,7 @@ def test_space_samples_within_bounds_and_builds_valid_params():
 def test_apply_command_is_an_argument_list():
     cmd = report.apply_command({"train.lr0": 0.005, "train.cos_lr": True, "train.optimizer": "SGD", "train.batch": 8})
     assert cmd == ["dvc", "exp", "run", "-S", "train.lr0=0.005", "-S", "train.cos_lr=true",
-                   "-S", "train.optimizer=SGD", "-S", "train.batch=8"]
+                   "-S", "train.optimizer=SGD", "-S", "train.batch=8", "register"]
 
 
 def test_unknown_objective_metric_is_refused(tmp_path):
