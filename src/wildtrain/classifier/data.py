@@ -84,8 +84,10 @@ def scan_split(split_dir: Path, classes: list[str], require_all: bool, check_ima
     return Split(files, labels)
 
 
-def transforms(imgsz: int, augment=None):
-    """albumentations pipeline: resize, the configured augmentations (training only), normalize, to tensor."""
+def transforms(imgsz: int, augment=None, seed: int | None = None):
+    """albumentations pipeline: resize, the configured augmentations (training only), normalize, to tensor.
+
+    albumentations keeps its own random state (global seeds do not reach it): `seed` makes runs repeatable."""
     import albumentations as A
     from albumentations.pytorch import ToTensorV2
 
@@ -93,7 +95,16 @@ def transforms(imgsz: int, augment=None):
     if augment is not None:
         steps += [A.HorizontalFlip(p=augment.hflip), A.VerticalFlip(p=augment.vflip),
                   A.RandomRotate90(p=augment.rotate90), A.RandomBrightnessContrast(p=augment.brightness_contrast)]
-    return A.Compose(steps + [A.Normalize(mean=MEAN, std=STD), ToTensorV2()])
+    return A.Compose(steps + [A.Normalize(mean=MEAN, std=STD), ToTensorV2()], seed=seed)
+
+
+def reseed_worker(worker_id: int) -> None:
+    """DataLoader workers start with copies of one augmentation state: give each its own, derived from the
+    loader's seed (itself fixed by seed_everything), so workers differ and runs repeat."""
+    import torch
+
+    info = torch.utils.data.get_worker_info()
+    info.dataset.transform.set_random_seed(info.seed % 2**32)
 
 
 def load_rgb(path: Path) -> np.ndarray:

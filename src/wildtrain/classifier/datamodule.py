@@ -8,7 +8,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from wildtrain.classifier.data import CropDataset, Split, scan_classes, scan_split, transforms
+from wildtrain.classifier.data import CropDataset, Split, reseed_worker, scan_classes, scan_split, transforms
 
 
 class CropDataModule(pl.LightningDataModule):
@@ -41,7 +41,7 @@ class CropDataModule(pl.LightningDataModule):
 
     def _loader(self, split: Split, train: bool) -> DataLoader:
         c = self.cfg
-        ds = CropDataset(split, transforms(c.imgsz, c.augment if train else None))
+        ds = CropDataset(split, transforms(c.imgsz, c.augment if train else None, seed=c.seed))
         sampler = None
         if train and c.imbalance == "sampler":
             w = self.class_weights()[torch.tensor(split.labels)]
@@ -49,6 +49,7 @@ class CropDataModule(pl.LightningDataModule):
                                             generator=torch.Generator().manual_seed(c.seed))
         return DataLoader(ds, batch_size=c.batch, shuffle=train and sampler is None, sampler=sampler,
                           num_workers=c.workers, persistent_workers=c.workers > 0,
+                          worker_init_fn=reseed_worker if c.workers > 0 else None,
                           drop_last=train and len(ds) > c.batch)  # no batch of 1 for BatchNorm
 
     def train_dataloader(self) -> DataLoader:
