@@ -40,8 +40,6 @@ def is_rank_zero() -> bool:
 
 
 def build_module(cfg, dm: CropDataModule, root: Path) -> CropClassifier:
-    import lightning.pytorch as pl
-
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # before the weights are initialised
     weights = cfg.weights and str(Path(cfg.weights) if Path(cfg.weights).is_absolute() else root / cfg.weights)
     return CropClassifier(cfg.backbone, dm.num_classes, cfg.lr, cfg.weight_decay, cfg.optimizer, cfg.scheduler,
