@@ -1,5 +1,6 @@
 import pytest
 
+from wildtrain.errors import WildtrainError
 from wildtrain.io import read_json, replaced_dir, write_json
 
 
@@ -22,3 +23,34 @@ def test_replaced_dir_swaps_only_on_success(tmp_path):
             raise RuntimeError("crash mid-stage")
     assert (d / "a.txt").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_read_json_reads_nan_and_reports_broken_files_in_one_line(tmp_path):
+    import gc
+    import math
+
+    (tmp_path / "nan.json").write_text('{"bbox": [1, NaN, Infinity, 2]}')  # orjson refuses; json reads
+    box = read_json(tmp_path / "nan.json")["bbox"]
+    assert box[0] == 1 and math.isnan(box[1]) and math.isinf(box[2])
+    (tmp_path / "bad.json").write_text('{"images": [')
+    with pytest.raises(WildtrainError) as e:
+        read_json(tmp_path / "bad.json", "COCO annotation file")
+    assert str(e.value).startswith(f"{tmp_path / 'bad.json'}: unreadable COCO annotation file (")
+    assert "\n" not in str(e.value) and gc.isenabled()
+    (tmp_path / "latin1.json").write_bytes(b'{"name": "\xe9"}')
+    with pytest.raises(WildtrainError, match="unreadable"):
+        read_json(tmp_path / "latin1.json")
+
+
+def test_gc_paused_restores_the_collector_as_it_found_it():
+    import gc
+
+    from wildtrain.io import gc_paused
+
+    for was in (True, False):
+        gc.enable() if was else gc.disable()
+        with pytest.raises(RuntimeError), gc_paused():
+            assert not gc.isenabled()
+            raise RuntimeError
+        assert gc.isenabled() is was
+    gc.enable()

@@ -3,7 +3,7 @@ import yaml
 from PIL import Image
 
 from wildtrain.data.coco import CocoDataset
-from wildtrain.data.yolo_layout import coco_to_yolo_lines, write_yolo_layout, yolo_line_to_coco_box
+from wildtrain.data.yolo_layout import coco_to_yolo_lines, write_labels, write_yolo_layout, yolo_line_to_coco_box
 
 
 def test_boxes_round_trip_within_1e_6_px_on_large_images():
@@ -45,3 +45,41 @@ def test_layout_has_images_labels_and_yaml(tmp_path, tiny_coco):
     assert len(list((tmp_path / "yolo/labels/val").glob("*.txt"))) == 2
     n_lines = sum(len(p.read_text().splitlines()) for p in (tmp_path / "yolo/labels").rglob("*.txt"))
     assert n_lines == len(tiny_coco.annotations)
+
+
+def _reference_lines(ds: CocoDataset) -> dict[int, str]:
+    """The obvious per-annotation loop the vectorized writer must match character for character."""
+    index = {cid: i for i, cid in enumerate(ds.category_ids)}
+    size = {im["id"]: (im["width"], im["height"]) for im in ds.images}
+    out = {im["id"]: "" for im in ds.images}
+    for a in ds.annotations:
+        (w, h), (x, y, bw, bh) = size[a["image_id"]], a["bbox"]
+        out[a["image_id"]] += (f"{index[a['category_id']]} {(x + bw / 2) / w:.12g} {(y + bh / 2) / h:.12g} "
+                               f"{bw / w:.12g} {bh / h:.12g}\n")
+    return out
+
+
+def test_vectorized_labels_match_the_plain_loop_for_shuffled_annotations(tmp_path):
+    rng = np.random.default_rng(3)
+    images = [{"id": int(i), "file_name": f"sub/img{i}.jpg", "width": int(rng.integers(50, 5000)),
+               "height": int(rng.integers(50, 5000))} for i in rng.permutation(np.arange(7, 500, 7))]
+    anns = [{"id": k, "image_id": images[int(rng.integers(0, len(images) - 5))]["id"],  # last 5 images: negatives
+             "category_id": int(rng.choice([42, 3, 17])), "bbox": [float(rng.uniform(0, 40)), int(rng.integers(0, 40)),
+                                                                    float(rng.uniform(0.1, 9)), 2]}
+            for k in range(3000)]
+    ds = CocoDataset(images, anns, [{"id": 42, "name": "a"}, {"id": 3, "name": "b"}, {"id": 17, "name": "c"}])
+    expected = _reference_lines(ds)
+    assert coco_to_yolo_lines(ds) == expected
+    assert sum(text == "" for text in expected.values()) >= 5
+    write_labels(ds, tmp_path / "labels", batch=16)  # many batches across the writer threads
+    files = sorted(p.name for p in (tmp_path / "labels").iterdir())
+    assert files == sorted(f"sub__img{im['id']}.txt" for im in images)
+    for im in images:
+        assert (tmp_path / "labels" / f"sub__img{im['id']}.txt").read_text() == expected[im["id"]]
+
+
+def test_labels_of_a_dataset_without_annotations_are_empty_files(tmp_path):
+    ds = CocoDataset([{"id": 1, "file_name": "a.jpg", "width": 5, "height": 5}], [], [{"id": 1, "name": "a"}])
+    assert coco_to_yolo_lines(ds) == {1: ""}
+    write_labels(ds, tmp_path / "labels")
+    assert (tmp_path / "labels" / "a.txt").read_text() == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import os
@@ -11,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+import orjson
 import yaml
 
 from wildtrain.errors import WildtrainError
@@ -65,15 +67,44 @@ def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
         shutil.copyfile(src, dst)
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many acyclic containers (a parsed COCO file).
+
+    With it on, each collection rescans every live container, so parsing 200k annotations took 2-5x
+    the parse itself. On exit, freeze+unfreeze files what was built straight into the oldest generation
+    (CPython's documented gc.freeze/unfreeze pair) instead of leaving it young, where the next few
+    collections would each walk all of it once more. Nothing is leaked: refcounting frees it as usual,
+    and full collections still look at it.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.unfreeze()
+        if was_enabled:
+            gc.enable()
+
+
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     path = Path(path)
     if not path.is_file():
         raise WildtrainError(f"{path}: {what} not found")
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = path.read_bytes()
+    except OSError as e:
         raise WildtrainError(f"{path}: unreadable {what} ({e})") from None
+    with gc_paused() if len(data) > 1 << 20 else contextlib.nullcontext():  # big files: many containers
+        try:  # orjson is the faster parser; it refuses NaN/Infinity, which json reads and validation reports
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+        try:
+            return json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise WildtrainError(f"{path}: unreadable {what} ({e})") from None
 
 
 def read_yaml(path: str | os.PathLike, what: str = "YAML file") -> Any:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from wildtrain.errors import WildtrainError
 from wildtrain.io import read_json, write_json
 
@@ -73,6 +75,30 @@ def _explain_annotation(a: dict, ids: set, cset: set, path: Path) -> None:
     _require(box[2] > 0 and box[3] > 0, path, f"annotation {a.get('id')} has zero or negative width/height")
 
 
+def annotation_arrays(anns: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image_id, category_id, bbox[n, 4]) as arrays; numpy infers the dtypes, so bad values show as odd kinds."""
+    if not anns:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4))
+    return (np.array([a["image_id"] for a in anns]), np.array([a["category_id"] for a in anns]),
+            np.array([a["bbox"] for a in anns]))
+
+
+def _annotations_look_valid(anns: list[dict], img_ids: list[int], cat_ids: list[int]) -> bool:
+    """One numpy pass over all annotations (a 200k-box file in ~0.1 s); False means 'look closer', not 'bad'."""
+    if not anns:
+        return True
+    try:
+        image_ids, category_ids, boxes = annotation_arrays(anns)
+    except (KeyError, ValueError):  # a missing key or a ragged bbox
+        return False
+    if image_ids.dtype.kind != "i" or category_ids.dtype.kind != "i" or boxes.dtype.kind not in "iuf":
+        return False
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        return False
+    return bool(np.isin(image_ids, img_ids).all() and np.isin(category_ids, cat_ids).all()
+                and np.isfinite(boxes).all() and (boxes[:, 2:] > 0).all())
+
+
 def load_coco(path: str | Path) -> CocoDataset:
     """Read a COCO detection file, refusing what later stages could not trust (one line each)."""
     path = Path(path)
@@ -94,10 +120,9 @@ def load_coco(path: str | Path) -> CocoDataset:
     for im in images:
         _require(isinstance(im.get("width"), int) and isinstance(im.get("height"), int), path,
                  f"image {im['id']} ({im['file_name']}) lacks integer width/height")
-    ids, cset = set(img_ids), set(cat_ids)
-    for a in anns:  # the cheap test first: messages are only built for a bad annotation (200k-box files)
-        box = a.get("bbox")
-        if not (a.get("image_id") in ids and a.get("category_id") in cset and isinstance(box, list) and len(box) == 4
-                and all(isinstance(v, (int, float)) and math.isfinite(v) for v in box) and box[2] > 0 and box[3] > 0):
+    _require(all(type(a) is dict for a in anns), path, "annotation that is not an object")
+    if not _annotations_look_valid(anns, img_ids, cat_ids):  # vectorized; the slow exact pass names the culprit
+        ids, cset = set(img_ids), set(cat_ids)
+        for a in anns:
             _explain_annotation(a, ids, cset, path)
     return CocoDataset(images=images, annotations=anns, categories=cats, info=raw.get("info") or {})

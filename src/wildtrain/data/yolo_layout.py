@@ -9,29 +9,46 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-from wildtrain.data.coco import CocoDataset
+from wildtrain.data.coco import CocoDataset, annotation_arrays
 from wildtrain.io import link_or_copy, write_text, write_yaml
 
 
+def yolo_label_texts(dataset: CocoDataset) -> Iterator[tuple[dict, str]]:
+    """(image, label-file text) in image order: `class cx cy w h` lines, normalized, class = index in category_ids.
+
+    Vectorized: the boxes are normalized in numpy once and each image's lines come from one %-format call
+    (a 200k-box file in ~0.2 s), in the annotations' own order within an image; "" for a negative image.
+    """
+    images = dataset.images
+    if not dataset.annotations:
+        yield from ((im, "") for im in images)
+        return
+    image_ids, category_ids, boxes = annotation_arrays(dataset.annotations)
+    ids = np.array([im["id"] for im in images])
+    order = np.argsort(ids, kind="stable")
+    pos = order[np.searchsorted(ids, image_ids, sorter=order)]  # each annotation's index in `images`
+    wh = np.array([(im["width"], im["height"]) for im in images], dtype=np.float64)[pos]
+    boxes = boxes.astype(np.float64)
+    rows = np.empty((len(boxes), 5))
+    rows[:, 0] = np.searchsorted(np.array(dataset.category_ids), category_ids)
+    rows[:, 1] = (boxes[:, 0] + boxes[:, 2] / 2) / wh[:, 0]
+    rows[:, 2] = (boxes[:, 1] + boxes[:, 3] / 2) / wh[:, 1]
+    rows[:, 3] = boxes[:, 2] / wh[:, 0]
+    rows[:, 4] = boxes[:, 3] / wh[:, 1]
+    flat = rows[np.argsort(pos, kind="stable")].ravel().tolist()  # grouped by image; Python floats format fastest
+    line, start = "%d %.12g %.12g %.12g %.12g\n", 0
+    for im, count in zip(images, np.bincount(pos, minlength=len(images)).tolist()):
+        yield im, (line * count) % tuple(flat[start:start + 5 * count])
+        start += 5 * count
+
+
 def coco_to_yolo_lines(dataset: CocoDataset) -> dict[int, str]:
-    """Label-file text per image id: `class cx cy w h`, normalized, class = index in category_ids."""
-    index = {cid: i for i, cid in enumerate(dataset.category_ids)}
-    size = {im["id"]: (im["width"], im["height"]) for im in dataset.images}
-    texts: dict[int, list[str]] = {im["id"]: [] for im in dataset.images}
-    if dataset.annotations:
-        boxes = np.array([a["bbox"] for a in dataset.annotations], dtype=np.float64)
-        wh = np.array([size[a["image_id"]] for a in dataset.annotations], dtype=np.float64)
-        norm = np.empty_like(boxes)
-        norm[:, 0] = (boxes[:, 0] + boxes[:, 2] / 2) / wh[:, 0]
-        norm[:, 1] = (boxes[:, 1] + boxes[:, 3] / 2) / wh[:, 1]
-        norm[:, 2] = boxes[:, 2] / wh[:, 0]
-        norm[:, 3] = boxes[:, 3] / wh[:, 1]
-        for a, (cx, cy, w, h) in zip(dataset.annotations, norm.tolist()):  # Python floats format faster
-            texts[a["image_id"]].append(f"{index[a['category_id']]} {cx:.12g} {cy:.12g} {w:.12g} {h:.12g}")
-    return {k: "".join(line + "\n" for line in v) for k, v in texts.items()}
+    """Label-file text per image id (see yolo_label_texts)."""
+    return {im["id"]: text for im, text in yolo_label_texts(dataset)}
 
 
 def yolo_line_to_coco_box(line: str, width: int, height: int) -> tuple[int, list[float]]:
@@ -41,27 +58,36 @@ def yolo_line_to_coco_box(line: str, width: int, height: int) -> tuple[int, list
     return int(c), [float(cx) * width - w_px / 2, float(cy) * height - h_px / 2, w_px, h_px]
 
 
-def _write_file(job: tuple[str, bytes]) -> None:
-    fd = os.open(job[0], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(job[1])
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
+def _write_files(jobs: list[tuple[str, bytes]]) -> None:
+    for name, data in jobs:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
 
 
-def write_labels(dataset: CocoDataset, labels_dir: Path) -> None:
+def write_labels(dataset: CocoDataset, labels_dir: Path, batch: int = 512) -> None:
     """One label file per image (empty for negatives), named like the image with sub-folders folded in.
 
-    Tens of thousands of tiny files: raw os.write from a few threads (the syscalls release the GIL).
+    Tens of thousands of tiny files: this thread formats the next batch while two writer threads create
+    the files (open/write/close release the GIL, so the file system's work runs on the other core).
     """
     labels_dir.mkdir(parents=True, exist_ok=True)
-    texts = coco_to_yolo_lines(dataset)
-    jobs = [(str(labels_dir / Path(im["file_name"].replace("/", "__")).with_suffix(".txt")), texts[im["id"]].encode())
-            for im in dataset.images]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(_write_file, jobs, chunksize=256))
+    folder = str(labels_dir)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending, jobs = [], []
+        for im, text in yolo_label_texts(dataset):
+            stem = os.path.splitext(im["file_name"].replace("/", "__"))[0]
+            jobs.append((f"{folder}/{stem}.txt", text.encode()))
+            if len(jobs) == batch:
+                pending.append(pool.submit(_write_files, jobs))
+                jobs = []
+        pending.append(pool.submit(_write_files, jobs))
+        for future in pending:
+            future.result()
 
 
 def write_yolo_layout(splits: dict[str, CocoDataset], images_dir: Path, out_dir: Path) -> Path:
