@@ -54,3 +54,11 @@ def test_gc_paused_restores_the_collector_as_it_found_it():
             raise RuntimeError
         assert gc.isenabled() is was
     gc.enable()
+    gc.freeze()  # a caller's own frozen objects stay frozen
+    try:
+        before = gc.get_freeze_count()
+        with gc_paused():
+            pass
+        assert gc.get_freeze_count() == before > 0
+    finally:
+        gc.unfreeze()

@@ -83,3 +83,16 @@ def test_labels_of_a_dataset_without_annotations_are_empty_files(tmp_path):
     assert coco_to_yolo_lines(ds) == {1: ""}
     write_labels(ds, tmp_path / "labels")
     assert (tmp_path / "labels" / "a.txt").read_text() == ""
+
+
+def test_a_label_file_that_cannot_be_written_is_one_line_naming_it(tmp_path):
+    import pytest
+
+    from wildtrain.errors import WildtrainError
+
+    long_name = "x" * 300 + ".jpg"  # longer than any file system allows for one name
+    ds = CocoDataset([{"id": 1, "file_name": "ok.jpg", "width": 5, "height": 5},
+                      {"id": 2, "file_name": long_name, "width": 5, "height": 5}], [], [{"id": 1, "name": "a"}])
+    with pytest.raises(WildtrainError) as e:
+        write_labels(ds, tmp_path / "labels")
+    assert str(e.value) == f"{tmp_path / 'labels' / ('x' * 300)}.txt: cannot write label file (File name too long)"

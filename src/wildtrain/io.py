@@ -77,13 +77,14 @@ def gc_paused() -> Iterator[None]:
     collections would each walk all of it once more. Nothing is leaked: refcounting frees it as usual,
     and full collections still look at it.
     """
-    was_enabled = gc.isenabled()
+    was_enabled, frozen_by_caller = gc.isenabled(), gc.get_freeze_count() > 0
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
-        gc.unfreeze()
+        if not frozen_by_caller:  # never thaw objects someone froze on purpose (e.g. before a fork)
+            gc.freeze()
+            gc.unfreeze()
         if was_enabled:
             gc.enable()
 

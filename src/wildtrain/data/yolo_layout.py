@@ -14,6 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from wildtrain.data.coco import CocoDataset, annotation_arrays
+from wildtrain.errors import WildtrainError
 from wildtrain.io import link_or_copy, write_text, write_yaml
 
 
@@ -60,13 +61,16 @@ def yolo_line_to_coco_box(line: str, width: int, height: int) -> tuple[int, list
 
 def _write_files(jobs: list[tuple[str, bytes]]) -> None:
     for name, data in jobs:
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+        except OSError as e:  # a full disk, a name the file system refuses: one line naming the file
+            raise WildtrainError(f"{name}: cannot write label file ({e.strerror})") from None
 
 
 def write_labels(dataset: CocoDataset, labels_dir: Path, batch: int = 512) -> None:
