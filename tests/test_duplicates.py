@@ -135,6 +135,7 @@ def test_jpeg_copy_is_flagged_near_duplicate_and_lands_in_the_same_split(tmp_pat
     ds, rep = validate(read(src), tmp_path / "out")
     (pair,) = rep["near_duplicates"]["pairs"]
     assert pair["files"] == ["s03.png", "s03_copy.jpg"] and pair["group"] == "near-duplicates:s03.png"
+    assert pair["boxes"] == [1, 1]
     assert 0 < pair["distance"] <= MAX_DISTANCE == rep["near_duplicates"]["max_distance"]
     assert rep["images"]["near_duplicates"] == 2 and rep["images"]["kept"] == 13
     assert near_duplicate_warning(rep).startswith("2 near-identical images in 1 group(s) (1 pair(s) within 4 of 64")

@@ -304,6 +304,9 @@ def validate(ds: CocoDataset, out_images: Path, policy: str = "clip", group_rege
         {k: v for k, v in c.items() if not k.startswith("_")} for c in ds.categories], info=dict(ds.info))
     with_boxes = {a["image_id"] for a in annotations}
     near_files = {f for pair in near for f in pair["files"]}
+    n_boxes = Counter(images[a["image_id"] - 1]["file_name"] for a in annotations)
+    for pair in near:  # a pair with boxes on one side only is worth a look: one of them is mislabelled
+        pair["boxes"] = [n_boxes[f] for f in pair["files"]]
     report = {
         "invalid_boxes": policy,
         "unannotated": unannotated,
