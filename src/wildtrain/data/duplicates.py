@@ -2,8 +2,8 @@
 
 Multi-index hashing: the 64 bits are cut into max_distance + 1 blocks. Two hashes that differ in at most
 max_distance bits agree on at least one whole block (pigeonhole), so only hashes sharing a block value are
-compared (numpy popcount on the candidates). With ~13-bit blocks a random set of 50,000 hashes yields a few
-hundred thousand candidates instead of 1.25 billion pairs.
+compared (numpy popcount on the candidates). With ~13-bit blocks a random set of 50,000 hashes yields under a
+million candidates instead of 1.25 billion pairs.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ def near_pairs(hashes: np.ndarray, max_distance: int = MAX_DISTANCE) -> tuple[np
     """(i, j, distance) with i < j for every pair of `hashes` (uint64) within max_distance bits."""
     h = np.asarray(hashes, dtype=np.uint64)
     n = len(h)
+    if n < 2:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
     edges = np.linspace(0, 64, max_distance + 2).round().astype(int)
     found = [(np.empty(0, np.int64), np.empty(0, np.int64))]
     for lo, hi in zip(edges[:-1], edges[1:]):
