@@ -19,6 +19,14 @@ def noise_image(path: Path, width: int, height: int, seed: int = 0, mode: str = 
     return path
 
 
+def scene_array(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A smooth survey-like scene (low-frequency field + grain): stable under re-encoding, unlike pure noise."""
+    rng = np.random.default_rng(seed)
+    low = Image.fromarray(rng.integers(0, 255, (6, 6, 3), dtype=np.uint8)).resize((width, height), Image.BICUBIC)
+    grain = rng.integers(-8, 9, (height, width, 3))
+    return np.clip(np.asarray(low, dtype=np.int16) + grain, 0, 255).astype(np.uint8)
+
+
 def canonical(root: Path) -> CocoDataset:
     """Three images (one without boxes) and fractional boxes, non-contiguous category ids; images on disk."""
     images = [{"id": 1, "file_name": "a.png", "width": 64, "height": 48},

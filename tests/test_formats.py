@@ -17,11 +17,11 @@ from wildtrain.data.validate import validate
 from wildtrain.errors import WildtrainError
 
 
-def read_clean(folder: Path, out: Path, fmt: str = "auto"):
+def read_clean(folder: Path, out: Path, fmt: str = "auto", unannotated: str = "skip"):
     if fmt == "auto":
         fmt, _ = formats.detect(folder, "annotations.json")
     raw, _ = formats.read(folder, fmt, "annotations.json", "images")
-    clean, report = validate(raw, out, "fail")
+    clean, report = validate(raw, out, "fail", unannotated=unannotated)
     return fmt, clean, report
 
 
@@ -75,7 +75,7 @@ def test_yolo_names_as_dict_labels_tree_and_image_without_label_file(tmp_path):
     (tmp_path / "labels" / "train").mkdir(parents=True)
     (tmp_path / "labels" / "train" / "p.txt").write_text("1 0.5 0.5 0.1 0.2\n0 0.25 0.75 0.5 0.5\n0 0.93 0.9 0.14 0.2\n")
     (tmp_path / "data.yaml").write_text("path: .\ntrain: images/train\nnames:\n  0: hippo\n  1: crane\n")
-    fmt, ds, report = read_clean(tmp_path, tmp_path / "out")
+    fmt, ds, report = read_clean(tmp_path, tmp_path / "out", unannotated="negative")
     assert fmt == "yolo" and ds.class_names == ["hippo", "crane"]
     edge = ds.annotations.pop()  # right edge computes to 200.00000000000003: float noise, snapped, not "clipped"
     assert edge["bbox"][0] + edge["bbox"][2] == 200.0 and edge["bbox"][1] + edge["bbox"][3] == 100.0

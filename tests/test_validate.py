@@ -51,11 +51,12 @@ def corrupted_corpus(root: Path) -> Path:
 
 def test_corrupted_corpus_report_counts_are_exact(tmp_path):
     raw, _ = formats.read(corrupted_corpus(tmp_path / "src"), "coco", "annotations.json", "images")
-    ds, rep = validate(raw, tmp_path / "out", "clip")
+    ds, rep = validate(raw, tmp_path / "out", "clip", unannotated="negative")
     assert rep["images"] == {"in": 9, "kept": 5, "quarantined": 4, "negatives": 2, "without_annotation_file": 1,
-                             "normalized_to_rgb": 3, "exif_rotated": 0, "with_group": 0}
+                             "normalized_to_rgb": 3, "exif_rotated": 0, "with_group": 0, "near_duplicates": 0}
     assert rep["quarantined_by_reason"] == {"duplicate_file_name": 1, "missing_file": 1, "unreadable": 2}
-    assert rep["boxes"] == {"in": 12, "kept": 4, "unchanged": 3, "clipped": 1, "dropped": 8}
+    assert rep["boxes"] == {"in": 12, "kept": 4, "unchanged": 3, "clipped": 1, "merged_from_duplicates": 0,
+                            "dropped": 8}
     assert rep["dropped_by_reason"] == {"image_quarantined": 3, "non_finite": 1, "non_positive_size": 1,
                                         "outside_image": 1, "unknown_class": 1, "unknown_image": 1}
     assert rep["clipped"][0]["after"] == [58.0, 40.0, 6.0, 8.0]
@@ -72,7 +73,8 @@ def test_corrupted_corpus_report_counts_are_exact(tmp_path):
 def test_drop_policy_drops_instead_of_clipping_and_fail_names_the_box(tmp_path):
     raw, _ = formats.read(corrupted_corpus(tmp_path / "src"), "coco", "annotations.json", "images")
     _, rep = validate(raw, tmp_path / "out", "drop")
-    assert rep["boxes"] == {"in": 12, "kept": 3, "unchanged": 3, "clipped": 0, "dropped": 9}
+    assert rep["boxes"] == {"in": 12, "kept": 3, "unchanged": 3, "clipped": 0, "merged_from_duplicates": 0,
+                            "dropped": 9}
     with pytest.raises(WildtrainError, match=r"good.png: annotation \d+ .*data.invalid_boxes: fail"):
         validate(raw, tmp_path / "out2", "fail", where="annotations.json")
 
@@ -90,7 +92,8 @@ def test_prepare_fail_policy_is_one_line_and_clip_writes_the_report(repo_copy):
     proc = subprocess.run(["python", "stages/prepare.py"], cwd=repo_copy, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "format coco (found annotations.json)" in proc.stdout or "format coco (data.annotations" in proc.stdout
-    assert "images 9 in = 5 kept (2 without boxes) + 4 quarantined" in proc.stdout
+    assert ("images 9 in = 4 kept (1 without boxes) + 5 quarantined (1 duplicate_file_name, 1 missing_file, "
+            "1 unannotated, 2 unreadable); 1 without an annotation file (data.unannotated: skip)") in proc.stdout
     report = json.loads((repo_copy / "data/reports/validation.json").read_text())
     assert report["boxes"]["in"] == report["boxes"]["kept"] + report["boxes"]["dropped"] == 12
 

@@ -119,6 +119,7 @@ def data_convert(
     to: str = typer.Option(..., "--to", help="coco | voc | yolo | csv"),
     source_format: str = typer.Option("auto", "--from", help="auto | coco | voc | yolo | csv"),
     invalid_boxes: str = typer.Option("clip", help="Boxes outside the image: clip | drop | fail."),
+    unannotated: str = typer.Option("skip", help="Images no annotation file mentions: skip | negative (kept empty)."),
 ) -> None:
     """Convert a dataset between formats, validated as prepare does (images copied as they are unless normalized)."""
     from pathlib import Path
@@ -127,7 +128,8 @@ def data_convert(
     from wildtrain.data.validate import summary_line
 
     try:
-        fmt, report = transcode(Path(src), Path(dst), to, source_format, invalid_boxes=invalid_boxes)
+        fmt, report = transcode(Path(src), Path(dst), to, source_format, invalid_boxes=invalid_boxes,
+                                unannotated=unannotated)
     except WildtrainError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)

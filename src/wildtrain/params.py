@@ -50,6 +50,7 @@ class Data:
     annotations: str = "annotations.json"
     images: str = "images"
     invalid_boxes: Literal["clip", "drop", "fail"] = "clip"
+    unannotated: Literal["negative", "skip"] = "skip"  # images no annotation file mentions (README "Validation")
     group_regex: str = ""
     seed: int = 0
     synthetic: Synthetic = field(default_factory=Synthetic)

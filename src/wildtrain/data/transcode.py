@@ -13,7 +13,7 @@ from wildtrain.io import replaced_dir
 
 
 def transcode(src: Path, dst: Path, to: str, fmt: str = "auto", annotations: str = "annotations.json",
-              images: str = "images", invalid_boxes: str = "clip") -> tuple[str, dict]:
+              images: str = "images", invalid_boxes: str = "clip", unannotated: str = "skip") -> tuple[str, dict]:
     """Read src, validate it (same rules as prepare), write dst in format `to`; return (source format, report)."""
     if to not in formats.FORMATS:
         raise WildtrainError(f"--to: unknown format '{to}' (known: {', '.join(formats.FORMATS)})")
@@ -24,7 +24,8 @@ def transcode(src: Path, dst: Path, to: str, fmt: str = "auto", annotations: str
             fmt, _ = formats.detect(folder, annotations)
         raw, _ = formats.read(folder, fmt, annotations, images)
         with tempfile.TemporaryDirectory(prefix="wildtrain-transcode-") as stage:
-            clean, report = validate(raw, Path(stage) / "images", invalid_boxes, where=str(src))
+            clean, report = validate(raw, Path(stage) / "images", invalid_boxes, where=str(src),
+                                     unannotated=unannotated)
             with replaced_dir(dst) as tmp:
                 formats.write(clean, Path(stage) / "images", tmp, to)
     return fmt, report

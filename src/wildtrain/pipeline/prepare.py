@@ -9,7 +9,7 @@ from pathlib import Path
 from wildtrain.data import formats, synthetic
 from wildtrain.data.coco import CocoDataset
 from wildtrain.data.sources import ARCHIVES, is_archive, open_source
-from wildtrain.data.validate import summary_line, validate
+from wildtrain.data.validate import near_duplicate_warning, summary_line, validate
 from wildtrain.errors import WildtrainError
 from wildtrain.io import replaced_dir, write_json
 from wildtrain.params import Data, Params
@@ -40,7 +40,8 @@ def read_source(d: Data, root: Path, out_images: Path) -> tuple[CocoDataset, dic
             fmt, why = d.format, "data.format"
         raw, ann_file = formats.read(folder, fmt, d.annotations, d.images)
         where = source / ann_file.relative_to(folder) if ann_file != folder else source
-        clean, report = validate(raw, out_images, d.invalid_boxes, d.group_regex, where=str(where))
+        clean, report = validate(raw, out_images, d.invalid_boxes, d.group_regex, where=str(where),
+                                 unannotated=d.unannotated)
     return clean, {"format": fmt, "format_reason": why, **report}
 
 
@@ -58,4 +59,6 @@ def prepare(p: Params, root: Path) -> dict:
     write_json(report_file, report)
     print(f"prepare: {d.source}: format {report['format']} ({report['format_reason']}); {summary_line(report)}; "
           f"dataset {digest[:12]}; report {p.paths.reports}/{REPORT}")
+    if warning := near_duplicate_warning(report):
+        print(f"prepare: warning: {warning}")
     return report
