@@ -1,7 +1,14 @@
-"""DVC stage `evaluate` (params: evaluate): COCO detections on the test split, scored by pycocotools."""
+"""DVC stages `evaluate`, `evaluate_classifier`, `evaluate_two_stage`: `python stages/evaluate.py FAMILY`."""
 
-from wildtrain.pipeline.entry import run
-from wildtrain.pipeline.evaluate import evaluate
+import sys
+
+from _stage import no_wildtrain
+
+try:
+    from wildtrain.pipeline.entry import run
+    from wildtrain.pipeline.evaluate import evaluate
+except ModuleNotFoundError as e:
+    no_wildtrain(e)
 
 if __name__ == "__main__":
-    run(evaluate)
+    run(evaluate, *sys.argv[1:2])

@@ -49,7 +49,7 @@ def train_detector(framework: Optional[str] = typer.Option(None, help="Override 
     def with_framework(p, root):
         if framework:
             p = dataclasses.replace(p, train=dataclasses.replace(p.train, framework=framework))
-        return stage(p, root)
+        return stage(p, root, "detector")
 
     run(with_framework)
 
@@ -57,25 +57,59 @@ def train_detector(framework: Optional[str] = typer.Option(None, help="Override 
 @train_app.command("classifier")
 def train_classifier() -> None:
     """Train the species classifier on the ROI crops (params.yaml `classifier`)."""
-    from wildtrain.pipeline.train_classifier import train_classifier as stage
+    from wildtrain.pipeline.train import train as stage
 
-    run(stage)
+    run(stage, "classifier")
+
+
+FAMILY = typer.Argument("detector", help="detector | classifier | two_stage")
 
 
 @app.command()
-def evaluate() -> None:
-    """Predict the test split and score it with pycocotools (params: evaluate)."""
+def evaluate(family: str = FAMILY) -> None:
+    """Score the pipeline's model of a family on the held-out split (params: evaluate / classifier_evaluate)."""
     from wildtrain.pipeline.evaluate import evaluate as stage
 
-    run(stage)
+    run(stage, family)
 
 
 @app.command()
-def register() -> None:
-    """Register the evaluated model in MLflow and apply the alias gate (params: register)."""
+def register(family: str = FAMILY) -> None:
+    """Register the evaluated model of a family in MLflow and apply the alias gate."""
     from wildtrain.pipeline.register import register as stage
 
-    run(stage)
+    run(stage, family)
+
+
+@app.command()
+def predict(
+    source: str = typer.Argument(..., help="An image, a folder (recursive), a .zip/.tar(.gz) archive, or a .txt list "
+                                           "of paths."),
+    out: str = typer.Option("predictions", "--out", "-o", help="Output folder."),
+    model: Optional[str] = typer.Option(None, help="models:/NAME@ALIAS, models:/NAME/VERSION or a model folder "
+                                                   "(default: the two-stage champion, else the detector champion)."),
+    slice_: Optional[str] = typer.Option(None, "--slice", help="auto | off | SIZE (px): slice large images."),
+    conf: Optional[float] = typer.Option(None, help="Score threshold (default: params.yaml predict.conf)."),
+    iou: Optional[float] = typer.Option(None, help="NMS IoU threshold."),
+    overlap: Optional[float] = typer.Option(None, help="Slice overlap (fraction)."),
+    batch: Optional[int] = typer.Option(None, help="Images or slices per forward pass."),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda:N."),
+    draw: bool = typer.Option(False, "--draw", help="Also write a copy of each image with its boxes."),
+) -> None:
+    """Run a trained model on your images: COCO JSON, CSV, counts per class (+ GeoJSON for GeoTIFFs) under --out.
+
+    Exit code 0: every image predicted; 3: some files could not be read (named in report.json); 2: an error."""
+    from wildtrain.pipeline.predict import predict as stage
+
+    outcome = {}
+
+    def call(p, root):
+        outcome.update(stage(p, root, source, out, model=model, draw=draw, slice=slice_, conf=conf, iou=iou,
+                             overlap=overlap, batch=batch, device=device))
+
+    run(call)
+    if outcome.get("skipped"):
+        raise typer.Exit(3)
 
 
 @app.command()

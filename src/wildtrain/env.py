@@ -8,6 +8,7 @@ live in a project-local folder so the user's global settings are never touched.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,67 @@ OFFLINE_ENV = {
     "NO_ALBUMENTATIONS_UPDATE": "1",
     "YOLO_VERBOSE": "False",
 }
+
+
+# x86 CPUs choose kernels by instruction set (AVX2, AVX-512, AMX), and each choice rounds differently: the
+# same training gave other weights, and test mAP50 0.629 instead of 0.653, on another host of the same
+# machine kind. Pinning PyTorch's own kernels, oneDNN (convolutions) and MKL (matrix products) to their AVX2
+# code paths makes a run bit-identical on every x86-64 CPU with AVX2 (measured: README "Reproducibility").
+CPU_KERNEL_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
+KERNELS_SWITCH = "WILDTRAIN_CPU_KERNELS"  # avx2 (default) | native: fastest kernels, bits depend on the host
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def pin_cpu_kernels() -> str:
+    """Pin CPU kernels to AVX2 (before the first tensor op; the libraries read these lazily); returns the mode.
+
+    'native' when asked for, or where the pins do not apply (not x86-64, or no AVX2); a variable the user
+    set is kept."""
+    if os.environ.get(KERNELS_SWITCH, "avx2").lower() == "native":
+        return "native"
+    if platform.machine().lower() not in ("x86_64", "amd64") or "avx2" not in _cpu_flags():
+        return "native"
+    for key, value in CPU_KERNEL_ENV.items():
+        os.environ.setdefault(key, value)
+    return "avx2" if all(os.environ[k] == v for k, v in CPU_KERNEL_ENV.items()) else "custom"
+
+
+def reproducibility(device: str) -> dict[str, str]:
+    """What decides whether a rerun gives the same bits, recorded on every training run (MLflow tags)."""
+    import torch
+
+    from wildtrain.devices import resolve_device
+
+    try:
+        cuda = not resolve_device(device).startswith(("cpu", "mps"))
+    except Exception:  # noqa: BLE001 — a record, never a reason to fail after training
+        cuda = torch.cuda.is_available()
+    return {"repro.cpu_kernels": pin_cpu_kernels(), "repro.torch_threads": str(torch.get_num_threads()),
+            "repro.cpu": _cpu_model(),
+            "repro.cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            # CUDA training uses kernels (atomics in convolution backward, upsampling) that are not bit-exact
+            "repro.bit_exact": "false (CUDA)" if cuda else "true (CPU, pinned kernels)"}
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
@@ -35,6 +97,7 @@ def configure(root: Path | None = None) -> Path:
     root = root or project_root()
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
+    pin_cpu_kernels()
     config_dir = Path(os.environ.setdefault("YOLO_CONFIG_DIR", str(root / ".ultralytics")))
     font_dir = config_dir / "Ultralytics"
     font = font_dir / "Arial.ttf"

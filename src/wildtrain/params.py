@@ -15,24 +15,9 @@ from typing import Any, Literal
 
 from wildtrain.errors import WildtrainError
 from wildtrain.io import read_yaml, write_yaml
+from wildtrain.layout import Paths
 
 PARAMS_FILE = "params.yaml"
-
-
-@dataclass(frozen=True)
-class Paths:
-    raw: str = "data/raw"
-    coco: str = "data/coco"
-    yolo: str = "data/yolo"
-    crops: str = "data/crops"
-    models: str = "models"
-    runs: str = "runs"
-    metrics: str = "metrics"
-    plots: str = "metrics/plots"
-    predictions: str = "data/predictions"
-    reports: str = "data/reports"
-    classifier: str = "models_classifier"  # the classifier's weights + info (a DVC out beside `models`)
-    classifier_runs: str = "runs/classifier"  # Lightning checkpoints (last.ckpt for resume)
 
 
 @dataclass(frozen=True)
@@ -86,7 +71,7 @@ class Convert:
 class Mmdet:
     """train.framework: mmdet. The other train keys (epochs, imgsz, batch, seed, device, ...) apply too."""
 
-    model: str = "retinanet_r18"  # a name from wildtrain.models.mmdet.MODELS, or your own mmdet config .py
+    model: str = "retinanet_r18"  # a name from wildtrain.families.detector.mmdet.MODELS, or your own mmdet config .py
     weights: str = ""  # a local checkpoint to start from (mmdet load_from); empty: from scratch
     lr: float = 0.0  # 0: the model config's own learning rate, scaled to train.batch
     optimizer: str = "auto"  # auto: the model config's optimizer; or SGD, Adam, AdamW (with train.lr0 etc.)
@@ -146,7 +131,30 @@ class Tracking:
 class Register:
     model_name: str = "wildtrain-detector"
     gate_metric: str = "map50_95"
-    export_onnx: bool = True
+    export: bool = True  # ONNX beside the weights (YOLO; mmdet models export only through mmdeploy)
+
+
+@dataclass(frozen=True)
+class TwoStage:
+    """The detector + species classifier as one registered model (stages evaluate_two_stage, register_two_stage)."""
+
+    model_name: str = "wildtrain-two-stage"
+    gate_metric: str = "map50_95"
+    export: bool = True
+
+
+@dataclass(frozen=True)
+class Predict:
+    """`wildtrain predict` and the defaults of every registered model's predict-time params (its signature)."""
+
+    conf: float = 0.25
+    iou: float = 0.7
+    max_det: int = 300
+    slice: str = "auto"  # auto: slice images larger than the training images | off | a window size in px
+    overlap: float = 0.2
+    merge_ios: float = 0.5
+    batch: int = 16
+    device: str = "auto"
 
 
 def _default_space() -> dict:
@@ -225,6 +233,7 @@ class ClassifierEvaluate:
 class ClassifierRegister:
     model_name: str = "wildtrain-classifier"
     gate_metric: str = "f1_macro"
+    export: bool = True  # ONNX + TorchScript, parity-checked against PyTorch
 
 
 @dataclass(frozen=True)
@@ -240,6 +249,8 @@ class Params:
     classifier: Classifier = field(default_factory=Classifier)
     classifier_evaluate: ClassifierEvaluate = field(default_factory=ClassifierEvaluate)
     classifier_register: ClassifierRegister = field(default_factory=ClassifierRegister)
+    two_stage: TwoStage = field(default_factory=TwoStage)
+    predict: Predict = field(default_factory=Predict)
 
 
 def _type_name(tp: Any) -> str:
@@ -339,6 +350,11 @@ def _check_values(p: Params, file: str) -> None:
         (p.classifier.accumulate_grad_batches >= 1, "classifier.accumulate_grad_batches", "must be >= 1"),
         (p.classifier_evaluate.split in ("train", "val", "test"), "classifier_evaluate.split",
          "must be train, val or test"),
+        (0 <= p.predict.conf < 1, "predict.conf", "must be in [0, 1)"),
+        (0 <= p.predict.overlap < 1, "predict.overlap", "must be in [0, 1)"),
+        (p.predict.batch >= 1, "predict.batch", "must be >= 1"),
+        (p.predict.slice in ("auto", "off") or (p.predict.slice.isdigit() and int(p.predict.slice) >= 32),
+         "predict.slice", "must be auto, off or a window size in px (>= 32)"),
     ]
     for ok, key, msg in checks:
         if not ok:

@@ -120,3 +120,11 @@ def normalize_image(src: str, dst: str) -> dict:
         return {"error": f"unreadable image ({type(e).__name__}: {e})".replace("\n", " ")}
     return {"stored": list(stored), "size": list(size), "mode": mode, "orientation": orientation,
             "converted": converted, "fingerprint": fingerprint, "phash": phash}
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """An image file as an HxWx3 uint8 RGB array as it is displayed (EXIF orientation applied, 16-bit scaled,
+    alpha dropped) — what a model is given, whoever reads the file."""
+    with Image.open(path) as img:
+        img.load()
+        return np.asarray(displayed_rgb(img)[0])

@@ -13,8 +13,8 @@ from collections import defaultdict
 import numpy as np
 
 from wildtrain.data.coco import CocoDataset
+from wildtrain.layout import SPLITS
 
-SPLITS = ("train", "val", "test")
 
 
 def unit_key(im: dict) -> str:

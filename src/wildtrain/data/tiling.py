@@ -1,6 +1,6 @@
 """Tiling of large images: overlapping windows, boxes clipped per tile, tiles that remember where they came from.
 
-The same `windows()` cuts images for training (here) and for sliced inference (evaluate.sliced), so a
+The same `windows()` cuts images for training (here) and for sliced inference (wildtrain.slicing), so a
 model sees at prediction time exactly the kind of tiles it was trained on.
 """
 

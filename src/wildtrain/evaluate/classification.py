@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from wildtrain.io import atomic_path
+from wildtrain.io import atomic_path, write_json
+
+CONFUSION, MISCLASSIFIED = "classifier_confusion", "classifier_misclassified.png"  # in Paths.plots
 
 
 def classification_metrics(probs: np.ndarray, labels: list[int], class_names: list[str]) -> dict:
@@ -63,3 +65,30 @@ def misclassified_png(path: Path, files: list[Path], labels: list[int], probs: n
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
     return len(wrong)
+
+
+def evaluate_classifier(predictor, p, root: Path, write_outputs: bool) -> dict:
+    """A classifier Predictor scored on the held-out crops; with write_outputs, the confusion plot data and PNGs."""
+    from wildtrain.data.images import load_rgb
+    from wildtrain.evaluate import plots
+    from wildtrain.evaluate import evaluation_hash
+    from wildtrain.families.classifier.data import scan_split
+    from wildtrain.tracking.lineage import dataset_hash, hash_tree
+
+    e, card = p.classifier_evaluate, predictor.card
+    names = card.class_names
+    folder = root / p.paths.crops / e.split
+    split = scan_split(folder, names, require_all=False)
+    probs = np.concatenate([np.asarray([c.scores for c in predictor.predict(
+        [load_rgb(f) for f in split.files[i:i + e.batch]], batch=e.batch)]) for i in range(0, len(split.files), e.batch)])
+    metrics = {"split": e.split, "backbone": card.architecture, "crops": len(split.files),
+               **classification_metrics(probs, split.labels, names),
+               "evaluation_hash": evaluation_hash({"crops": dataset_hash(hash_tree(folder))}, {"split": e.split})}
+    if write_outputs:
+        plot_dir = root / p.paths.plots
+        rows = confusion_rows(probs.argmax(1).tolist(), split.labels, names)
+        write_json(plot_dir / f"{CONFUSION}.json", rows)
+        plots.confusion_png(plot_dir / f"{CONFUSION}.png", rows, names)
+        metrics["misclassified"] = misclassified_png(plot_dir / MISCLASSIFIED, split.files, split.labels, probs, names,
+                                                     e.misclassified)
+    return metrics

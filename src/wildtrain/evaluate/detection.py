@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from wildtrain.data.coco import CocoDataset
-from wildtrain.models.base import Detections
+from wildtrain.data.coco import CocoDataset, load_coco
+from wildtrain.errors import WildtrainError
+from wildtrain.evaluate import evaluation_hash
+from wildtrain.families.base import Detections
+from wildtrain.io import sha256_file, write_json
+from wildtrain.layout import image_root
 
 BACKGROUND = "background"
 # COCOeval's summary stats, in ev.stats order: the numeric keys of metrics/eval.json one may gate or tune on.
@@ -17,11 +22,14 @@ STAT_NAMES = ("map50_95", "map50", "map75", "map_small", "map_medium", "map_larg
               "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large")
 
 
-def to_coco_results(dataset: CocoDataset, detections: list[Detections]) -> list[dict]:
-    """Adapter output (class indices, one entry per image in dataset.images order) -> COCO results."""
+def to_coco_results(dataset: CocoDataset, detections: list[Detections],
+                    class_names: list[str] | None = None) -> list[dict]:
+    """Predictions (class indices into `class_names`, the dataset's own by default; one entry per image in
+    dataset.images order) -> COCO results with the dataset's category ids."""
     if len(detections) != len(dataset.images):
         raise ValueError(f"{len(detections)} prediction sets for {len(dataset.images)} images")
-    cat_ids = dataset.category_ids
+    by_name = dict(zip(dataset.class_names, dataset.category_ids))
+    cat_ids = [by_name[n] for n in (class_names or dataset.class_names)]
     results = []
     for im, det in zip(dataset.images, detections):
         for box, cls, score in zip(det.boxes, det.classes, det.scores):
@@ -92,9 +100,9 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def confusion_pairs(dataset: CocoDataset, results: list[dict], conf: float, iou: float) -> list[dict]:
-    """(actual, predicted) rows: greedy class-agnostic matching by score; misses/extra boxes vs background."""
-    names = dict(zip(dataset.category_ids, dataset.class_names))
+def matches(dataset: CocoDataset, results: list[dict], conf: float, iou: float) -> list[dict]:
+    """Greedy class-agnostic matching by score, per image: one row per (ground truth, detection) pair, and per
+    unmatched box (the other side None). What the confusion matrix and the error gallery count."""
     by_image_gt = dataset.annotations_by_image()
     by_image_dt: dict[int, list[dict]] = {im["id"]: [] for im in dataset.images}
     for r in results:
@@ -113,9 +121,76 @@ def confusion_pairs(dataset: CocoDataset, results: list[dict], conf: float, iou:
                     best, best_iou = j, ious[i, j]
             if best >= 0:
                 matched_gt.add(best)
-                rows.append({"actual": names[gts[best]["category_id"]], "predicted": names[d["category_id"]]})
-            else:
-                rows.append({"actual": BACKGROUND, "predicted": names[d["category_id"]]})
-        rows.extend({"actual": names[g["category_id"]], "predicted": BACKGROUND}
-                    for j, g in enumerate(gts) if j not in matched_gt)
+            rows.append({"image_id": im["id"], "gt": gts[best] if best >= 0 else None, "dt": d})
+        rows += [{"image_id": im["id"], "gt": g, "dt": None} for j, g in enumerate(gts) if j not in matched_gt]
     return rows
+
+
+def confusion_pairs(dataset: CocoDataset, results: list[dict], conf: float, iou: float) -> list[dict]:
+    """(actual, predicted) rows; a missed box is predicted `background`, an extra one is actually `background`."""
+    names = dict(zip(dataset.category_ids, dataset.class_names))
+
+    def name(box: dict | None) -> str:
+        return BACKGROUND if box is None else names[box["category_id"]]
+
+    return [{"actual": name(m["gt"]), "predicted": name(m["dt"])} for m in matches(dataset, results, conf, iou)]
+
+
+def test_split(p, root: Path) -> tuple[Path, CocoDataset, dict | None]:
+    """The split the detector is scored on: full-size images and their annotations, and the tiling used in
+    training (then predicted slice by slice, like the tiles it was trained on)."""
+    coco_file = root / p.paths.coco / f"{p.evaluate.split}.json"
+    ds = load_coco(coco_file)
+    tiling = ds.info.get("tiling")
+    if tiling:
+        coco_file = coco_file.parent / ds.info["full"]
+        ds = load_coco(coco_file)
+    return coco_file, ds, tiling
+
+
+def predict_split(predictor, ds: CocoDataset, images: Path, options: dict, chunk: int = 16) -> list[Detections]:
+    """Predictions for every image of a split, read a few at a time (large splits never sit in memory whole)."""
+    from wildtrain.data.images import load_rgb
+
+    out: list[Detections] = []
+    for start in range(0, len(ds.images), chunk):
+        arrays = [load_rgb(images / im["file_name"]) for im in ds.images[start:start + chunk]]
+        out += predictor.predict(arrays, **options)
+    return out
+
+
+def evaluate_detector(predictor, p, root: Path, prefix: str | None) -> dict:
+    """Any detector (or two-stage) Predictor scored by COCOeval on the evaluate split. Unless prefix is None, the
+    COCO predictions, PR curve, confusion matrix and error gallery are written too, their names prefixed."""
+    from wildtrain.evaluate import gallery, plots
+
+    e, card = p.evaluate, predictor.card
+    coco_file, ds, tiling = test_split(p, root)
+    if sorted(card.class_names) != sorted(ds.class_names):
+        raise WildtrainError(f"{coco_file}: the model's classes ({', '.join(card.class_names)}) differ from the "
+                             f"split's ({', '.join(ds.class_names)}): its scores would not compare")
+    options = {"conf": e.conf, "iou": e.iou, "max_det": e.max_det, "batch": e.batch, "merge_ios": e.merge_ios,
+               "slice": tiling["size"] if tiling else "off"}
+    if tiling:
+        options["overlap"] = tiling["overlap"]
+    detections = predict_split(predictor, ds, image_root(coco_file, ds.info), options)
+    results = to_coco_results(ds, detections, card.class_names)
+    ev = coco_eval(ds, results)
+    pr_curve, curves, recall = ev.pop("pr_curve"), ev.pop("pr_curves_by_class", {}), ev.pop("recall_thresholds", [])
+    metrics = {"split": e.split, "framework": card.framework, "images": len(ds.images), "detections": len(results),
+               "sliced": bool(tiling), **ev,
+               "evaluation_hash": evaluation_hash({"annotations": sha256_file(coco_file),
+                                                   "dataset": ds.info.get("dataset_hash")}, options)}
+    if prefix is not None:
+        plot_dir = root / p.paths.plots
+        rows = confusion_pairs(ds, results, e.confusion_conf, e.confusion_iou)
+        predictions = root / (p.paths.predictions + (f"_{prefix.rstrip('_')}" if prefix else ""))
+        write_json(predictions / f"{e.split}.json", results, indent=None)
+        write_json(plot_dir / f"{prefix}pr_curve.json", pr_curve)
+        write_json(plot_dir / f"{prefix}confusion.json", rows)
+        plots.pr_curves_png(plot_dir / f"{prefix}pr_curve.png", recall, curves, f"PR at IoU 0.5 ({e.split})")
+        plots.confusion_png(plot_dir / f"{prefix}confusion.png", rows, [*ds.class_names, BACKGROUND])
+        metrics["gallery"] = gallery.errors_png(plot_dir / f"{prefix}{gallery.FILE}", ds,
+                                                image_root(coco_file, ds.info), results, e.confusion_conf,
+                                                e.confusion_iou)
+    return metrics

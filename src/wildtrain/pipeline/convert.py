@@ -7,23 +7,15 @@ import os
 from pathlib import Path
 
 from wildtrain.data import stats as data_stats
-from wildtrain.data.coco import CocoDataset, load_coco
-from wildtrain.data.crops import write_crops
+from wildtrain.data.coco import load_coco
+from wildtrain.data.crops import BACKGROUND, write_crops
 from wildtrain.data.shards import write_shards
-from wildtrain.data.split import SPLITS, split_dataset, unit_key
+from wildtrain.data.split import split_dataset, unit_key
 from wildtrain.data.tiling import tile_dataset
 from wildtrain.data.yolo_layout import write_yolo_layout
 from wildtrain.io import read_json, replaced_dir, write_json
+from wildtrain.layout import ANNOTATIONS, CROPS_INFO, FULL, IMAGES, MANIFEST, SHARDS, SPLITS, TILES
 from wildtrain.params import Params
-from wildtrain.pipeline.prepare import ANNOTATIONS, IMAGES, MANIFEST
-
-# Inside data/coco: tile images and the untiled split files (when tiling), WebDataset shards (when asked).
-TILES, FULL, SHARDS = "tiles", "full", "shards"
-
-
-def image_root(coco_file: Path, ds: CocoDataset) -> Path:
-    """Images of a canonical COCO file live at info.image_root, relative to the file itself."""
-    return (coco_file.parent / ds.info.get("image_root", ".")).resolve()
 
 
 def convert(p: Params, root: Path) -> dict:
@@ -75,6 +67,8 @@ def convert(p: Params, root: Path) -> dict:
         k = c.crops
         if k.enabled:
             crops = write_crops(splits, raw / IMAGES, tmp, k.padding, k.min_size, k.background_per_image, c.seed)
+            write_json(tmp / CROPS_INFO, {"padding": k.padding, "min_size": k.min_size,
+                                          "background": BACKGROUND if k.background_per_image else None})
             for name in SPLITS:
                 stats[name]["crops"] = crops[name]
     write_json(root / p.paths.metrics / "data.json", stats)

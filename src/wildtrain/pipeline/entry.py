@@ -10,16 +10,24 @@ from wildtrain import env
 from wildtrain.errors import WildtrainError
 
 
-def run(stage: Callable, params_file: str = "params.yaml") -> None:
-    """Call stage(params, root); a WildtrainError is printed as one line and exits 2 (no traceback)."""
+def missing_module(e: ModuleNotFoundError) -> str:
+    return (f"error: {sys.executable} cannot import '{e.name}': run the pipeline with the project's Python "
+            f"(source .venv/bin/activate, or make repro / make exp)")
+
+
+def run(stage: Callable, *args: str, params_file: str = "params.yaml") -> None:
+    """Call stage(params, root, *args); a WildtrainError is printed as one line and exits 2 (no traceback)."""
     root = env.configure()
     try:
         from wildtrain import params as params_mod
 
         p = params_mod.load(Path(root) / params_file)
-        stage(p, root)
+        stage(p, root, *args)
     except WildtrainError as e:
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except ModuleNotFoundError as e:
+        print(missing_module(e), file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

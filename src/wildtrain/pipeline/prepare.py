@@ -12,11 +12,11 @@ from wildtrain.data.sources import ARCHIVES, is_archive, open_source
 from wildtrain.data.validate import near_duplicate_warning, summary_line, validate
 from wildtrain.errors import WildtrainError
 from wildtrain.io import replaced_dir, write_json
+from wildtrain.layout import ANNOTATIONS, IMAGES, MANIFEST
+from wildtrain.layout import VALIDATION_REPORT as REPORT
 from wildtrain.params import Data, Params
 from wildtrain.tracking.lineage import dataset_hash, hash_tree
 
-ANNOTATIONS, MANIFEST, IMAGES = "annotations.json", "manifest.json", "images"
-REPORT = "validation.json"
 
 
 def read_source(d: Data, root: Path, out_images: Path) -> tuple[CocoDataset, dict]:

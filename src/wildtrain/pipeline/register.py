@@ -1,53 +1,91 @@
-"""Stage `register`: log lineage + artifacts to the training run, register a version, gate the aliases."""
+"""Stages `register`, `register_classifier`, `register_two_stage`: export and log the pipeline's model of a family
+with its lineage, register a version, and gate the aliases on the same test set (wildtrain.registry)."""
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
-from wildtrain import __version__
+from wildtrain import __version__, families
+from wildtrain.errors import WildtrainError
+from wildtrain.families.base import ModelCard
 from wildtrain.io import read_json, write_json
-from wildtrain.models import get_adapter
 from wildtrain.params import Params
-from wildtrain.pipeline.train import TRAIN_INFO
 from wildtrain.tracking import mlflow_run
 from wildtrain.tracking.lineage import dvc_stage_hashes, git_commit
 
+SERVING = ("mlflow==", "numpy==", "pandas==", "pillow==", "orjson==", "PyYAML==", "torch==", "torchvision==")
+FRAMEWORK_REQUIREMENTS = {"yolo": ("ultralytics==", "opencv-python=="),
+                          "mmdet": ("mmdet==", "mmengine==", "mmcv-lite==", "opencv-python=="),
+                          "lightning": ("albumentations==", "opencv-python-headless==")}
 
-DETECTOR_REQUIREMENTS = ("torch==", "torchvision==", "ultralytics==", "mlflow==", "numpy==", "pycocotools==")
-FRAMEWORK_REQUIREMENTS = {"mmdet": ("mmdet==", "mmengine==", "mmcv-lite==")}
 
-
-def _requirements(root: Path, wanted: tuple[str, ...] = DETECTOR_REQUIREMENTS) -> list[str]:
-    """The pinned lines of requirements.txt a served model needs."""
+def requirements(root: Path, card: ModelCard, model_dir: Path) -> list[str]:
+    """The pinned lines of requirements.txt the served model imports (each part's, for a two-stage model)."""
+    frameworks = {card.framework} | {ModelCard.load(model_dir / sub).framework for sub in card.components.values()}
+    wanted = SERVING + tuple(x for f in sorted(frameworks) for x in FRAMEWORK_REQUIREMENTS.get(f, ()))
     req = root / "requirements.txt"
     lines = req.read_text().splitlines() if req.is_file() else []
-    return [ln.strip() for ln in lines if ln.strip().startswith(wanted)]
+    return sorted({ln.strip() for ln in lines if ln.strip().startswith(wanted)})
 
 
-def register(p: Params, root: Path) -> dict:
-    r = p.register
-    models = root / p.paths.models
-    info = read_json(models / TRAIN_INFO, "training info")
-    ev = read_json(root / p.paths.metrics / "eval.json", "evaluation metrics")
+def signature(predictor, p: Params):
+    """Input: image bytes or a path per row; params: the family's predict options, defaulting to `predict` in
+    params.yaml where it names them."""
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    configured = {k: getattr(p.predict, k) for k in predictor.options() if hasattr(p.predict, k)}
+    specs = []
+    for name, default in {**predictor.options(), **configured}.items():
+        kind = "boolean" if isinstance(default, bool) else "long" if isinstance(default, int) else \
+            "double" if isinstance(default, float) else "string"
+        specs.append(ParamSpec(name, kind, str(default) if kind == "string" else default))
+    inputs = Schema([ColSpec("binary", "image", required=False), ColSpec("string", "image_path", required=False)])
+    return ModelSignature(inputs=inputs, params=ParamSchema(specs))
+
+
+def register(p: Params, root: Path, family: str = "detector") -> dict:
+    fam = families.get(family)
+    r = getattr(p, fam.register_section)
+    model_dir = fam.model_dir(p, root)
+    card = ModelCard.load(model_dir)
+    ev = read_json(root / p.paths.metrics / f"eval{fam.suffix}.json", "evaluation metrics")
     metrics = {k: float(v) for k, v in ev.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    tags = {"framework": info["framework"], "dataset_hash": info["dataset_hash"], "model_sha256": info["sha256"],
-            "wildtrain_version": __version__, **git_commit(root), **dvc_stage_hashes(root)}
-    mlflow_run.connect(p.tracking.experiment, root)
-    checkpoint = models / info["checkpoint"]
-    with tempfile.TemporaryDirectory() as tmp:
-        artifacts = [root / p.paths.metrics / "eval.json", models / TRAIN_INFO]
-        artifacts += [root / p.paths.plots / name for name in ("pr_curve.png", "confusion.png")]
-        if r.export_onnx:
-            exported = get_adapter(info["framework"]).export(checkpoint, Path(tmp), imgsz=info["imgsz"])
-            artifacts += [f for f in exported if f.suffix != ".pt"]
-        from wildtrain.registry import register_model
+    training = card.training
+    tags = {"family": fam.name, "framework": card.framework, "architecture": card.architecture,
+            "dataset_hash": str(training.get("dataset_hash", "")),
+            "data_source_md5": str(training.get("data_source_md5", "")),
+            "model_sha256": str(card.hashes.get("weights_sha256", "")),
+            "tensors_sha256": str(card.hashes.get("tensors_sha256", "")), "wildtrain_version": __version__,
+            **git_commit(root), **dvc_stage_hashes(root), **fam.lineage(p, root)}
+    device = getattr(p, fam.evaluate_section).device
+    predictor = fam.load(model_dir, device)
 
-        meta = {k: info[k] for k in ("framework", "class_names", "category_ids", "imgsz")}
-        result = register_model(run_id=info["mlflow_run_id"], name=r.model_name, gate_metric=r.gate_metric,
-                                metrics=metrics, tags=tags, weights=checkpoint, meta=meta, artifacts=artifacts,
-                                pip_requirements=_requirements(
-                                    root, DETECTOR_REQUIREMENTS + FRAMEWORK_REQUIREMENTS.get(info["framework"], ())))
-    write_json(root / p.paths.metrics / "register.json", result)
-    print(f"register: {result['model_name']} v{result['version']} -> {', '.join(result['aliases'])} ({result['reason']})")
+    def reevaluate(folder: Path) -> float:
+        other = fam.evaluate(fam.load(folder, device), p, root, write_outputs=False)
+        if other["evaluation_hash"] != ev["evaluation_hash"]:
+            raise WildtrainError("its re-evaluation is not comparable (the evaluator differs)")
+        return float(other[r.gate_metric])
+
+    from wildtrain.registry import register_model
+
+    mlflow_run.connect(p.tracking.experiment, root)
+    run_id = training.get("mlflow_run_id")
+    if not run_id:  # a composed model (two_stage) has no training run of its own
+        with mlflow_run.run(p.tracking.experiment, run_name=f"register-{fam.name}", root=root) as run:
+            run_id = run.info.run_id
+    with tempfile.TemporaryDirectory(prefix="wildtrain-export-") as tmp:
+        exported = fam.export(model_dir, Path(tmp), p, root) if getattr(r, "export", True) else {}
+        plots = [root / p.paths.plots / name for name in fam.plot_files]
+        artifacts = [root / p.paths.metrics / f"eval{fam.suffix}.json", *[f for f in plots if f.is_file()],
+                     *exported.values()]
+        result = register_model(run_id=run_id, name=r.model_name, gate_metric=r.gate_metric, metrics=metrics,
+                                evaluation=ev["evaluation_hash"], tags=tags, model_dir=model_dir, artifacts=artifacts,
+                                pip_requirements=requirements(root, card, model_dir),
+                                signature=signature(predictor, p), reevaluate=reevaluate)
+    result["exports"] = sorted(exported)
+    write_json(root / p.paths.metrics / f"register{fam.suffix}.json", result)
+    print(f"register: {result['model_name']} v{result['version']} -> {', '.join(result['aliases'])} "
+          f"({result['reason']})")
     return result

@@ -1,42 +1,53 @@
-"""Stage `train`: fit the configured framework on the canonical dataset, tracked in MLflow + dvclive."""
+"""Stages `train` and `train_classifier`: fit a model family on the canonical data, tracked in MLflow + dvclive,
+and write its model folder (model.json + weights).
+
+`resume: auto` continues an interrupted training with the same params and data from the framework's own last
+checkpoint, in the same MLflow run (tracking.resume); anything else starts afresh.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
+import os
 import platform
+import statistics
 from pathlib import Path
 
+from wildtrain import env, families
 from wildtrain.data.coco import load_coco
-from wildtrain.data.split import SPLITS
-from wildtrain.io import copy_file, read_json, sha256_file, write_json
-from wildtrain.models import get_adapter
-from wildtrain.models.base import EpochCallback, TrainData
+from wildtrain.errors import WildtrainError
+from wildtrain.families.base import EpochCallback, ModelCard, TrainData
+from wildtrain.io import copy_file, read_json, replaced_dir, sha256_file
+from wildtrain.layout import CROPS_INFO, MANIFEST, SPLITS, YOLO_DATASET, image_root
 from wildtrain.params import Params, as_dict, flatten
-from wildtrain.pipeline.convert import image_root
-from wildtrain.pipeline.prepare import MANIFEST
-from wildtrain.tracking import mlflow_run
+from wildtrain.tracking import mlflow_run, resume
 from wildtrain.tracking.lineage import git_commit
 from wildtrain.tracking.live import EpochLogger, progress_line
-
-TRAIN_INFO = "train.json"  # what later stages need: framework, classes, image size, MLflow run id
-MODEL_FILE = "model.pt"
 
 
 def train_data(p: Params, root: Path) -> TrainData:
     coco = {s: root / p.paths.coco / f"{s}.json" for s in SPLITS}
     ds = load_coco(coco["train"])
-    return TrainData(coco=coco, image_root=image_root(coco["train"], ds), yolo_yaml=root / p.paths.yolo / "dataset.yaml",
-                     class_names=ds.class_names,
-                     dataset_hash=read_json(root / p.paths.raw / MANIFEST, "dataset manifest")["dataset_hash"])
+    manifest = read_json(root / p.paths.raw / MANIFEST, "dataset manifest")
+    tiling = ds.info.get("tiling")
+    sides = [max(im["width"], im["height"]) for im in ds.images]
+    return TrainData(root=root, coco=coco, image_root=image_root(coco["train"], ds.info),
+                     yolo_yaml=root / p.paths.yolo / YOLO_DATASET, crops=root / p.paths.crops,
+                     class_names=ds.class_names, category_ids=ds.category_ids, dataset_hash=manifest["dataset_hash"],
+                     source_md5=(manifest.get("source") or {}).get("md5", ""), tiling=tiling,
+                     image_size=int(tiling["size"]) if tiling else int(statistics.median(sides)) if sides else 0)
 
 
-def _reusable_run(run_file: Path, fingerprint: str) -> str | None:
-    """The MLflow run of an interrupted training with the same params and data, to continue it."""
-    if not run_file.is_file():
-        return None
-    saved = read_json(run_file)
-    return saved["run_id"] if saved.get("fingerprint") == fingerprint and not saved.get("complete") else None
+def inputs_hash(p: Params, root: Path) -> str:
+    """What convert made of the data (splits, tiles, crops): a resumed training must have been on the same."""
+    files = [root / p.paths.coco / f"{s}.json" for s in SPLITS] + [root / p.paths.crops / CROPS_INFO]
+    return resume.fingerprint([sha256_file(f) if f.is_file() else None for f in files])
+
+
+def is_rank_zero() -> bool:
+    """False in the extra processes of a distributed training (Lightning's DDP launcher sets LOCAL_RANK/NODE_RANK,
+    torchrun RANK, SLURM SLURM_PROCID): rank 0 alone tracks and writes outputs."""
+    return all(os.environ.get(k, "0") in ("", "0") for k in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"))
 
 
 def system_info() -> dict:
@@ -46,50 +57,66 @@ def system_info() -> dict:
             "cuda": torch.version.cuda or "none", "gpus": torch.cuda.device_count()}
 
 
-def train(p: Params, root: Path, *, on_epoch: EpochCallback | None = None,
-          run_tags: dict[str, str] | None = None) -> dict:
+def train(p: Params, root: Path, family: str = "detector", *, on_epoch: EpochCallback | None = None,
+          run_tags: dict[str, str] | None = None) -> dict | None:
     """`on_epoch` is called after each epoch is logged (tune reports to Optuna there and may raise to stop);
     `run_tags` go on the MLflow run (tune nests trials under the study's run)."""
-    t = p.train
-    adapter = get_adapter(t.framework)
+    fam = families.get(family)
+    if fam.train_section is None:
+        raise WildtrainError(f"{family}: nothing to train")
+    cfg = getattr(p, fam.train_section)
     data = train_data(p, root)
-    runs_dir = root / p.paths.runs
-    workdir = runs_dir / t.framework
-    train_params = as_dict(t)
-    fingerprint = hashlib.sha256(json.dumps([train_params, data.dataset_hash], sort_keys=True).encode()).hexdigest()
-    run_file = runs_dir / f"{t.framework}.mlflow.json"
-    previous = _reusable_run(run_file, fingerprint) if t.resume == "auto" else None
-    with mlflow_run.run(p.tracking.experiment, run_id=previous, run_name=f"train-{t.framework}", root=root,
+    workdir = root / p.paths.runs / fam.name
+    if not is_rank_zero():  # an extra process of distributed training: rank 0 owns tracking and outputs
+        fam.train(cfg, data, workdir, resume=True, on_epoch=None)
+        return None
+    digest = resume.fingerprint(fam.name, as_dict(cfg), data.dataset_hash, inputs_hash(p, root))
+    start = resume.begin(workdir, digest, cfg.resume)
+    with mlflow_run.run(p.tracking.experiment, run_id=start.run_id, run_name=f"train-{fam.name}", root=root,
                         tags=run_tags) as run:
         run_id = run.info.run_id
-        write_json(run_file, {"run_id": run_id, "fingerprint": fingerprint, "complete": False})
+        resume.attach(workdir, run_id)
         import mlflow
 
-        if previous is None:
-            mlflow.log_params({f"train.{k}": v for k, v in flatten(train_params).items()})
+        lineage = {"family": fam.name, "dataset_hash": data.dataset_hash, "data_source_md5": data.source_md5,
+                   **git_commit(root)}
+        if start.run_id is None:
+            mlflow.log_params({f"{fam.train_section}.{k}": v for k, v in flatten(as_dict(cfg)).items()})
             mlflow.log_params({f"system.{k}": v for k, v in system_info().items()})
             mlflow.log_params({"data.dataset_hash": data.dataset_hash, "data.classes": ",".join(data.class_names)})
-            mlflow.set_tags({"framework": t.framework, "dataset_hash": data.dataset_hash, **git_commit(root)})
-        logger = EpochLogger(root / p.paths.metrics / "train", run_id, resume=previous is not None)
+            mlflow.set_tags(lineage)
+        logger = EpochLogger(root / p.paths.metrics / f"train{fam.suffix}", run_id, resume=start.resume)
+        epochs = getattr(cfg, "epochs", 0)
 
         def log_epoch(epoch: int, metrics: dict) -> None:
             logger.log_epoch(epoch, metrics)
-            print(progress_line(epoch, t.epochs, metrics), flush=True)
+            print(progress_line(epoch, epochs, metrics), flush=True)
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
 
         try:
-            result = adapter.train(t, data, workdir, log_epoch)
+            trained = fam.train(cfg, data, workdir, resume=start.resume, on_epoch=log_epoch)
         finally:
             logger.close()
-        models = root / p.paths.models
-        copy_file(result.checkpoint, models / MODEL_FILE)
-        info = {"framework": t.framework, "checkpoint": MODEL_FILE, "sha256": sha256_file(models / MODEL_FILE),
-                "class_names": data.class_names, "category_ids": load_coco(data.coco["train"]).category_ids,
-                "imgsz": t.imgsz, "epochs_completed": result.epochs_completed, "resumed": result.resumed,
-                "mlflow_run_id": run_id, "dataset_hash": data.dataset_hash, **result.extra}
-        write_json(models / TRAIN_INFO, info)
-        mlflow.set_tag("model_sha256", info["sha256"])
-    write_json(run_file, {"run_id": run_id, "fingerprint": fingerprint, "complete": True})
-    print(f"train: {result.epochs_completed} epochs, model {models / MODEL_FILE}, MLflow run {run_id}")
-    return info
+        repro = env.reproducibility(getattr(cfg, "device", "cpu"))
+        mlflow.set_tags(repro)
+        model_dir = fam.model_dir(p, root)
+        with replaced_dir(model_dir) as tmp:
+            for name, src in trained.files.items():
+                copy_file(src, tmp / name)
+            card = ModelCard(family=fam.name, task=fam.task, framework=trained.framework,
+                             architecture=trained.architecture, class_names=trained.class_names or data.class_names,
+                             weights=trained.weights,
+                             input=trained.input,
+                             training={"epochs_completed": trained.epochs_completed, "resumed": trained.resumed,
+                                       "mlflow_run_id": run_id, **lineage, **repro},
+                             hashes={"weights_sha256": sha256_file(tmp / trained.weights),
+                                     "tensors_sha256": trained.tensors_sha256},
+                             extra=trained.extra)
+            card.save(tmp)
+        mlflow.set_tags({"model_sha256": card.hashes["weights_sha256"], "tensors_sha256": trained.tensors_sha256})
+    resume.finish(workdir)
+    again = " (resumed)" if trained.resumed else ""
+    print(f"train: {fam.name} {trained.architecture}, {trained.epochs_completed} epochs{again}, model {model_dir}, "
+          f"tensors {trained.tensors_sha256[:12]}, MLflow run {run_id}")
+    return dataclasses.asdict(card)

@@ -25,7 +25,7 @@ INTERRUPTED = 130  # a worker's exit code after Ctrl-C (wildtrain.pipeline.entry
 def check_inputs(p: Params, root: Path) -> list[space.Dim]:
     """Everything that can be refused before training: the space, the objective, the canonical data."""
     from wildtrain.evaluate.detection import STAT_NAMES
-    from wildtrain.pipeline.prepare import MANIFEST
+    from wildtrain.layout import MANIFEST
 
     t = p.tune
     dims = space.parse(t.space, p)

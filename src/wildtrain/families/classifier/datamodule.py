@@ -8,7 +8,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from wildtrain.classifier.data import CropDataset, Split, reseed_worker, scan_classes, scan_split, transforms
+from wildtrain.families.classifier.data import CropDataset, Split, reseed_worker, scan_classes, scan_split, transforms
 
 
 class CropDataModule(pl.LightningDataModule):

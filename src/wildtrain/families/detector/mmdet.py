@@ -1,4 +1,4 @@
-"""MMDetection behind the adapter interface: mmdet's packaged configs + our params, trained by mmengine's Runner.
+"""MMDetection as a detector framework: mmdet's packaged configs + our params, trained by mmengine's Runner.
 
 The config is mmdet's own (architecture, losses, optimizer) with our classes, image size, epochs, batch,
 seed and device; data comes straight from the canonical COCO files (no image copies); pretrained URLs
@@ -16,12 +16,13 @@ import contextlib
 import math
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
+
+import numpy as np
 
 from wildtrain.devices import resolve_device
 from wildtrain.errors import WildtrainError
-from wildtrain.models import runstate
-from wildtrain.models.base import Detections, EpochCallback, TrainData, TrainResult
+from wildtrain.families.base import Detections, EpochCallback, ModelCard, Trained, TrainData, tensors_sha256
 
 # name -> config under mmdet's packaged configs (mmdet/.mim/configs)
 MODELS = {
@@ -47,7 +48,7 @@ HISTORY_KEY = "__mmengine_history_buffer__"
 
 def setup() -> None:
     """Import mmdet with the ops stand-in in place (unless compiled mmcv is installed) and its registries."""
-    from wildtrain.models import mmcv_ext
+    from wildtrain.families.detector import mmcv_ext
 
     mmcv_ext.install()
     try:
@@ -112,8 +113,9 @@ def dataset_cfg(coco_file: Path, image_root: Path, classes: list[str], pipeline:
                 backend_args=None)
 
 
-def test_pipeline(imgsz: int, with_annotations: bool = True) -> list:
-    steps = [dict(type="LoadImageFromFile", backend_args=None),
+def test_pipeline(imgsz: int, with_annotations: bool = True, from_arrays: bool = False) -> list:
+    load = dict(type="mmdet.LoadImageFromNDArray") if from_arrays else dict(type="LoadImageFromFile", backend_args=None)
+    steps = [load,
              dict(type="Resize", scale=(imgsz, imgsz), keep_ratio=True)]
     if with_annotations:
         steps.append(dict(type="LoadAnnotations", with_bbox=True))
@@ -241,7 +243,7 @@ def mmdet_device(device: str) -> str:
 
 def check_ops(model, device: str) -> None:
     """Refuse, before training, a model that uses an mmcv op this install or device cannot run."""
-    from wildtrain.models import mmcv_ext
+    from wildtrain.families.detector import mmcv_ext
 
     standin = not mmcv_ext.compiled_mmcv()
     for module in model.modules():
@@ -386,7 +388,7 @@ def _runner_class(device: str):
     return DeviceRunner
 
 
-def slim_checkpoint(src: Path, dst: Path, config: dict, classes: list[str], class_names: list[str]) -> None:
+def slim_checkpoint(src: Path, dst: Path, config: dict, classes: list[str], class_names: list[str]) -> str:
     """Weights (EMA ones where the config keeps an EMA) + config + class order: tensors, dicts, strings only."""
     import io
 
@@ -400,108 +402,108 @@ def slim_checkpoint(src: Path, dst: Path, config: dict, classes: list[str], clas
     torch.save({"state_dict": state, "config": config, "classes": list(classes),
                 "label_to_class": [class_names.index(n) for n in classes]}, buf)
     write_bytes(dst, buf.getvalue())
+    return tensors_sha256(state)
 
 
-class MmdetAdapter:
-    framework = "mmdet"
+def train(cfg, data: TrainData, workdir: Path, resume: bool, on_epoch: EpochCallback) -> Trained:
+    import torch
 
-    def train(self, cfg, data: TrainData, workdir: Path, on_epoch: EpochCallback) -> TrainResult:
-        import torch
+    setup()
+    device = mmdet_device(cfg.device)
+    c = build_config(cfg, data, workdir, data.root, device)
+    resume = resume and _latest_checkpoint(workdir) is not None
+    c.resume = resume
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))
+    runner = _runner_class(device).from_cfg(c)
+    check_ops(runner.model, device)
+    runner.register_hook(_epoch_reporter(on_epoch))
+    runner.register_hook(_plain_checkpoints())
+    if resume:
+        print(f"train: resuming from {_latest_checkpoint(workdir)}")
+    with safe_loading(f"train.mmdet.weights '{cfg.mmdet.weights}'" if cfg.mmdet.weights else str(workdir)):
+        runner.train()
+    best = sorted(workdir.glob("best_coco_bbox_mAP_epoch_*.pth"))
+    source = best[-1] if best else _latest_checkpoint(workdir)
+    if source is None:
+        raise WildtrainError(f"{workdir}: mmengine wrote no checkpoint")
+    out = workdir / MODEL_FILE
+    digest = slim_checkpoint(source, out, c.to_dict(), json_class_order(data.coco["train"]), data.class_names)
+    return Trained(files={MODEL_FILE: out}, weights=MODEL_FILE, architecture=Path(cfg.mmdet.model).stem,
+                   framework="mmdet", input={"size": cfg.imgsz}, epochs_completed=int(runner.train_loop.epoch),
+                   resumed=resume, extra={"mmdet_model": cfg.mmdet.model, "mmdet_checkpoint": source.name,
+                                          "iterations": int(runner.iter)}, tensors_sha256=digest)
 
-        setup()
-        device = mmdet_device(cfg.device)
-        root = Path.cwd()
-        c = build_config(cfg, data, workdir, root, device)
-        unique = ("visualizer", "work_dir")  # a fresh name per run; where the run lives
-        digest = runstate.fingerprint({k: v for k, v in c.to_dict().items() if k not in unique}, data.dataset_hash,
-                                      device)
-        resume = runstate.start(workdir, digest, cfg.resume, _latest_checkpoint(workdir) is not None)
-        c.resume = resume
-        if cfg.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        if device.startswith("cuda"):
-            torch.cuda.set_device(torch.device(device))
-        runner = _runner_class(device).from_cfg(c)
-        check_ops(runner.model, device)
-        reporter = _epoch_reporter(on_epoch)
-        runner.register_hook(reporter)
-        runner.register_hook(_plain_checkpoints())
-        if resume:
-            print(f"train: resuming from {_latest_checkpoint(workdir)}")
-        with safe_loading(f"train.mmdet.weights '{cfg.mmdet.weights}'" if cfg.mmdet.weights else str(workdir)):
-            runner.train()
-        best = sorted(workdir.glob("best_coco_bbox_mAP_epoch_*.pth"))
-        source = best[-1] if best else _latest_checkpoint(workdir)
-        if source is None:
-            raise WildtrainError(f"{workdir}: mmengine wrote no checkpoint")
-        out = workdir / MODEL_FILE
-        slim_checkpoint(source, out, c.to_dict(), json_class_order(data.coco["train"]), data.class_names)
-        runstate.finish(workdir, digest)
-        return TrainResult(checkpoint=out, epochs_completed=int(runner.train_loop.epoch), resumed=resume,
-                           extra={"mmdet_model": cfg.mmdet.model, "mmdet_checkpoint": source.name,
-                                  "iterations": int(runner.iter)})
 
-    def load(self, checkpoint: Path, device: str, *, conf: float = 0.05, iou: float = 0.5, max_det: int = 100):
-        """The detector in eval mode from our slim checkpoint, with test-time thresholds set."""
-        import torch
-        from mmengine.config import Config
+class MmdetNet:
+    """A loaded mmdet detector: arrays in, boxes out in each array's own pixels (resized to `size`, ratio kept)."""
 
-        setup()
-        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        c = Config(ckpt["config"])
-
-        test_cfg = c.model.get("test_cfg")
-        final = test_cfg.get("rcnn", test_cfg) if test_cfg is not None else {}  # two-stage: not the RPN's
-        for key, value in (("score_thr", conf), ("max_per_img", max_det)):
-            if key in final:
-                final[key] = value
-        if isinstance(final.get("nms"), dict):
-            final["nms"]["iou_threshold"] = iou
-        from mmdet.registry import MODELS as REGISTRY
-
-        model = REGISTRY.build(c.model)
-        model.load_state_dict(ckpt["state_dict"])
-        model.to(device).eval()
-        return model, ckpt
-
-    def predict(self, checkpoint: Path, images: list[Path], *, imgsz: int, conf: float, iou: float,
-                max_det: int, batch: int, device: str) -> list[Detections]:
+    def __init__(self, model_dir: Path, card: ModelCard, device: str):
         import torch
         from mmcv.transforms import Compose
-        from mmengine.dataset import pseudo_collate
-
-        dev = mmdet_device(device)
-        model, ckpt = self.load(checkpoint, dev, conf=conf, iou=iou, max_det=max_det)
-        pipeline = Compose(test_pipeline(imgsz, with_annotations=False))
-        to_class = ckpt["label_to_class"]
-        out: list[Detections] = []
-        with torch.no_grad():
-            for start in range(0, len(images), batch):
-                chunk = [pipeline(dict(img_path=str(p), img_id=start + i))
-                         for i, p in enumerate(images[start:start + batch])]
-                for sample in model.test_step(pseudo_collate(chunk)):
-                    pred = sample.pred_instances
-                    keep = pred.scores >= conf
-                    xyxy = pred.bboxes[keep].float().cpu().numpy().astype(float)
-                    order = pred.scores[keep].argsort(descending=True)[:max_det].cpu().numpy()
-                    boxes = [[x1, y1, x2 - x1, y2 - y1] for x1, y1, x2, y2 in xyxy[order].tolist()]
-                    labels = pred.labels[keep].cpu().numpy()[order]
-                    out.append(Detections(boxes=boxes, classes=[to_class[int(k)] for k in labels],
-                                          scores=pred.scores[keep].float().cpu().numpy()[order].astype(float).tolist()))
-        return out
-
-    def export(self, checkpoint: Path, out_dir: Path, *, imgsz: int) -> list[Path]:
-        """No ONNX: mmdet models export only through mmdeploy. The artifact is the checkpoint + its config."""
-        import shutil
-
-        import torch
         from mmengine.config import Config
 
-        from wildtrain.io import write_text
+        setup()
+        self.device = mmdet_device(device)
+        ckpt = torch.load(model_dir / card.weights, map_location="cpu", weights_only=True)
+        self.config = Config(ckpt["config"])
+        self.to_class = ckpt["label_to_class"]
+        self.state = ckpt["state_dict"]
+        self.pipeline = Compose(test_pipeline(int(card.input["size"]), with_annotations=False, from_arrays=True))
+        self.model, self.thresholds = None, None
 
-        out_dir.mkdir(parents=True, exist_ok=True)
-        pt = out_dir / MODEL_FILE
-        shutil.copyfile(checkpoint, pt)
-        config = out_dir / "mmdet_config.py"
-        write_text(config, Config(torch.load(checkpoint, map_location="cpu", weights_only=True)["config"]).pretty_text)
-        return [pt, config]
+    def _model(self, conf: float, iou: float, max_det: int):
+        """mmdet bakes thresholds into the model's test config: rebuild only when they change."""
+        if self.thresholds != (conf, iou, max_det):
+            from mmdet.registry import MODELS as REGISTRY
+
+            test_cfg = self.config.model.get("test_cfg")
+            final = test_cfg.get("rcnn", test_cfg) if test_cfg is not None else {}  # two-stage: not the RPN's
+            for key, value in (("score_thr", conf), ("max_per_img", max_det)):
+                if key in final:
+                    final[key] = value
+            if isinstance(final.get("nms"), dict):
+                final["nms"]["iou_threshold"] = iou
+            model = REGISTRY.build(self.config.model)
+            model.load_state_dict(self.state)
+            self.model, self.thresholds = model.to(self.device).eval(), (conf, iou, max_det)
+        return self.model
+
+    def predict(self, images: Sequence[np.ndarray], *, conf: float, iou: float, max_det: int) -> list[Detections]:
+        import torch
+        from mmengine.dataset import pseudo_collate
+
+        model = self._model(conf, iou, max_det)
+        batch = [self.pipeline(dict(img=np.ascontiguousarray(im[..., ::-1]), img_id=i))  # mmcv works in BGR
+                 for i, im in enumerate(images)]
+        out: list[Detections] = []
+        with torch.no_grad():
+            for sample in model.test_step(pseudo_collate(batch)) if batch else []:
+                pred = sample.pred_instances
+                keep = pred.scores >= conf
+                order = pred.scores[keep].argsort(descending=True)[:max_det].cpu().numpy()
+                xyxy = pred.bboxes[keep].float().cpu().numpy().astype(float)[order]
+                labels = pred.labels[keep].cpu().numpy()[order]
+                out.append(Detections(boxes=[[x1, y1, x2 - x1, y2 - y1] for x1, y1, x2, y2 in xyxy.tolist()],
+                                      classes=[self.to_class[int(k)] for k in labels],
+                                      scores=pred.scores[keep].float().cpu().numpy()[order].astype(float).tolist()))
+        return out
+
+
+NET = MmdetNet
+
+
+def export(model_dir: Path, card: ModelCard, out_dir: Path) -> dict[str, Path]:
+    """No ONNX: mmdet models export only through mmdeploy. The portable artifact is the config beside the weights."""
+    import torch
+    from mmengine.config import Config
+
+    from wildtrain.io import write_text
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = out_dir / "mmdet_config.py"
+    ckpt = torch.load(model_dir / card.weights, map_location="cpu", weights_only=True)
+    write_text(config, Config(ckpt["config"]).pretty_text)
+    return {"mmdet_config": config}

@@ -15,9 +15,9 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
-from wildtrain.classifier.datamodule import CropDataModule
-from wildtrain.classifier.lightning_logger import EpochLoggerBridge
-from wildtrain.classifier.module import MONITOR, CropClassifier
+from wildtrain.families.classifier.datamodule import CropDataModule
+from wildtrain.families.classifier.lightning_logger import EpochLoggerBridge
+from wildtrain.families.classifier.module import MONITOR, CropClassifier
 from wildtrain.devices import lightning_devices
 from wildtrain.errors import WildtrainError
 
@@ -30,13 +30,6 @@ class FitResult:
     epochs_completed: int
     best_score: float | None
     resumed_after_epochs: int | None  # epochs the resumed checkpoint had completed
-
-
-def is_rank_zero() -> bool:
-    """False in the extra processes DDP starts (they rerun the stage script with LOCAL_RANK/RANK set)."""
-    from lightning.pytorch.utilities import rank_zero_only
-
-    return rank_zero_only.rank == 0
 
 
 def build_module(cfg, dm: CropDataModule, root: Path) -> CropClassifier:
@@ -52,14 +45,14 @@ def _backbone_state(ckpt: Path) -> dict:
     return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
 
 
-def fit(cfg, dm: CropDataModule, module: CropClassifier, workdir: Path, epoch_logger, resume: bool) -> FitResult:
+def fit(cfg, dm: CropDataModule, module: CropClassifier, workdir: Path, on_epoch, resume: bool) -> FitResult:
     metric, mode = MONITOR[cfg.monitor]
     accelerator, devices = lightning_devices(cfg.device, cfg.devices, "classifier.device")
     last = workdir / LAST
     ckpt_path = last if resume and last.is_file() else None
     # A checkpoint is saved when an epoch's validation ends, so it holds `epoch` + 1 completed epochs.
     resumed_from = torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1 if ckpt_path else None
-    bridge = EpochLoggerBridge(epoch_logger)
+    bridge = EpochLoggerBridge(on_epoch)
     checkpoint = ModelCheckpoint(dirpath=workdir, filename=BEST.removesuffix(".ckpt"), monitor=metric, mode=mode,
                                  save_top_k=1, save_last=True, enable_version_counter=False)
     callbacks = [checkpoint, EarlyStopping(monitor=metric, mode=mode, patience=cfg.patience),

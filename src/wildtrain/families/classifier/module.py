@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 import torch
 import torchmetrics
 
-from wildtrain.classifier.backbones import build
+from wildtrain.families.classifier.backbones import build
 
 MONITOR = {"f1_macro": ("val/f1_macro", "max"), "accuracy": ("val/accuracy", "max"), "loss": ("val/loss", "min")}
 

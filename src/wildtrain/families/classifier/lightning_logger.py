@@ -1,7 +1,7 @@
-"""Lightning's logger hooks -> tracking.live.EpochLogger (dvclive + MLflow), one row per epoch.
+"""Lightning's logger hooks -> the pipeline's per-epoch callback (dvclive + MLflow), one row per epoch.
 
 Lightning calls `log_metrics` many times per epoch (callbacks such as LearningRateMonitor log on their
-own); we collect them and hand one dict per epoch to EpochLogger, on rank 0 only.
+own); we collect them and hand one dict per epoch to the callback, on rank 0 only.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from wildtrain.tracking.live import EpochLogger
+from wildtrain.families.base import EpochCallback
 
 
 class EpochLoggerBridge(Logger, pl.Callback):
-    def __init__(self, epoch_logger: EpochLogger | None):
+    def __init__(self, on_epoch: EpochCallback | None):
         super().__init__()
-        self.epoch_logger = epoch_logger
+        self.on_epoch = on_epoch
         self.pending: dict[str, float] = {}
 
     @property
@@ -38,9 +38,9 @@ class EpochLoggerBridge(Logger, pl.Callback):
     @rank_zero_only
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         """After validation (Lightning 2 runs it first): this epoch's train + val metrics and the LR."""
-        if trainer.sanity_checking or self.epoch_logger is None:
+        if trainer.sanity_checking or self.on_epoch is None:
             return
         row = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         row.update(self.pending)
         self.pending = {}
-        self.epoch_logger.log_epoch(trainer.current_epoch, row)
+        self.on_epoch(trainer.current_epoch, row)

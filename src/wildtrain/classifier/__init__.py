@@ -1,1 +1,0 @@
-"""The species classifier: torchvision backbones trained with Lightning on the ROI crops (ImageFolder)."""

@@ -1,0 +1,179 @@
+"""The one interface every model family implements, so predict, serve, evaluation and the registry never care
+which family or framework made a model.
+
+A trained model is a folder: `model.json` (a ModelCard) and the files it names. A family
+- trains: canonical data -> files for such a folder (`Trained`), resuming from its own checkpoints;
+- loads: a folder -> a Predictor that holds the weights (loaded once) and predicts on RGB arrays;
+- evaluates: a Predictor + the held-out split -> metrics (the same code scores every framework);
+- exports: a folder -> portable files (ONNX, TorchScript), each checked against PyTorch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+from wildtrain.errors import WildtrainError
+from wildtrain.io import read_json, write_json
+from wildtrain.layout import MODEL_CARD
+
+# (epoch, {metric name: value}) -> None: per-epoch metrics go to dvclive + MLflow (tracking.live), and tune's pruner
+EpochCallback = Callable[[int, dict], None]
+CARD_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """What a trainer may read. Paths are absolute; `root` resolves relative paths in params (weights files)."""
+
+    root: Path
+    coco: dict[str, Path]  # split -> canonical COCO file (tiles when tiling)
+    image_root: Path
+    yolo_yaml: Path
+    crops: Path
+    class_names: list[str]
+    category_ids: list[int]
+    dataset_hash: str
+    source_md5: str = ""  # the DVC hash of the user's source, when it is versioned
+    tiling: dict | None = None  # {"size", "overlap"} when the detector trains on tiles
+    image_size: int = 0  # long side (px) of a typical training image or tile: predict slices large images to this
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A family's training result: files for the model folder and what its card says beyond the common fields."""
+
+    files: dict[str, Path]  # name in the model folder -> file written by the trainer
+    weights: str  # the main weights file among `files`
+    architecture: str
+    framework: str
+    input: dict  # what a caller must know to feed the model (size, normalization, slicing, crops)
+    epochs_completed: int
+    resumed: bool
+    tensors_sha256: str  # what must be identical on a rerun (file bytes may carry dates)
+    class_names: list[str] | None = None  # when not the dataset's (the classifier adds `background`)
+    extra: dict = field(default_factory=dict)  # framework-specific (best fitness, mmdet model ...)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """model.json: the one schema for every trained model, whatever family or framework made it."""
+
+    family: str  # detector | classifier | two_stage
+    task: str  # object-detection | classification
+    framework: str  # yolo | mmdet | lightning | composite
+    architecture: str
+    class_names: list[str]
+    weights: str  # file name in the folder ("" for a composite model)
+    input: dict
+    training: dict = field(default_factory=dict)  # epochs, resumed, MLflow run, dataset/source hashes, repro facts
+    hashes: dict = field(default_factory=dict)  # sha256 of the weights file, and of its tensors (file bytes may
+    # carry dates; tensors are what must be identical on a rerun)
+    components: dict = field(default_factory=dict)  # two_stage: role -> sub-folder
+    extra: dict = field(default_factory=dict)
+    schema: int = CARD_SCHEMA
+
+    def save(self, folder: Path) -> None:
+        write_json(folder / MODEL_CARD, dataclasses.asdict(self))
+
+    @classmethod
+    def load(cls, folder: Path) -> "ModelCard":
+        path = Path(folder) / MODEL_CARD
+        raw = read_json(path, "model card")
+        if not isinstance(raw, dict) or raw.get("schema") != CARD_SCHEMA:
+            raise WildtrainError(f"{path}: not a wildtrain model card (schema {CARD_SCHEMA})")
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = sorted(n for n in ("family", "task", "framework", "class_names", "weights", "input") if n not in raw)
+        if missing:
+            raise WildtrainError(f"{path}: model card lacks {', '.join(missing)}")
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Detections:
+    """One image's detections: boxes [x, y, w, h] in pixels of the image given, class indices into the card's
+    class_names, scores."""
+
+    boxes: list[list[float]]
+    classes: list[int]
+    scores: list[float]
+
+
+@dataclass(frozen=True)
+class Classification:
+    """One image's class probabilities, in the card's class order."""
+
+    scores: list[float]
+
+    @property
+    def label(self) -> int:
+        return int(np.argmax(self.scores))
+
+
+class Predictor(Protocol):
+    """Weights loaded once; predicts on a batch of HxWx3 uint8 RGB arrays (files, archives, slices and HTTP
+    bodies are all turned into arrays first). `options` are the family's predict-time settings."""
+
+    card: ModelCard
+
+    def options(self) -> dict[str, Any]: ...  # name -> default (the served model's signature params)
+
+    def predict(self, images: Sequence[np.ndarray], **options) -> list: ...
+
+
+class Family(Protocol):
+    name: str
+    task: str
+    train_section: str  # params.yaml section of each stage kind
+    evaluate_section: str
+    register_section: str
+    suffix: str  # of its metrics files: metrics/eval{suffix}.json, register{suffix}.json, train{suffix}/
+    plot_files: tuple[str, ...]  # in Paths.plots, logged with the registered model
+
+    def model_dir(self, p, root: Path) -> Path: ...  # the pipeline's model folder (two_stage composes it)
+
+    # None in the extra processes of a distributed training; on_epoch is None there
+    def train(self, cfg, data: TrainData, workdir: Path, resume: bool, on_epoch: EpochCallback | None
+              ) -> Trained | None: ...
+
+    def load(self, model_dir: Path, device: str = "auto") -> Predictor: ...
+
+    # metrics (with an `evaluation_hash` saying what they compare with); plots and predictions when write_outputs
+    def evaluate(self, predictor: Predictor, p, root: Path, write_outputs: bool) -> dict: ...
+
+    def export(self, model_dir: Path, out_dir: Path, p, root: Path) -> dict[str, Path]: ...
+
+    def lineage(self, p, root: Path) -> dict[str, str]: ...  # extra tags of a registered version
+
+
+def tensors_sha256(state_dict: dict) -> str:
+    """One hash over a state dict's names, dtypes, shapes and values: equal iff the weights are bit-identical."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name]
+        if hasattr(t, "detach"):
+            t = t.detach().cpu().contiguous()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.view(-1).view(dtype=_byte_dtype()).numpy().tobytes() if t.numel() else b"")
+        else:
+            h.update(f"{name}|{t!r}|".encode())
+    return h.hexdigest()
+
+
+def _byte_dtype():
+    import torch
+
+    return torch.uint8
+
+
+def check_options(given: dict, defaults: dict, where: str) -> dict:
+    """Predict-time options merged over the defaults; an unknown name is one clear line."""
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise WildtrainError(f"{where}: unknown option '{unknown[0]}' (known: {', '.join(sorted(defaults))})")
+    return {**defaults, **{k: v for k, v in given.items() if v is not None}}

@@ -1,0 +1,95 @@
+"""The detector family: Ultralytics YOLO or MMDetection underneath (`train.framework`), one Predictor over both.
+
+Each framework module gives `train(cfg, data, workdir, resume, on_epoch) -> Trained`, a net class
+`(model_dir, card, device)` whose `predict(arrays, conf, iou, max_det)` returns Detections, and
+`export(model_dir, card, out_dir)`. Everything else — slicing large images, evaluation, the card — is here,
+the same for both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from wildtrain.errors import WildtrainError
+from wildtrain.families.base import Detections, ModelCard, Trained, TrainData, check_options
+from wildtrain.slicing import predict_sliced, slice_size
+
+FRAMEWORKS = ("yolo", "mmdet")
+DEFAULT_OVERLAP = 0.2  # slicing of images larger than the training images, when the model was not trained on tiles
+
+
+def framework(name: str):
+    """The framework module (imported only when used: mmdet takes seconds to import)."""
+    if name == "yolo":
+        from wildtrain.families.detector import yolo
+
+        return yolo
+    if name == "mmdet":
+        from wildtrain.families.detector import mmdet
+
+        return mmdet
+    raise WildtrainError(f"train.framework: unknown framework '{name}' (available: {', '.join(FRAMEWORKS)})")
+
+
+class DetectorPredictor:
+    """Whole images or, when they are larger than what the model was trained on, overlapping slices of them."""
+
+    def __init__(self, card: ModelCard, net):
+        self.card, self.net = card, net
+
+    def options(self) -> dict:
+        return {"conf": 0.25, "iou": 0.7, "max_det": 300, "slice": "auto",
+                "overlap": float(self.card.input.get("overlap", DEFAULT_OVERLAP)), "merge_ios": 0.5, "batch": 16}
+
+    def predict(self, images: Sequence[np.ndarray], **options) -> list[Detections]:
+        o = check_options(options, self.options(), "detector predict")
+        train_size = int(self.card.input.get("image_size") or self.card.input["size"])
+        try:
+            sizes = [slice_size(o["slice"], im.shape, train_size) for im in images]
+        except ValueError as e:
+            raise WildtrainError(str(e)) from None
+        conf, iou, max_det = float(o["conf"]), float(o["iou"]), int(o["max_det"])
+        return predict_sliced(lambda arrays: self.net.predict(arrays, conf=conf, iou=iou, max_det=max_det),
+                              images, sizes, overlap=float(o["overlap"]), merge_ios=float(o["merge_ios"]),
+                              max_det=max_det, batch=int(o["batch"]))
+
+
+class DetectorFamily:
+    name, task = "detector", "object-detection"
+    train_section, evaluate_section, register_section = "train", "evaluate", "register"
+    suffix = ""  # metrics/eval.json, metrics/register.json, metrics/train/
+    plot_files = ("pr_curve.png", "confusion.png", "gallery.png")  # in Paths.plots, logged with the model
+
+    def model_dir(self, p, root: Path) -> Path:
+        return root / p.paths.models
+
+    def train(self, cfg, data: TrainData, workdir: Path, resume: bool, on_epoch) -> Trained:
+        trained = framework(cfg.framework).train(cfg, data, workdir, resume, on_epoch)
+        overlap = data.tiling["overlap"] if data.tiling else DEFAULT_OVERLAP
+        return dataclasses.replace(
+            trained, input={**trained.input, "image_size": data.image_size, "overlap": overlap, "tiling": data.tiling,
+                            "channels": "RGB", "dtype": "uint8"},
+            extra={**trained.extra, "category_ids": data.category_ids})
+
+    def load(self, model_dir: Path, device: str = "auto") -> DetectorPredictor:
+        card = ModelCard.load(model_dir)
+        return DetectorPredictor(card, framework(card.framework).NET(model_dir, card, device))
+
+    def evaluate(self, predictor, p, root: Path, write_outputs: bool) -> dict:
+        from wildtrain.evaluate.detection import evaluate_detector
+
+        return evaluate_detector(predictor, p, root, "" if write_outputs else None)
+
+    def lineage(self, p, root: Path) -> dict[str, str]:
+        return {}
+
+    def export(self, model_dir: Path, out_dir: Path, p, root: Path) -> dict[str, Path]:
+        card = ModelCard.load(model_dir)
+        return framework(card.framework).export(model_dir, card, out_dir)
+
+
+FAMILY = DetectorFamily()

@@ -1,0 +1,204 @@
+"""Ultralytics YOLO as a detector framework: train from a model YAML or a local .pt, load once, predict on
+arrays, export ONNX.
+
+Ultralytics checkpoints are pickles (not loadable with weights_only=True); we only load the ones this
+pipeline wrote or a local file the user named in params.yaml. The model folder gets a slim checkpoint
+(weights + the few args Ultralytics needs to load them; no date, optimizer or absolute paths), so a rerun
+that gives the same tensors gives the same file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from wildtrain.devices import resolve_device
+from wildtrain.errors import WildtrainError
+from wildtrain.families.base import Detections, EpochCallback, ModelCard, Trained, TrainData, tensors_sha256
+from wildtrain.io import atomic_path
+
+WEIGHTS = "model.pt"
+TRAIN_KEYS = ("epochs", "imgsz", "batch", "lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "optimizer",
+              "cos_lr", "seed", "deterministic", "patience", "workers", "amp", "cache", "mosaic", "close_mosaic",
+              "fliplr", "flipud", "degrees", "scale", "plots")
+
+
+def ultralytics_device(device: str) -> str:
+    d = resolve_device(device)
+    return d.removeprefix("cuda:") if d.startswith("cuda:") else d
+
+
+def resolve_model_source(model: str, root: Path) -> str:
+    """A local .pt (never downloaded) or a model YAML (local file or one packaged with Ultralytics)."""
+    if model.endswith(".pt"):
+        path = Path(model) if Path(model).is_absolute() else root / model
+        if not path.is_file():
+            raise WildtrainError(
+                f"train.model: weights file '{model}' not found (weights are never downloaded: give a local "
+                f".pt path, or a model YAML such as yolo11n.yaml to train from scratch)")
+        return str(path)
+    if model.endswith((".yaml", ".yml")):
+        local = Path(model) if Path(model).is_absolute() else root / model
+        if local.is_file():
+            return str(local)
+        from ultralytics.nn.tasks import yaml_model_load
+
+        try:
+            yaml_model_load(model)
+        except (FileNotFoundError, OSError):
+            raise WildtrainError(
+                f"train.model: model YAML '{model}' is neither a local file nor an Ultralytics model "
+                f"(e.g. yolo11n.yaml, yolo11s.yaml, yolov8n.yaml)") from None
+        return model
+    raise WildtrainError(f"train.model: expected a model YAML (e.g. yolo11n.yaml) or a local .pt file, got '{model}'")
+
+
+@contextlib.contextmanager
+def _offline_amp_check(device: str) -> Iterator[None]:
+    """Ultralytics' AMP self-test downloads yolo26n.pt on CUDA; offline, trust AMP instead of crashing."""
+    if not device.replace(",", "").isdigit():
+        yield
+        return
+    import ultralytics.engine.trainer as trainer_module
+    from ultralytics.utils import WEIGHTS_DIR
+
+    if (WEIGHTS_DIR / "yolo26n.pt").is_file():
+        yield
+        return
+    original = trainer_module.check_amp
+    trainer_module.check_amp = lambda model: True
+    try:
+        yield
+    finally:
+        trainer_module.check_amp = original
+
+
+def _epoch_reporter(on_epoch: EpochCallback, reported: set[int]):
+    def report(trainer) -> None:
+        if trainer.epoch >= trainer.epochs:  # final_eval re-validates best.pt at step `epochs`; evaluate does that
+            return
+        metrics = dict(trainer.label_loss_items(trainer.tloss, prefix="train"))
+        metrics.update(trainer.metrics or {})
+        metrics.update(getattr(trainer, "lr", {}) or {})
+        reported.add(int(trainer.epoch))
+        on_epoch(int(trainer.epoch), metrics)
+
+    return report
+
+
+def replay_results_csv(path: Path, on_epoch: EpochCallback, skip: set[int]) -> set[int]:
+    """Multi-GPU (DDP) training runs in Ultralytics' own subprocess, where our callback is absent:
+    log the epochs from its results.csv afterwards instead."""
+    import csv
+
+    seen: set[int] = set()
+    if not path.is_file():
+        return seen
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            epoch = int(float(row.pop("epoch"))) - 1  # results.csv counts from 1
+            row.pop("time", None)
+            seen.add(epoch)
+            if epoch not in skip:
+                on_epoch(epoch, {k.strip(): float(v) for k, v in row.items() if v not in ("", None)})
+    return seen
+
+
+def train_args(cfg, data: TrainData, workdir: Path) -> dict:
+    args = {k: getattr(cfg, k) for k in TRAIN_KEYS}
+    args.update(data=str(data.yolo_yaml), device=ultralytics_device(cfg.device), project=str(workdir.parent),
+                name=workdir.name, exist_ok=True, verbose=False)
+    return args
+
+
+def _slim_checkpoint(src: Path, dst: Path, imgsz: int) -> str:
+    """The weights Ultralytics needs to load a model (EMA where kept), nothing run-specific; returns the
+    tensors' hash."""
+    import torch
+
+    ckpt = torch.load(src, map_location="cpu", weights_only=False)  # this run's own checkpoint
+    model = ckpt.get("ema") or ckpt["model"]
+    args = {"task": "detect", "imgsz": imgsz, "single_cls": False}
+    model.args = args
+    with atomic_path(dst) as tmp:
+        torch.save({"model": model, "train_args": args}, tmp)
+    return tensors_sha256(model.state_dict())
+
+
+def train(cfg, data: TrainData, workdir: Path, resume: bool, on_epoch: EpochCallback) -> Trained:
+    from wildtrain.env import configure_ultralytics
+
+    configure_ultralytics()
+    from ultralytics import YOLO
+
+    source = resolve_model_source(cfg.model, data.root)
+    args = train_args(cfg, data, workdir)
+    last = workdir / "weights" / "last.pt"
+    resume = resume and last.is_file()  # killed before the first checkpoint: start over in the same run
+    model = YOLO(str(last) if resume else source)
+    reported: set[int] = set()
+    model.add_callback("on_fit_epoch_end", _epoch_reporter(on_epoch, reported))
+    with _offline_amp_check(args["device"]):
+        if resume:
+            print(f"train: resuming from {last}")
+            model.train(resume=str(last), data=args["data"], device=args["device"], workers=args["workers"])
+        else:
+            model.train(**args)
+    if not reported:
+        reported |= replay_results_csv(workdir / "results.csv", on_epoch, reported)
+    trainer = model.trainer
+    best = Path(trainer.best) if Path(trainer.best).is_file() else Path(trainer.last)
+    slim = workdir / WEIGHTS
+    digest = _slim_checkpoint(best, slim, cfg.imgsz)
+    return Trained(files={WEIGHTS: slim}, weights=WEIGHTS, architecture=Path(source).stem, framework="yolo",
+                   input={"size": cfg.imgsz}, epochs_completed=max(reported, default=int(trainer.epoch)) + 1,
+                   resumed=resume, extra={"best_fitness": float(trainer.best_fitness or 0.0)},
+                   tensors_sha256=digest)
+
+
+class YoloNet:
+    """A loaded YOLO model: arrays in, boxes out in each array's own pixels (Ultralytics letterboxes to `size`)."""
+
+    def __init__(self, model_dir: Path, card: ModelCard, device: str):
+        from wildtrain.env import configure_ultralytics
+
+        configure_ultralytics()
+        from ultralytics import YOLO
+
+        self.model = YOLO(str(model_dir / card.weights), task="detect")
+        self.size = int(card.input["size"])
+        self.device = ultralytics_device(device).split(",")[0]
+
+    def predict(self, images: Sequence[np.ndarray], *, conf: float, iou: float, max_det: int) -> list[Detections]:
+        bgr = [np.ascontiguousarray(im[..., ::-1]) for im in images]  # Ultralytics takes arrays as OpenCV's BGR
+        out = []
+        for r in self.model.predict(bgr, imgsz=self.size, conf=conf, iou=iou, max_det=max_det, device=self.device,
+                                    verbose=False, batch=max(1, len(bgr))):
+            xyxy = r.boxes.xyxy.cpu().numpy().astype(float)
+            out.append(Detections(boxes=[[x1, y1, x2 - x1, y2 - y1] for x1, y1, x2, y2 in xyxy.tolist()],
+                                  classes=r.boxes.cls.cpu().numpy().astype(int).tolist(),
+                                  scores=r.boxes.conf.cpu().numpy().astype(float).tolist()))
+        return out
+
+
+NET = YoloNet
+
+
+def export(model_dir: Path, card: ModelCard, out_dir: Path) -> dict[str, Path]:
+    """ONNX through Ultralytics (it writes beside the .pt, so export from a copy in out_dir)."""
+    import shutil
+
+    from wildtrain.env import configure_ultralytics
+
+    configure_ultralytics()
+    from ultralytics import YOLO
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pt = out_dir / WEIGHTS
+    shutil.copyfile(model_dir / card.weights, pt)
+    onnx = YOLO(str(pt), task="detect").export(format="onnx", imgsz=int(card.input["size"]), device="cpu",
+                                                verbose=False)
+    return {"onnx": Path(onnx)}

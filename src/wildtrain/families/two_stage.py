@@ -1,0 +1,147 @@
+"""Detector + species classifier as one model: the detector finds the animals, the classifier names the species.
+
+Each detected box is cut out exactly as `convert` cut the classifier's training crops (same padding and
+minimum size, from the full image), classified, and relabelled with the classifier's species; its score
+becomes detector score x classifier probability. Boxes the classifier calls `background` are dropped — the
+classifier removes the detector's false positives. A two-stage model folder holds both models' folders.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from wildtrain.data.crops import BACKGROUND, crop_box
+from wildtrain.errors import WildtrainError
+from wildtrain.families.base import Detections, ModelCard, check_options
+from wildtrain.io import link_or_copy, replaced_dir
+from wildtrain.layout import MODEL_CARD
+
+DETECTOR, CLASSIFIER = "detector", "classifier"  # sub-folders of a two-stage model folder
+
+
+class TwoStagePredictor:
+    def __init__(self, card: ModelCard, detector, classifier):
+        self.card, self.detector, self.classifier = card, detector, classifier
+        crop = classifier.card.input.get("crop") or {}
+        if "padding" not in crop or "min_size" not in crop:
+            raise WildtrainError(f"{CLASSIFIER}: the classifier's card does not say how its crops were cut "
+                                 f"(input.crop padding/min_size); retrain it with this version")
+        self.padding, self.min_size = float(crop["padding"]), int(crop["min_size"])
+        self.species = [card.class_names.index(n) if n in card.class_names else -1
+                        for n in classifier.card.class_names]  # classifier index -> our class (-1: background)
+
+    def options(self) -> dict:
+        return {**self.detector.options(), "classifier_batch": 64}
+
+    def predict(self, images: Sequence[np.ndarray], **options) -> list[Detections]:
+        o = check_options(options, self.options(), "two-stage predict")
+        batch = o.pop("classifier_batch")
+        found = self.detector.predict(images, **o)
+        crops = []
+        for image, det in zip(images, found):
+            h, w = image.shape[:2]
+            for box in det.boxes:
+                left, top, right, bottom = crop_box(box, w, h, self.padding, self.min_size)
+                crops.append(image[top:bottom, left:right])
+        labels = iter(self.classifier.predict(crops, batch=batch) if crops else [])
+        out = []
+        for det in found:
+            kept = []
+            for box, score in zip(det.boxes, det.scores):
+                c = next(labels)
+                species = self.species[c.label]
+                if species >= 0:
+                    kept.append((score * c.scores[c.label], box, species))
+            kept.sort(key=lambda k: -k[0])
+            out.append(Detections([b for _, b, _ in kept], [s for _, _, s in kept], [float(v) for v, _, _ in kept]))
+        return out
+
+
+def compose(detector_dir: Path, classifier_dir: Path, out: Path, extra: dict | None = None) -> Path:
+    """A self-contained two-stage model folder: both model folders (hard-linked where possible) and a card."""
+    det, cls = ModelCard.load(detector_dir), ModelCard.load(classifier_dir)
+    if det.family != "detector" or cls.family != "classifier":
+        raise WildtrainError(f"{out}: a two-stage model needs a detector and a classifier "
+                             f"(got {det.family} and {cls.family})")
+    species = [n for n in cls.class_names if n != BACKGROUND]
+    unknown = sorted(set(species) - set(det.class_names))
+    if unknown:
+        raise WildtrainError(f"{classifier_dir}: classifier species {', '.join(unknown)} are not among the detector's "
+                             f"classes ({', '.join(det.class_names)})")
+    with replaced_dir(out) as tmp:
+        for role, src in ((DETECTOR, detector_dir), (CLASSIFIER, classifier_dir)):
+            for f in sorted(p for p in src.rglob("*") if p.is_file()):
+                link_or_copy(f, tmp / role / f.relative_to(src))
+        ModelCard(family="two_stage", task="object-detection", framework="composite",
+                  architecture=f"{det.architecture}+{cls.architecture}", class_names=det.class_names, weights="",
+                  input=det.input, training={DETECTOR: det.training, CLASSIFIER: cls.training},
+                  hashes={DETECTOR: det.hashes, CLASSIFIER: cls.hashes},
+                  components={DETECTOR: DETECTOR, CLASSIFIER: CLASSIFIER},
+                  extra={**det.extra, **(extra or {})}).save(tmp)
+    return out
+
+
+class TwoStageFamily:
+    name, task = "two_stage", "object-detection"
+    train_section, evaluate_section, register_section = None, "evaluate", "two_stage"
+    suffix = "_two_stage"  # metrics/eval_two_stage.json, metrics/register_two_stage.json
+    plot_files = ("two_stage_pr_curve.png", "two_stage_confusion.png", "two_stage_gallery.png")
+
+    def model_dir(self, p, root: Path) -> Path:
+        """Composed from the pipeline's detector and classifier folders (runs/ is scratch, rebuilt each time)."""
+        return compose(root / p.paths.models, root / p.paths.classifier, root / p.paths.runs / self.name / "model")
+
+    def train(self, cfg, data, workdir, resume, on_epoch):
+        raise WildtrainError("two_stage: nothing to train (train the detector and the classifier)")
+
+    def load(self, model_dir: Path, device: str = "auto") -> TwoStagePredictor:
+        from wildtrain.families.classifier import FAMILY as classifier
+        from wildtrain.families.detector import FAMILY as detector
+
+        card = ModelCard.load(model_dir)
+        parts = {role: model_dir / sub for role, sub in card.components.items()}
+        for role in (DETECTOR, CLASSIFIER):
+            if role not in parts or not (parts[role] / MODEL_CARD).is_file():
+                raise WildtrainError(f"{model_dir}: two-stage model lacks its {role} folder")
+        return TwoStagePredictor(card, detector.load(parts[DETECTOR], device), classifier.load(parts[CLASSIFIER], device))
+
+    def evaluate(self, predictor: TwoStagePredictor, p, root: Path, write_outputs: bool) -> dict:
+        """The detector's evaluator on the two-stage model, and the difference from the detector alone."""
+        from wildtrain.evaluate.detection import STAT_NAMES, evaluate_detector
+        from wildtrain.io import read_json
+
+        metrics = evaluate_detector(predictor, p, root, "two_stage_" if write_outputs else None)
+        alone = root / p.paths.metrics / "eval.json"
+        if write_outputs and alone.is_file():
+            base = read_json(alone, "detector evaluation")
+            if base.get("evaluation_hash") == metrics["evaluation_hash"]:
+                metrics["vs_detector"] = {k: round(metrics[k] - base[k], 6) for k in STAT_NAMES if k in base}
+        return metrics
+
+    def lineage(self, p, root: Path) -> dict[str, str]:
+        """The registered detector and classifier versions this model was built from (their register stages)."""
+        from wildtrain.io import read_json
+
+        tags = {}
+        for role, name in ((DETECTOR, "register.json"), (CLASSIFIER, "register_classifier.json")):
+            reg = read_json(root / p.paths.metrics / name, f"{role} registration")
+            tags.update({f"{role}_model": reg["model_uri"], f"{role}_version": str(reg["version"]),
+                         f"{role}_run_id": reg["run_id"]})
+        return tags
+
+    def export(self, model_dir: Path, out_dir: Path, p, root: Path) -> dict[str, Path]:
+        """Each part's exports, under its role."""
+        from wildtrain.families.classifier import FAMILY as classifier
+        from wildtrain.families.detector import FAMILY as detector
+
+        out = {}
+        for role, family in ((DETECTOR, detector), (CLASSIFIER, classifier)):
+            files = family.export(model_dir / role, out_dir / role, p, root)
+            out.update({f"{role}_{k}": v for k, v in files.items()})
+        return out
+
+
+FAMILY = TwoStageFamily()

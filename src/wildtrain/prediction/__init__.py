@@ -1,0 +1,1 @@
+"""`wildtrain predict`: what a user points it at (files, folders, archives, lists; GeoTIFFs) and what it writes."""

@@ -1,0 +1,95 @@
+"""Sliced inference on large images: cut each image into overlapping windows (in memory), predict the windows of
+many images in shared batches, shift boxes back, merge.
+
+Merging is greedy non-maximum merging by intersection over the smaller box (as in SAHI's GREEDYNMM): an
+animal cut by a window border is seen whole in one window and in part in its neighbour; the part lies
+inside the whole (IoS ~ 1, though its IoU may be only 0.5), so it is merged into one box — the union —
+instead of surviving plain NMS as a duplicate. Windows are the ones `convert` tiles with (data.tiling), so a
+model sees at prediction time exactly the kind of tiles it was trained on.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from wildtrain.data.tiling import windows
+from wildtrain.families.base import Detections
+
+AUTO_MARGIN = 1.25  # slice an image only when its long side exceeds the model's training image size by this much
+
+
+def slice_size(option: str | int, image_shape: tuple[int, ...], train_size: int) -> int | None:
+    """The window side for one image, or None to predict it whole. `option`: auto | off | a size in px."""
+    text = str(option).strip().lower()
+    if text == "off":
+        return None
+    if text == "auto":
+        return train_size if train_size and max(image_shape[:2]) > AUTO_MARGIN * train_size else None
+    if not text.isdigit() or int(text) < 32:
+        raise ValueError(f"slice: expected auto, off or a size in px (>= 32), got '{option}'")
+    size = int(text)
+    return size if max(image_shape[:2]) > size else None
+
+
+def intersection_over_smaller(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """IoS between one xyxy box and N xyxy boxes."""
+    iw = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
+    ih = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    smaller = np.minimum(area(box), area(others))
+    return np.where(smaller > 0, iw * ih / np.maximum(smaller, 1e-12), 0.0)
+
+
+def merge(boxes: list[list[float]], classes: list[int], scores: list[float], ios: float,
+          max_det: int | None = None) -> Detections:
+    """Greedy merge per class: the best box absorbs same-class boxes overlapping it by >= ios (of the smaller)."""
+    if not boxes:
+        return Detections([], [], [])
+    xywh = np.asarray(boxes, dtype=np.float64)
+    xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+    cls, score = np.asarray(classes), np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-score, kind="stable")
+    used = np.zeros(len(order), bool)
+    out_boxes, out_cls, out_scores = [], [], []
+    for i in order:
+        if used[i]:
+            continue
+        group = np.flatnonzero(~used & (cls == cls[i]))
+        group = group[intersection_over_smaller(xyxy[i], xyxy[group]) >= ios]
+        used[group] = True
+        used[i] = True
+        u = np.concatenate([xyxy[group, :2].min(0), xyxy[group, 2:].max(0)]) if len(group) else xyxy[i]
+        out_boxes.append([float(u[0]), float(u[1]), float(u[2] - u[0]), float(u[3] - u[1])])
+        out_cls.append(int(cls[i]))
+        out_scores.append(float(score[i]))
+    keep = slice(None) if max_det is None else slice(0, max_det)
+    return Detections(out_boxes[keep], out_cls[keep], out_scores[keep])
+
+
+def predict_sliced(predict: Callable[[list[np.ndarray]], list[Detections]], images: Sequence[np.ndarray],
+                   sizes: Sequence[int | None], *, overlap: float, merge_ios: float, max_det: int,
+                   batch: int) -> list[Detections]:
+    """One Detections per image, in order. Image i is cut into windows of sizes[i] (None: predicted whole);
+    windows of all images share batches of `batch` arrays (views into the images, nothing written)."""
+    pieces: list[tuple[int, int, int, np.ndarray]] = []  # image index, x offset, y offset, view
+    for i, (image, size) in enumerate(zip(images, sizes)):
+        h, w = image.shape[:2]
+        for left, top, right, bottom in ([(0, 0, w, h)] if size is None else windows(w, h, size, overlap)):
+            pieces.append((i, left, top, image[top:bottom, left:right]))
+    found: list[tuple[list, list, list]] = [([], [], []) for _ in images]
+    for start in range(0, len(pieces), max(1, batch)):
+        chunk = pieces[start:start + batch]
+        for (i, dx, dy, _), det in zip(chunk, predict([view for *_, view in chunk])):
+            boxes, classes, scores = found[i]
+            boxes += [[b[0] + dx, b[1] + dy, b[2], b[3]] for b in det.boxes]
+            classes += det.classes
+            scores += det.scores
+    out = []
+    for (boxes, classes, scores), size in zip(found, sizes):
+        if size is None:  # one whole-image prediction: already NMSed by the model
+            out.append(Detections(boxes, classes, scores))
+        else:
+            out.append(merge(boxes, classes, scores, merge_ios, max_det))
+    return out
