@@ -15,6 +15,7 @@ from wildtrain.tracking.lineage import dvc_stage_hashes, git_commit
 
 
 DETECTOR_REQUIREMENTS = ("torch==", "torchvision==", "ultralytics==", "mlflow==", "numpy==", "pycocotools==")
+SOURCE_TAGS = ("data_source", "data_source_md5")  # the source folder and its DVC hash (train.json, classifier.json)
 FRAMEWORK_REQUIREMENTS = {"mmdet": ("mmdet==", "mmengine==", "mmcv-lite==")}
 
 
@@ -32,6 +33,7 @@ def register(p: Params, root: Path) -> dict:
     ev = read_json(root / p.paths.metrics / "eval.json", "evaluation metrics")
     metrics = {k: float(v) for k, v in ev.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     tags = {"framework": info["framework"], "dataset_hash": info["dataset_hash"], "model_sha256": info["sha256"],
+            **{k: info.get(k, "none") for k in SOURCE_TAGS},
             "wildtrain_version": __version__, **git_commit(root), **dvc_stage_hashes(root)}
     mlflow_run.connect(p.tracking.experiment, root)
     checkpoint = models / info["checkpoint"]

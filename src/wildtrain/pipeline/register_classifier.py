@@ -11,7 +11,7 @@ from wildtrain.errors import WildtrainError
 from wildtrain.io import read_json, write_json
 from wildtrain.params import Params
 from wildtrain.pipeline.evaluate_classifier import CONFUSION, EVAL_FILE, MISCLASSIFIED
-from wildtrain.pipeline.register import _requirements
+from wildtrain.pipeline.register import SOURCE_TAGS, _requirements
 from wildtrain.pipeline.train_classifier import CLASSIFIER_INFO
 from wildtrain.tracking import mlflow_run
 from wildtrain.tracking.lineage import dvc_stage_hashes, git_commit
@@ -46,7 +46,8 @@ def register_classifier(p: Params, root: Path) -> dict:
     ev = read_json(root / p.paths.metrics / EVAL_FILE, "classifier evaluation metrics")
     metrics = {k: float(v) for k, v in ev.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     tags = {"framework": info["framework"], "backbone": info["backbone"], "dataset_hash": info["dataset_hash"],
-            "model_sha256": info["sha256"], "wildtrain_version": __version__, **git_commit(root),
+            "model_sha256": info["sha256"], **{k: info.get(k, "none") for k in SOURCE_TAGS},
+            "wildtrain_version": __version__, **git_commit(root),
             **dvc_stage_hashes(root)}
     model = load_model(info, model_dir)
     crops = scan_split(root / p.paths.crops / ev["split"], info["class_names"], require_all=False, check_images=False)

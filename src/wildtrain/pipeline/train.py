@@ -31,6 +31,12 @@ def train_data(p: Params, root: Path) -> TrainData:
                      dataset_hash=read_json(root / p.paths.raw / MANIFEST, "dataset manifest")["dataset_hash"])
 
 
+def source_tags(p: Params, root: Path) -> dict[str, str]:
+    """The data source and its DVC hash from prepare's manifest, as MLflow tag values ('none': not versioned)."""
+    m = read_json(root / p.paths.raw / MANIFEST, "dataset manifest")
+    return {"data_source": str(m.get("data_source") or "unknown"), "data_source_md5": m.get("data_source_md5") or "none"}
+
+
 def _reusable_run(run_file: Path, fingerprint: str) -> str | None:
     """The MLflow run of an interrupted training with the same params and data, to continue it."""
     if not run_file.is_file():
@@ -53,6 +59,7 @@ def train(p: Params, root: Path, *, on_epoch: EpochCallback | None = None,
     t = p.train
     adapter = get_adapter(t.framework)
     data = train_data(p, root)
+    source = source_tags(p, root)
     runs_dir = root / p.paths.runs
     workdir = runs_dir / t.framework
     train_params = as_dict(t)
@@ -68,8 +75,9 @@ def train(p: Params, root: Path, *, on_epoch: EpochCallback | None = None,
         if previous is None:
             mlflow.log_params({f"train.{k}": v for k, v in flatten(train_params).items()})
             mlflow.log_params({f"system.{k}": v for k, v in system_info().items()})
-            mlflow.log_params({"data.dataset_hash": data.dataset_hash, "data.classes": ",".join(data.class_names)})
-            mlflow.set_tags({"framework": t.framework, "dataset_hash": data.dataset_hash, **git_commit(root)})
+            mlflow.log_params({"data.dataset_hash": data.dataset_hash, "data.classes": ",".join(data.class_names),
+                               **{f"data.{k}": v for k, v in source.items()}})
+            mlflow.set_tags({"framework": t.framework, "dataset_hash": data.dataset_hash, **source, **git_commit(root)})
         logger = EpochLogger(root / p.paths.metrics / "train", run_id, resume=previous is not None)
 
         def log_epoch(epoch: int, metrics: dict) -> None:
@@ -87,7 +95,7 @@ def train(p: Params, root: Path, *, on_epoch: EpochCallback | None = None,
         info = {"framework": t.framework, "checkpoint": MODEL_FILE, "sha256": sha256_file(models / MODEL_FILE),
                 "class_names": data.class_names, "category_ids": load_coco(data.coco["train"]).category_ids,
                 "imgsz": t.imgsz, "epochs_completed": result.epochs_completed, "resumed": result.resumed,
-                "mlflow_run_id": run_id, "dataset_hash": data.dataset_hash, **result.extra}
+                "mlflow_run_id": run_id, "dataset_hash": data.dataset_hash, **source, **result.extra}
         write_json(models / TRAIN_INFO, info)
         mlflow.set_tag("model_sha256", info["sha256"])
     write_json(run_file, {"run_id": run_id, "fingerprint": fingerprint, "complete": True})

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from wildtrain.io import atomic_path, sha256_file, write_json
 from wildtrain.params import Params, as_dict, flatten
-from wildtrain.pipeline.train import _reusable_run, system_info
+from wildtrain.pipeline.train import _reusable_run, source_tags, system_info
 from wildtrain.tracking import mlflow_run
 from wildtrain.tracking.lineage import dataset_hash, git_commit, hash_tree
 from wildtrain.tracking.live import EpochLogger
@@ -34,6 +34,7 @@ def train_classifier(p: Params, root: Path) -> dict | None:
     dm = CropDataModule(crops, c)
     module = build_module(c, dm, root)
     data_hash = dataset_hash(hash_tree(crops))
+    source = source_tags(p, root)
     workdir = root / p.paths.classifier_runs
     run_file = workdir.with_name(workdir.name + ".mlflow.json")
     fingerprint = hashlib.sha256(json.dumps([as_dict(c), data_hash], sort_keys=True).encode()).hexdigest()
@@ -51,8 +52,10 @@ def train_classifier(p: Params, root: Path) -> dict | None:
         if previous is None:
             mlflow.log_params({f"classifier.{k}": v for k, v in flatten(as_dict(c)).items()})
             mlflow.log_params({f"system.{k}": v for k, v in system_info().items()})
-            mlflow.log_params({"data.dataset_hash": data_hash, **{f"data.{k}": v for k, v in dm.stats().items()}})
-            mlflow.set_tags({"framework": "lightning-classifier", "dataset_hash": data_hash, **git_commit(root)})
+            mlflow.log_params({"data.dataset_hash": data_hash, **{f"data.{k}": v for k, v in dm.stats().items()},
+                               **{f"data.{k}": v for k, v in source.items()}})
+            mlflow.set_tags({"framework": "lightning-classifier", "dataset_hash": data_hash, **source,
+                             **git_commit(root)})
         logger = EpochLogger(root / p.paths.metrics / "train_classifier", run_id, resume=previous is not None)
         try:
             result = fit(c, dm, module, workdir, logger, resume=previous is not None)
@@ -65,7 +68,7 @@ def train_classifier(p: Params, root: Path) -> dict | None:
                 "sha256": sha256_file(out / WEIGHTS_FILE), "class_names": dm.classes, "imgsz": c.imgsz,
                 "mean": list(MEAN), "std": list(STD), "epochs_completed": result.epochs_completed,
                 "resumed_after_epochs": result.resumed_after_epochs, "best_val": result.best_score,
-                "monitor": c.monitor, "mlflow_run_id": run_id, "dataset_hash": data_hash}
+                "monitor": c.monitor, "mlflow_run_id": run_id, "dataset_hash": data_hash, **source}
         write_json(out / CLASSIFIER_INFO, info)
         mlflow.set_tag("model_sha256", info["sha256"])
     write_json(run_file, {"run_id": run_id, "fingerprint": fingerprint, "complete": True})
