@@ -32,8 +32,10 @@ def train_data(p: Params, root: Path) -> TrainData:
 
 
 def source_tags(p: Params, root: Path) -> dict[str, str]:
-    """The data source and its DVC hash from prepare's manifest, as MLflow tag values ('none': not versioned)."""
-    m = read_json(root / p.paths.raw / MANIFEST, "dataset manifest")
+    """The data source and its DVC hash from prepare's manifest, as MLflow tag values ('none': not versioned;
+    'unknown' without a manifest, e.g. a classifier trained on crops made outside the pipeline)."""
+    manifest = root / p.paths.raw / MANIFEST
+    m = read_json(manifest, "dataset manifest") if manifest.is_file() else {}
     return {"data_source": str(m.get("data_source") or "unknown"), "data_source_md5": m.get("data_source_md5") or "none"}
 
 
