@@ -15,7 +15,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 .DEFAULT_GOAL := help
 MMDET_MODEL ?= retinanet_r18
 
-.PHONY: help setup repro train-yolo train-mmdet train-classifier evaluate register tune test test-fast dag metrics plots mlflow-ui bench bench-data bench-classifier clean
+.PHONY: help setup repro data-add train-yolo train-mmdet train-classifier evaluate register tune test test-fast dag metrics plots mlflow-ui bench bench-data bench-classifier clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
@@ -30,6 +30,10 @@ setup: $(STAMP) ## Create .venv with pinned requirements and wildtrain installed
 
 repro: $(STAMP) ## Run the whole pipeline: prepare -> convert -> train/evaluate/register (detector and classifier)
 	dvc repro
+
+data-add: $(STAMP) ## Version a dataset with DVC as data/source/NAME and use it: make data-add SRC=path/to/folder-or-archive [NAME=name]
+	@test -n "$(SRC)" || { echo "error: give the dataset: make data-add SRC=path/to/folder-or-archive [NAME=name]" >&2; exit 2; }
+	wildtrain data add "$(SRC)" $(if $(NAME),--name "$(NAME)")
 
 train-yolo: $(STAMP) ## Run the pipeline up to a trained YOLO model (prepare, convert, train)
 	dvc repro train

@@ -1,4 +1,5 @@
-"""Shared fixtures: offline env for every test, tiny datasets, and a throwaway copy of the repo."""
+"""Shared fixtures: offline env for every test, tiny datasets, a throwaway copy of the repo, and the one
+tiny `dvc repro` every end-to-end test shares (`pipeline_repo`, tests/pipeline_fixture.py)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,15 @@ def pipeline_env(repo: Path, netlog: Path | None = None) -> dict:
 @pytest.fixture
 def repo_copy(tmp_path: Path) -> Path:
     return copy_repo(tmp_path / "repo")
+
+
+@pytest.fixture(scope="session")
+def pipeline_repo(tmp_path_factory):
+    """The repo after one tiny `dvc repro` on a DVC-versioned user dataset. READ-ONLY: mutate a
+    `pipeline_repo.clone(dst)` instead. Full contract: the docstring of tests/pipeline_fixture.py."""
+    from pipeline_fixture import build
+
+    return build(tmp_path_factory.mktemp("pipeline"))
 
 
 @pytest.fixture

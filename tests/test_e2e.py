@@ -1,4 +1,8 @@
-"""The real pipeline on a tiny config: dvc repro, no-op rerun, dvc exp run -S, MLflow registry, no network."""
+"""The real pipeline on a tiny config: dvc repro, no-op rerun, dvc exp run -S, MLflow registry, no network.
+
+The one `dvc repro` is the session's shared fixture (`pipeline_repo`, tests/pipeline_fixture.py);
+experiments run in a clone of it.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +15,9 @@ import pytest
 import yaml
 
 from conftest import pipeline_env
+from pipeline_fixture import sh  # noqa: F401  (test_tune.py and test_mmdet.py import it from here)
 
 pytestmark = pytest.mark.slow
-
-
-def sh(args: list[str], repo: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
 
 
 def ran_stages(output: str) -> list[str]:
@@ -49,69 +47,66 @@ def declared_outputs(repo: Path) -> list[Path]:
     return out
 
 
-def test_tiny_pipeline_end_to_end(repo_copy: Path, tmp_path: Path):
-    netlog = tmp_path / "network.log"
-    env = pipeline_env(repo_copy, netlog)
-    sh(["python", "-m", "wildtrain.cli", "config", "apply", "configs/tiny.yaml"], repo_copy, env)
-    sh(["git", "commit", "-qam", "tiny config"], repo_copy, env)
-
-    first = sh(["dvc", "repro"], repo_copy, env)
-    assert_full_repro(ran_stages(first.stdout))
-    missing = [str(p) for p in declared_outputs(repo_copy) if not p.exists()]
+def test_tiny_pipeline_end_to_end(pipeline_repo):
+    repo = pipeline_repo.path
+    assert_full_repro(ran_stages(pipeline_repo.repro))
+    missing = [str(p) for p in declared_outputs(repo) if not p.exists()]
     assert not missing, missing
-    assert (repo_copy / "data/yolo/dataset.yaml").is_file() and (repo_copy / "models/model.pt").is_file()
+    assert (repo / "data/yolo/dataset.yaml").is_file() and (repo / "models/model.pt").is_file()
 
-    report = json.loads((repo_copy / "data/reports/validation.json").read_text())
-    data = json.loads((repo_copy / "metrics/data.json").read_text())
+    report = json.loads((repo / "data/reports/validation.json").read_text())
+    data = json.loads((repo / "metrics/data.json").read_text())
     assert report["images"]["kept"] == data["images"] == 24 == sum(data[s]["images"] for s in ("train", "val", "test"))
     assert report["boxes"]["kept"] == data["boxes"] == sum(data[s]["boxes"] for s in ("train", "val", "test"))
-    ev = json.loads((repo_copy / "metrics/eval.json").read_text())
+    ev = json.loads((repo / "metrics/eval.json").read_text())
     assert {"map50_95", "map50", "map75", "per_class"} <= set(ev) and 0 <= ev["map50"] <= 1
-    reg = json.loads((repo_copy / "metrics/register.json").read_text())
+    reg = json.loads((repo / "metrics/register.json").read_text())
     assert reg["version"] == 1 and "champion" in reg["aliases"] and "challenger" in reg["aliases"]
-    ev_cls = json.loads((repo_copy / "metrics/eval_classifier.json").read_text())
+    ev_cls = json.loads((repo / "metrics/eval_classifier.json").read_text())
     assert {"accuracy", "f1_macro", "precision_macro", "recall_macro", "per_class", "confusion"} <= set(ev_cls)
-    reg_cls = json.loads((repo_copy / "metrics/register_classifier.json").read_text())
+    reg_cls = json.loads((repo / "metrics/register_classifier.json").read_text())
     assert reg_cls["model_name"] == "wildtrain-classifier" and reg_cls["aliases"] == ["challenger", "champion"]
 
-    again = sh(["dvc", "repro"], repo_copy, env)
+    again = pipeline_repo.sh("dvc", "repro")
     assert ran_stages(again.stdout) == [] and "up to date" in again.stdout
-    assert sh(["dvc", "status"], repo_copy, env).stdout.strip() == "Data and pipelines are up to date."
+    assert pipeline_repo.sh("dvc", "status").stdout.strip() == "Data and pipelines are up to date."
+    assert pipeline_repo.network_log() == "", pipeline_repo.network_log()
 
-    sh(["git", "add", "-A"], repo_copy, env)
-    sh(["git", "commit", "-qm", "baseline"], repo_copy, env)
-    exp = sh(["dvc", "exp", "run", "-S", "train.epochs=1"], repo_copy, env)
+
+def test_experiments_rerun_only_their_chain(pipeline_repo, tmp_path: Path):
+    ws = pipeline_repo.clone(tmp_path / "repo")
+    exp = ws.sh("dvc", "exp", "run", "-S", "train.epochs=1")
     assert ran_stages(exp.stdout) == DETECTOR  # the classifier's stages are untouched
-    exp_cls = sh(["dvc", "exp", "run", "-S", "classifier.lr=0.002"], repo_copy, env)
+    exp_cls = ws.sh("dvc", "exp", "run", "-S", "classifier.lr=0.002")
     assert ran_stages(exp_cls.stdout) == CLASSIFIER  # and the detector's are untouched by classifier params
-    bad = sh(["dvc", "exp", "run", "-S", "train.epochz=1"], repo_copy, env, check=False)
+    bad = ws.sh("dvc", "exp", "run", "-S", "train.epochz=1", check=False)
     assert bad.returncode != 0 and "epochz" in (bad.stdout + bad.stderr)
 
-    params_diff = sh(["dvc", "params", "diff", "--json"], repo_copy, env).stdout
+    params_diff = ws.sh("dvc", "params", "diff", "--json").stdout
     change = json.loads(params_diff)["params.yaml"]["train.epochs"]
     assert (change["old"], change["new"]) == (2, 1)
     change = json.loads(params_diff)["params.yaml"]["classifier.lr"]
     assert (change["old"], change["new"]) == (0.001, 0.002)
-    metrics_diff = sh(["dvc", "metrics", "diff", "--json"], repo_copy, env).stdout
+    metrics_diff = ws.sh("dvc", "metrics", "diff", "--json").stdout
     assert {"metrics/train/metrics.json", "metrics/train_classifier/metrics.json"} <= set(json.loads(metrics_diff))
-    shown = json.loads(sh(["dvc", "exp", "show", "--json"], repo_copy, env).stdout)
+    shown = json.loads(ws.sh("dvc", "exp", "show", "--json").stdout)
     workspace = shown[0]["data"]
     assert workspace["params"]["params.yaml"]["data"]["train"]["epochs"] == 1
     assert "map50_95" in workspace["metrics"]["metrics/eval.json"]["data"]
     assert len(shown) >= 2  # the baseline commit and its experiment are listed too
-    sh(["dvc", "plots", "diff", "--json"], repo_copy, env)
+    ws.sh("dvc", "plots", "diff", "--json")
 
-    # The registry (a real sqlite store in the repo) holds both versions with aliases.
+    # The registry (a real sqlite store in the repo, copied from the fixture's) holds both versions with aliases.
     check = ("import mlflow; from mlflow.tracking import MlflowClient; "
-             f"mlflow.set_tracking_uri('sqlite:///{repo_copy / 'mlflow.db'}'); c = MlflowClient(); "
+             f"mlflow.set_tracking_uri('sqlite:///{ws.path / 'mlflow.db'}'); c = MlflowClient(); "
              "vs = c.search_model_versions(\"name='wildtrain-detector'\"); "
              "print(sorted((int(v.version), sorted(c.get_model_version(v.name, v.version).aliases)) for v in vs))")
-    versions = sh(["python", "-c", check], repo_copy, env).stdout.strip()
+    versions = ws.sh("python", "-c", check).stdout.strip()
     assert versions.startswith("[(1, ") and "(2, " in versions and "'challenger'" in versions
-    cls_versions = sh(["python", "-c", check.replace("wildtrain-detector", "wildtrain-classifier")], repo_copy, env)
+    cls_versions = ws.sh("python", "-c", check.replace("wildtrain-detector", "wildtrain-classifier"))
     assert cls_versions.stdout.strip().startswith("[(1, ") and "(2, " in cls_versions.stdout
 
-    assert not netlog.exists() or netlog.read_text() == "", netlog.read_text()
+    assert ws.network_log() == "", ws.network_log()
 
 
 def test_network_block_catches_connections(tmp_path: Path):

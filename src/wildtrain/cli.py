@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -17,7 +18,8 @@ app = typer.Typer(help="Reproducible wildlife-detection training pipelines (DVC 
                   add_completion=False, pretty_exceptions_enable=False)
 train_app = typer.Typer(help="Train a model (reads params.yaml `train` or `classifier`).", no_args_is_help=True)
 config_app = typer.Typer(help="Compose params.yaml from config overlays.", no_args_is_help=True)
-data_app = typer.Typer(help="Annotation formats: convert between COCO, VOC, YOLO and CSV.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: version a source with DVC (add); convert between COCO, VOC, YOLO and CSV.",
+                       no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
@@ -146,6 +148,27 @@ def config_apply(overlay: str = typer.Argument(..., help="A YAML overlay, e.g. c
     typer.echo(f"params.yaml updated from {overlay}")
 
 
+@data_app.command("add")
+def data_add(
+    path: str = typer.Argument(..., help="A dataset folder or .zip/.tar/.tar.gz archive (any supported format)."),
+    name: Optional[str] = typer.Option(None, help="Folder name under data/source (default: the folder/archive name)."),
+    force: bool = typer.Option(False, "--force", help="Replace data/source/NAME when it holds a different dataset."),
+) -> None:
+    """Version a dataset with DVC: copy it to data/source/NAME, `dvc add` it, set data.source in params.yaml."""
+    from wildtrain.versioning import add
+
+    root = env.configure()
+    try:
+        done = add(path, name, root, force=force)
+    except WildtrainError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    src = done["source"]
+    typer.echo(f"{src} ({done['how']}): versioned by DVC, md5 {done['md5']} in {done['dvc_file']}; params.yaml data.source = {src}")
+    typer.echo(f"next: git add {done['dvc_file']} {Path(src).parent / '.gitignore'} params.yaml && git commit "
+               f"-m 'data: {Path(src).name}' && dvc push; then dvc repro")
+
+
 @data_app.command("convert")
 def data_convert(
     src: str = typer.Argument(..., help="A dataset folder or .zip/.tar/.tar.gz archive (any supported format)."),
@@ -156,8 +179,6 @@ def data_convert(
     unannotated: str = typer.Option("skip", help="Images no annotation file mentions: skip | negative (kept empty)."),
 ) -> None:
     """Convert a dataset between formats, validated as prepare does (images copied as they are unless normalized)."""
-    from pathlib import Path
-
     from wildtrain.data.transcode import transcode
     from wildtrain.data.validate import summary_line
 

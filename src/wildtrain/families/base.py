@@ -39,7 +39,8 @@ class TrainData:
     class_names: list[str]
     category_ids: list[int]
     dataset_hash: str
-    source_md5: str = ""  # the DVC hash of the user's source, when it is versioned
+    source: str = "unknown"  # data.source that prepare read
+    source_md5: str = "none"  # its DVC hash (from its .dvc file; "none" when DVC does not version it)
     tiling: dict | None = None  # {"size", "overlap"} when the detector trains on tiles
     image_size: int = 0  # long side (px) of a typical training image or tile: predict slices large images to this
 

@@ -21,7 +21,8 @@ from wildtrain.params import Params
 def convert(p: Params, root: Path) -> dict:
     raw = root / p.paths.raw
     ds = load_coco(raw / ANNOTATIONS)
-    digest = read_json(raw / MANIFEST, "dataset manifest")["dataset_hash"]
+    manifest = read_json(raw / MANIFEST, "dataset manifest")
+    digest = manifest["dataset_hash"]
     c, t = p.convert, p.convert.tile
     splits = split_dataset(ds, c.val_fraction, c.test_fraction, c.seed)
     coco_dir = root / p.paths.coco
@@ -52,8 +53,8 @@ def convert(p: Params, root: Path) -> dict:
     view_root = coco_dir / TILES if t.size else raw / IMAGES
     with replaced_dir(root / p.paths.yolo) as tmp:
         write_yolo_layout(train_view, view_root, tmp)
-    stats = {"dataset_hash": digest, "images": len(ds.images), "boxes": len(ds.annotations),
-             "classes": ds.class_counts(), **{name: data_stats.split_summary(splits[name]) for name in SPLITS}}
+    stats = {"dataset_hash": digest, "data_source_md5": manifest.get("data_source_md5"), "images": len(ds.images),
+             "boxes": len(ds.annotations), "classes": ds.class_counts(), **{name: data_stats.split_summary(splits[name]) for name in SPLITS}}
     for name in SPLITS:
         stats[name]["units"] = len({unit_key(im) for im in splits[name].images})
         if c.shards and name == "train":

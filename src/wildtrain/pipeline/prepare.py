@@ -1,14 +1,19 @@
 """Stage `prepare`: read the source (synthetic, a folder or an archive, in any supported format), validate
-every image and box, and write the raw dataset with a hashed manifest and the validation report."""
+every image and box, and write the raw dataset with a hashed manifest and the validation report.
+
+The manifest and report carry the source's DVC hash (`data_source_md5`, from its .dvc file) so that every
+model names the exact source version it came from; a source DVC does not version gets one line saying so.
+"""
 
 from __future__ import annotations
 
+import shlex
 import tempfile
 from pathlib import Path
 
 from wildtrain.data import formats, synthetic
 from wildtrain.data.coco import CocoDataset
-from wildtrain.data.sources import ARCHIVES, is_archive, open_source
+from wildtrain.data.sources import ARCHIVES, is_archive, open_source, versioning
 from wildtrain.data.validate import near_duplicate_warning, summary_line, validate
 from wildtrain.errors import WildtrainError
 from wildtrain.io import replaced_dir, write_json
@@ -45,16 +50,34 @@ def read_source(d: Data, root: Path, out_images: Path) -> tuple[CocoDataset, dic
     return clean, {"format": fmt, "format_reason": why, **report}
 
 
+def source_lineage(d: Data, root: Path) -> dict:
+    """The source's DVC hash and .dvc file (None when DVC does not version it, with one line saying so)."""
+    none = {"data_source_md5": None, "data_source_dvc": None}
+    if d.source == "synthetic":  # generated from params: nothing to version
+        return none
+    v = versioning(Path(d.source) if Path(d.source).is_absolute() else root / d.source, root)
+    if "unversioned" in v:
+        print(f"prepare: note: data source '{d.source}' is not versioned by DVC ({v['unversioned']}); "
+              f"version it with: wildtrain data add {shlex.quote(d.source)}")
+        return none
+    if v["stale"]:
+        print(f"prepare: note: {d.source} changed since {v['dvc_file']} was written, so its hash is not recorded; "
+              f"run `dvc repro` (it re-adds the source first) or `dvc add {shlex.quote(d.source)}`")
+        return none
+    return {"data_source_md5": v["md5"], "data_source_dvc": v["dvc_file"]}
+
+
 def prepare(p: Params, root: Path) -> dict:
     d = p.data
     with replaced_dir(root / p.paths.raw) as tmp:
         ds, report = read_source(d, root, tmp / IMAGES)
+        lineage = source_lineage(d, root)
         ds.info = {"description": f"wildtrain raw dataset ({d.source})", "image_root": IMAGES}
         ds.save(tmp / ANNOTATIONS)
         files = hash_tree(tmp)
         digest = dataset_hash(files)
-        write_json(tmp / MANIFEST, {"dataset_hash": digest, "files": files})
-    report = {"source": d.source, "dataset_hash": digest, **report}
+        write_json(tmp / MANIFEST, {"dataset_hash": digest, "data_source": d.source, **lineage, "files": files})
+    report = {"source": d.source, **lineage, "dataset_hash": digest, **report}
     report_file = root / p.paths.reports / REPORT
     write_json(report_file, report)
     print(f"prepare: {d.source}: format {report['format']} ({report['format_reason']}); {summary_line(report)}; "

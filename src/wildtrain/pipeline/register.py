@@ -55,7 +55,8 @@ def register(p: Params, root: Path, family: str = "detector") -> dict:
     training = card.training
     tags = {"family": fam.name, "framework": card.framework, "architecture": card.architecture,
             "dataset_hash": str(training.get("dataset_hash", "")),
-            "data_source_md5": str(training.get("data_source_md5", "")),
+            "data_source": str(training.get("data_source", "unknown")),
+            "data_source_md5": str(training.get("data_source_md5", "none")),
             "model_sha256": str(card.hashes.get("weights_sha256", "")),
             "tensors_sha256": str(card.hashes.get("tensors_sha256", "")), "wildtrain_version": __version__,
             **git_commit(root), **dvc_stage_hashes(root), **fam.lineage(p, root)}

@@ -34,7 +34,8 @@ def train_data(p: Params, root: Path) -> TrainData:
     return TrainData(root=root, coco=coco, image_root=image_root(coco["train"], ds.info),
                      yolo_yaml=root / p.paths.yolo / YOLO_DATASET, crops=root / p.paths.crops,
                      class_names=ds.class_names, category_ids=ds.category_ids, dataset_hash=manifest["dataset_hash"],
-                     source_md5=(manifest.get("source") or {}).get("md5", ""), tiling=tiling,
+                     source=str(manifest.get("data_source") or "unknown"),
+                     source_md5=manifest.get("data_source_md5") or "none", tiling=tiling,
                      image_size=int(tiling["size"]) if tiling else int(statistics.median(sides)) if sides else 0)
 
 
@@ -78,12 +79,13 @@ def train(p: Params, root: Path, family: str = "detector", *, on_epoch: EpochCal
         resume.attach(workdir, run_id)
         import mlflow
 
-        lineage = {"family": fam.name, "dataset_hash": data.dataset_hash, "data_source_md5": data.source_md5,
-                   **git_commit(root)}
+        lineage = {"family": fam.name, "dataset_hash": data.dataset_hash, "data_source": data.source,
+                   "data_source_md5": data.source_md5, **git_commit(root)}
         if start.run_id is None:
             mlflow.log_params({f"{fam.train_section}.{k}": v for k, v in flatten(as_dict(cfg)).items()})
             mlflow.log_params({f"system.{k}": v for k, v in system_info().items()})
-            mlflow.log_params({"data.dataset_hash": data.dataset_hash, "data.classes": ",".join(data.class_names)})
+            mlflow.log_params({"data.dataset_hash": data.dataset_hash, "data.classes": ",".join(data.class_names),
+                               "data.data_source": data.source, "data.data_source_md5": data.source_md5})
             mlflow.set_tags(lineage)
         logger = EpochLogger(root / p.paths.metrics / f"train{fam.suffix}", run_id, resume=start.resume)
         epochs = getattr(cfg, "epochs", 0)
