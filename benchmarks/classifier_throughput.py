@@ -75,8 +75,8 @@ def main() -> None:
 
     from classifier_data import tiny_params, write_crops
     from wildtrain import env, params
-    from wildtrain.classifier.datamodule import CropDataModule
-    from wildtrain.classifier.trainer import build_module
+    from wildtrain.families.classifier.datamodule import CropDataModule
+    from wildtrain.families.classifier.trainer import build_module
 
     work = Path(tempfile.mkdtemp(prefix="wildtrain-bench-"))
     env.configure(work)

@@ -38,7 +38,7 @@ def main() -> None:
     from wildtrain.devices import resolve_device
     from wildtrain.evaluate.detection import coco_eval, to_coco_results
     from wildtrain.models.base import TrainData
-    from wildtrain.models.yolo import YoloAdapter
+    from wildtrain.families.detector.yolo import YoloAdapter
     from wildtrain.params import Train
 
     ds = synthetic.generate(work / "raw", args.images, args.imgsz, 8, 0.1, seed=0)

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
-from wildtrain.models.mmdet import MmdetAdapter, setup  # noqa: E402
+from wildtrain.families.detector.mmdet import MmdetAdapter, setup  # noqa: E402
 
 
 def check_kernels(device: str) -> None:

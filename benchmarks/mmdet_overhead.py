@@ -42,7 +42,7 @@ def main() -> None:
     import os
 
     os.chdir(root)
-    from wildtrain.models.mmdet import build_config, mmdet_device, setup
+    from wildtrain.families.detector.mmdet import build_config, mmdet_device, setup
     from wildtrain.params import Mmdet, Params, _build
     from wildtrain.pipeline.convert import convert
     from wildtrain.pipeline.prepare import prepare

@@ -73,9 +73,9 @@ def main() -> None:
     from wildtrain.data.synthetic import SPECIES, render_scene
     from wildtrain.data.tiling import windows
     from wildtrain.evaluate.detection import coco_eval, to_coco_results
-    from wildtrain.evaluate.sliced import sliced_predict
-    from wildtrain.models.base import Detections
-    from wildtrain.models.yolo import YoloAdapter
+    from wildtrain.slicing import sliced_predict
+    from wildtrain.families.base import Detections
+    from wildtrain.families.detector.yolo import YoloAdapter
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -58,7 +58,7 @@ def main() -> None:
     env.configure_ultralytics()  # the plain run must not get Ultralytics' own dvclive/MLflow callbacks either
     from ultralytics import YOLO
 
-    from wildtrain.models.yolo import YoloAdapter, resolve_model_source
+    from wildtrain.families.detector.yolo import YoloAdapter, resolve_model_source
 
     adapter = YoloAdapter()
     plain_args = adapter.train_args(p.train, train_data(p, work), work / "runs" / "plain")

@@ -11,8 +11,8 @@ import torch
 from classifier_data import SMALL, tiny_params, write_crops
 from conftest import REPO, pipeline_env
 from wildtrain import params
-from wildtrain.classifier.backbones import build
-from wildtrain.classifier.datamodule import CropDataModule
+from wildtrain.families.classifier.backbones import build
+from wildtrain.families.classifier.datamodule import CropDataModule
 from wildtrain.errors import WildtrainError
 
 

@@ -38,72 +38,80 @@ def _env(root: Path) -> dict:
     return env
 
 
+def crop_batch(files: list[Path], imgsz: int) -> torch.Tensor:
+    """Crops preprocessed as the classifier's Predictor does (what exports are checked on)."""
+    from wildtrain.data.images import load_rgb
+    from wildtrain.families.classifier.data import transforms
+
+    t = transforms(imgsz)
+    return torch.stack([t(image=load_rgb(f))["image"] for f in files])
+
+
 @pytest.mark.slow
 def test_train_evaluate_register_tracks_and_registers(tmp_path, monkeypatch):
     import mlflow
+    import pandas as pd
     from mlflow.tracking import MlflowClient
 
     from wildtrain import params
-    from wildtrain.pipeline.evaluate_classifier import evaluate_classifier
-    from wildtrain.pipeline.register_classifier import register_classifier
-    from wildtrain.pipeline.train_classifier import train_classifier
+    from wildtrain.pipeline.evaluate import evaluate
+    from wildtrain.pipeline.register import register
+    from wildtrain.pipeline.train import train
 
     write_crops(tmp_path, SMALL)
     p = params.load(tiny_params(tmp_path, imbalance="sampler"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)  # MLflow's sqlite store puts artifacts in ./mlruns
-    info = train_classifier(p, tmp_path)
-    assert info["epochs_completed"] == 2 and info["class_names"] == ["antelope", "bird", "zebra"]
+    card = train(p, tmp_path, "classifier")
+    assert card["training"]["epochs_completed"] == 2 and card["class_names"] == ["antelope", "bird", "zebra"]
+    assert card["family"] == "classifier" and card["architecture"] == "mobilenet_v3_small"
     state = torch.load(tmp_path / "models_classifier/model.pt", weights_only=True)
     assert state["classifier.3.weight"].shape == (3, 1024)  # mobilenet_v3_small head for our 3 classes
     live = json.loads((tmp_path / "metrics/train_classifier/metrics.json").read_text())
     assert live["step"] == 1 and {"loss", "f1_macro", "accuracy"} <= set(live["val"])
 
-    ev = evaluate_classifier(p, tmp_path)
-    assert ev["crops"] == 12 and 0 <= ev["f1_macro"] <= 1 and set(ev["per_class"]) == set(info["class_names"])
-    assert np.asarray(ev["confusion"]).sum() == 12
+    ev = evaluate(p, tmp_path, "classifier")
+    assert ev["crops"] == 12 and 0 <= ev["f1_macro"] <= 1 and set(ev["per_class"]) == set(card["class_names"])
+    assert np.asarray(ev["confusion"]).sum() == 12 and len(ev["evaluation_hash"]) == 64
     assert len(json.loads((tmp_path / "metrics/plots/classifier_confusion.json").read_text())) == 12
-    reg = register_classifier(p, tmp_path)
+    reg = register(p, tmp_path, "classifier")
     assert reg["version"] == 1 and reg["aliases"] == ["challenger", "champion"]
-    assert max(reg["export_parity_max_abs_diff"].values()) <= 1e-4
+    assert reg["exports"] == ["onnx", "torchscript"]
 
     client = MlflowClient()
-    run = client.get_run(info["mlflow_run_id"])
-    assert run.data.params["data.train.zebra"] == "16" and "system.torch" in run.data.params
-    assert run.data.params["classifier.imbalance"] == "sampler"
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/f1_macro")] == [0, 1]
-    assert "eval/f1_macro" in run.data.metrics and run.data.tags["model_sha256"] == info["sha256"]
-    logged = {a.path for a in client.list_artifacts(run.info.run_id, "artifacts")}
+    run_id = card["training"]["mlflow_run_id"]
+    run = client.get_run(run_id)
+    assert "system.torch" in run.data.params and run.data.params["classifier.imbalance"] == "sampler"
+    assert [m.step for m in client.get_metric_history(run_id, "val/f1_macro")] == [0, 1]
+    assert "eval/f1_macro" in run.data.metrics and run.data.tags["model_sha256"] == card["hashes"]["weights_sha256"]
+    assert run.data.tags["repro.cpu_kernels"] in ("avx2", "native")
+    logged = {a.path for a in client.list_artifacts(run_id, "artifacts")}
     assert {"artifacts/classifier_misclassified.png", "artifacts/model.onnx",
             "artifacts/model.torchscript.pt"} <= logged
 
     champion = mlflow.pyfunc.load_model("models:/wildtrain-classifier@champion")
-    meta = champion.metadata
-    assert meta.signature is not None and meta.get_input_schema().inputs[0].shape == (-1, 3, 32, 32)
-    from wildtrain.pipeline.register_classifier import sample_batch
-
+    assert champion.metadata.signature is not None
     files = sorted((tmp_path / "data/crops/test/zebra").glob("*.png"))[:2]
-    probs = champion.predict(sample_batch(files, 32).numpy())
-    assert probs.shape == (2, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    rows = champion.predict(pd.DataFrame({"image": [f.read_bytes() for f in files]}))
+    assert [r["label"] for r in rows] and all(abs(sum(r["scores"].values()) - 1) < 1e-4 for r in rows)
 
     # A second registration with a worse gate value stays challenger: the detector's alias gate, shared.
     worse = {**ev, "f1_macro": ev["f1_macro"] - 0.5}
     (tmp_path / "metrics/eval_classifier.json").write_text(json.dumps(worse))
-    reg2 = register_classifier(p, tmp_path)
+    reg2 = register(p, tmp_path, "classifier")
     assert reg2["version"] == 2 and reg2["decision"] == "challenger" and reg2["aliases"] == ["challenger"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["resnet18", "mobilenet_v3_small"])
 def test_export_parity_onnxruntime_and_torchscript(tmp_path, backbone):
-    from wildtrain.classifier.backbones import build
-    from wildtrain.classifier.export import export, parity
-    from wildtrain.pipeline.register_classifier import sample_batch
+    from wildtrain.families.classifier.backbones import build
+    from wildtrain.families.classifier.export import export, parity
 
     crops = write_crops(tmp_path, {"test": {"antelope": 3, "bird": 3}})
     torch.manual_seed(0)
     model = build(backbone, 4).eval()
-    batch = sample_batch(sorted((crops / "test").rglob("*.png")), 64)
+    batch = crop_batch(sorted((crops / "test").rglob("*.png")), 64)
     exported = export(model, 64, tmp_path / "export")
     diffs = parity(model, exported, batch)
     assert set(diffs) == {"onnx", "torchscript"} and max(diffs.values()) <= 1e-4, diffs
@@ -120,8 +128,8 @@ def test_resume_after_sigkill_mid_epoch(tmp_path):
     many = {"train": {"antelope": 16, "bird": 16, "zebra": 16}, "val": {"antelope": 3, "bird": 3, "zebra": 3}}
     write_crops(tmp_path, many)
     tiny_params(tmp_path, epochs=3, batch=4)  # 12 steps per epoch
-    stage = str(REPO / "stages/train_classifier.py")
-    proc = _train_proc(tmp_path, stage)
+    stage = [str(REPO / "stages/train.py"), "classifier"]
+    proc = _train_proc(tmp_path, *stage)
     last, live = tmp_path / "runs/classifier/last.ckpt", tmp_path / "metrics/train_classifier/metrics.json"
     deadline = time.time() + 240
     # Epoch 0 is checkpointed and logged: the process is now training epoch 1.
@@ -132,15 +140,16 @@ def test_resume_after_sigkill_mid_epoch(tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert json.loads(live.read_text())["step"] == 0  # one epoch done, the second cut short
-    run_before = json.loads((tmp_path / "runs/classifier.mlflow.json").read_text())
+    run_before = json.loads((tmp_path / "runs/classifier/wildtrain_state.json").read_text())
     assert not run_before["complete"] and not (tmp_path / "models_classifier").exists()
 
-    rerun = _train_proc(tmp_path, stage)
+    rerun = _train_proc(tmp_path, *stage)
     out = rerun.communicate(timeout=300)[0]
     assert rerun.returncode == 0, out[-3000:]
-    info = json.loads((tmp_path / "models_classifier/classifier.json").read_text())
-    assert info["resumed_after_epochs"] == 1 and info["epochs_completed"] == 3, info
-    assert "3 epochs (resumed after epoch 1)" in out
+    card = json.loads((tmp_path / "models_classifier/model.json").read_text())
+    assert card["extra"]["resumed_after_epochs"] == 1 and card["training"]["epochs_completed"] == 3, card
+    assert "3 epochs (resumed)" in out
+    info = card["training"]
     assert info["mlflow_run_id"] == run_before["run_id"]  # the same MLflow run continues
     assert json.loads(live.read_text())["step"] == 2
 
@@ -160,6 +169,6 @@ def test_ddp_two_cpu_processes_through_the_cli(tmp_path):
     out = proc.communicate(timeout=400)[0]
     assert proc.returncode == 0, out[-4000:]
     assert "MEMBER: 1/2" in out and "MEMBER: 2/2" in out  # two processes joined the gloo group
-    info = json.loads((tmp_path / "models_classifier/classifier.json").read_text())
-    assert info["epochs_completed"] == 1
-    assert out.count("train_classifier: 1 epochs") == 1  # only rank 0 writes outputs and tracks
+    card = json.loads((tmp_path / "models_classifier/model.json").read_text())
+    assert card["training"]["epochs_completed"] == 1
+    assert out.count("train: classifier mobilenet_v3_small, 1 epochs") == 1  # only rank 0 writes outputs and tracks

@@ -7,7 +7,7 @@ import pytest
 
 from wildtrain.data.coco import CocoDataset
 from wildtrain.evaluate.detection import BACKGROUND, coco_eval, confusion_pairs, to_coco_results
-from wildtrain.models.base import Detections
+from wildtrain.families.base import Detections
 
 CATS = [{"id": 4, "name": "zebra"}, {"id": 9, "name": "bird"}]
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from wildtrain.errors import WildtrainError
-from wildtrain.models.mmdet import MODELS, MmdetAdapter, build_config, config_file, setup
+from wildtrain.families.detector.mmdet import MODELS, MmdetAdapter, build_config, config_file, setup
 from wildtrain.params import Mmdet, Params, _build
 
 setup()  # registers the mmcv._ext stand-in (no compiled mmcv here) and mmdet's modules
@@ -180,7 +180,7 @@ def test_mmdet_coco_metric_agrees_with_our_evaluator(tiny_coco, tmp_path):
     import numpy as np
 
     from wildtrain.evaluate.detection import coco_eval, to_coco_results
-    from wildtrain.models.base import Detections
+    from wildtrain.families.base import Detections
 
     rng = np.random.default_rng(0)
     dets = []

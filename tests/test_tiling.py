@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,24 +10,17 @@ from scipy import ndimage
 from wildtrain.data.coco import CocoDataset
 from wildtrain.data.tiling import tile_dataset, windows
 from wildtrain.evaluate.detection import coco_eval, to_coco_results
-from wildtrain.evaluate.sliced import merge, sliced_predict
-from wildtrain.models.base import Detections
+from wildtrain.slicing import merge, predict_sliced, slice_size
+from wildtrain.families.base import Detections
 
 
-class RedBlobDetector:
-    """A real (if simple) detector behind the adapter interface: connected red regions, scored by size."""
-
-    framework = "blob"
-
-    def predict(self, checkpoint, images, *, imgsz, conf, iou, max_det, batch, device):
-        out = []
-        for path in images:
-            arr = np.asarray(Image.open(path).convert("RGB")).astype(int)
-            labels, _ = ndimage.label((arr[..., 0] > 200) & (arr[..., 1] < 60))
-            boxes = [[float(s[1].start), float(s[0].start), float(s[1].stop - s[1].start), float(s[0].stop - s[0].start)]
-                     for s in ndimage.find_objects(labels)]
-            out.append(Detections(boxes, [0] * len(boxes), [min(0.99, b[2] * b[3] / 400) for b in boxes]))
-        return out
+def red_blobs(image: np.ndarray) -> Detections:
+    """A real (if simple) detector: connected red regions, scored by size."""
+    arr = image.astype(int)
+    labels, _ = ndimage.label((arr[..., 0] > 200) & (arr[..., 1] < 60))
+    boxes = [[float(s[1].start), float(s[0].start), float(s[1].stop - s[1].start), float(s[0].stop - s[0].start)]
+             for s in ndimage.find_objects(labels)]
+    return Detections(boxes, [0] * len(boxes), [min(0.99, b[2] * b[3] / 400) for b in boxes])
 
 
 @pytest.mark.parametrize("w, h, size, overlap", [(200, 100, 100, 0.2), (1000, 700, 256, 0.25), (50, 40, 64, 0.2)])
@@ -68,21 +59,50 @@ def test_merge_joins_a_box_split_by_a_tile_border_but_keeps_neighbours():
         (0, (90.0, 40.0, 20.0, 20.0)), (0, (130.0, 40.0, 10.0, 10.0)), (1, (90.0, 40.0, 20.0, 20.0))]
 
 
-def test_sliced_inference_recovers_a_border_crossing_box_once(tmp_path):
+def test_sliced_inference_recovers_a_border_crossing_box_once():
     arr = np.full((100, 200, 3), 70, np.uint8)
     arr[40:60, 90:110] = (255, 0, 0)   # crosses the x=100 border between tiles 0..100 and 100..200
     arr[20:30, 20:30] = (255, 0, 0)    # inside the first tile only
-    Image.fromarray(arr).save(tmp_path / "survey.png")
     gt = CocoDataset([{"id": 1, "file_name": "survey.png", "width": 200, "height": 100}],
                      [{"id": 1, "image_id": 1, "category_id": 5, "bbox": [90, 40, 20, 20], "area": 400, "iscrowd": 0},
                       {"id": 2, "image_id": 1, "category_id": 5, "bbox": [20, 20, 10, 10], "area": 100, "iscrowd": 0}],
                      [{"id": 5, "name": "kob"}])
-    kw = dict(imgsz=100, conf=0.0, iou=0.7, batch=4, device="cpu")
-    unmerged = sliced_predict(RedBlobDetector(), Path("unused.pt"), [tmp_path / "survey.png"], size=100, overlap=0.2,
-                              merge_ios=1.01, max_det=100, **kw)[0]
+    calls = []
+
+    def detect(arrays):
+        calls.append(len(arrays))
+        return [red_blobs(a) for a in arrays]
+
+    unmerged = predict_sliced(detect, [arr], [100], overlap=0.2, merge_ios=1.01, max_det=100, batch=4)[0]
     assert len(unmerged.boxes) == 4  # the border box is seen whole once and cut twice: 3 pieces + the small one
-    (det,) = sliced_predict(RedBlobDetector(), Path("unused.pt"), [tmp_path / "survey.png"], size=100, overlap=0.2,
-                            merge_ios=0.5, max_det=100, **kw)
+    (det,) = predict_sliced(detect, [arr], [100], overlap=0.2, merge_ios=0.5, max_det=100, batch=4)
     assert sorted(map(tuple, det.boxes)) == [(20.0, 20.0, 10.0, 10.0), (90.0, 40.0, 20.0, 20.0)]
     ev = coco_eval(gt, to_coco_results(gt, [det]))
     assert ev["map50_95"] == pytest.approx(1.0)
+
+
+def test_slices_of_several_images_share_batches_and_whole_images_are_not_merged():
+    big, small = np.zeros((100, 300, 3), np.uint8), np.zeros((50, 50, 3), np.uint8)
+    big[10:20, 250:260] = (255, 0, 0)
+    small[5:15, 5:15] = (255, 0, 0)
+    calls = []
+
+    def detect(arrays):
+        calls.append([a.shape[:2] for a in arrays])
+        return [red_blobs(a) for a in arrays]
+
+    out = predict_sliced(detect, [big, small], [100, None], overlap=0.0, merge_ios=0.5, max_det=10, batch=8)
+    assert calls == [[(100, 100)] * 3 + [(50, 50)]]  # 3 windows of the big image and the small image, one batch
+    assert out[0].boxes == [[250.0, 10.0, 10.0, 10.0]] and out[1].boxes == [[5.0, 5.0, 10.0, 10.0]]
+
+
+@pytest.mark.parametrize("option, shape, expected", [
+    ("auto", (100, 100), None), ("auto", (1000, 900), 320), ("off", (5000, 5000), None), ("640", (700, 500), 640),
+    ("640", (600, 500), None)])
+def test_slice_size_rules(option, shape, expected):
+    assert slice_size(option, shape, 320) == expected
+
+
+def test_slice_size_refuses_nonsense():
+    with pytest.raises(ValueError, match="slice: expected auto, off or a size"):
+        slice_size("7", (100, 100), 320)

@@ -54,7 +54,7 @@ def test_epoch_logger_writes_dvclive_and_mlflow(tmp_path, monkeypatch):
 
 
 def test_results_csv_replay_for_ddp_runs(tmp_path):
-    from wildtrain.models.yolo import replay_results_csv
+    from wildtrain.families.detector.yolo import replay_results_csv
 
     (tmp_path / "results.csv").write_text(
         "epoch,time,train/box_loss,metrics/mAP50(B)\n1,8.1,6.6,0\n2,16.0,5.5,0.125\n")

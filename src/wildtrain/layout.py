@@ -48,5 +48,3 @@ def image_root(coco_file: Path, info: dict) -> Path:
     return (coco_file.parent / info.get("image_root", ".")).resolve()
 
 
-def relative(path: Path, start: Path) -> str:
-    return os.path.relpath(path, start)

@@ -26,23 +26,30 @@ from wildtrain.tracking.live import EpochLogger, progress_line
 
 
 def train_data(p: Params, root: Path) -> TrainData:
+    """What convert made (a family reads the part it trains on; a classifier may be given crops alone)."""
     coco = {s: root / p.paths.coco / f"{s}.json" for s in SPLITS}
-    ds = load_coco(coco["train"])
-    manifest = read_json(root / p.paths.raw / MANIFEST, "dataset manifest")
-    tiling = ds.info.get("tiling")
-    sides = [max(im["width"], im["height"]) for im in ds.images]
-    return TrainData(root=root, coco=coco, image_root=image_root(coco["train"], ds.info),
+    manifest_file = root / p.paths.raw / MANIFEST
+    manifest = read_json(manifest_file, "dataset manifest") if manifest_file.is_file() else {}
+    ds = load_coco(coco["train"]) if coco["train"].is_file() else None
+    tiling = ds.info.get("tiling") if ds else None
+    sides = [max(im["width"], im["height"]) for im in ds.images] if ds else []
+    return TrainData(root=root, coco=coco, image_root=image_root(coco["train"], ds.info if ds else {}),
                      yolo_yaml=root / p.paths.yolo / YOLO_DATASET, crops=root / p.paths.crops,
-                     class_names=ds.class_names, category_ids=ds.category_ids, dataset_hash=manifest["dataset_hash"],
+                     class_names=ds.class_names if ds else [], category_ids=ds.category_ids if ds else [],
+                     dataset_hash=manifest.get("dataset_hash", "unknown"),
                      source=str(manifest.get("data_source") or "unknown"),
                      source_md5=manifest.get("data_source_md5") or "none", tiling=tiling,
                      image_size=int(tiling["size"]) if tiling else int(statistics.median(sides)) if sides else 0)
 
 
 def inputs_hash(p: Params, root: Path) -> str:
-    """What convert made of the data (splits, tiles, crops): a resumed training must have been on the same."""
-    files = [root / p.paths.coco / f"{s}.json" for s in SPLITS] + [root / p.paths.crops / CROPS_INFO]
-    return resume.fingerprint([sha256_file(f) if f.is_file() else None for f in files])
+    """What convert made of the data (split files, crops): a training resumes only on the same. Names and sizes
+    of the crops (a stat each), the split files' bytes."""
+    parts = [sha256_file(f) if f.is_file() else None for f in (root / p.paths.coco / f"{s}.json" for s in SPLITS)]
+    crops = root / p.paths.crops
+    parts += sorted(f"{f.relative_to(crops)}:{f.stat().st_size}" for f in crops.rglob("*") if f.is_file()) \
+        if crops.is_dir() else []
+    return resume.fingerprint(parts)
 
 
 def is_rank_zero() -> bool:

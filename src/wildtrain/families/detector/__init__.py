@@ -68,6 +68,9 @@ class DetectorFamily:
         return root / p.paths.models
 
     def train(self, cfg, data: TrainData, workdir: Path, resume: bool, on_epoch) -> Trained:
+        if not data.coco["train"].is_file():
+            raise WildtrainError(f"{data.coco['train']}: not found; the detector trains on convert's output "
+                                 f"(dvc repro convert)")
         trained = framework(cfg.framework).train(cfg, data, workdir, resume, on_epoch)
         overlap = data.tiling["overlap"] if data.tiling else DEFAULT_OVERLAP
         return dataclasses.replace(
