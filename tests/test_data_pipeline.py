@@ -16,7 +16,8 @@ from data_fixtures import noise_image
 from wildtrain.data import formats
 from wildtrain.data.coco import CocoDataset, load_coco
 from wildtrain.params import Params
-from wildtrain.pipeline.convert import convert, image_root
+from wildtrain.layout import image_root
+from wildtrain.pipeline.convert import convert
 from wildtrain.pipeline.prepare import prepare
 
 
@@ -58,7 +59,7 @@ def test_voc_archive_with_groups_and_tiles(tmp_path):
         assert {t["source_file"] for t in tiles.images} <= {im["file_name"] for im in full.images}
         for im in full.images:
             assert groups.setdefault(im["group"], split) == split  # a flight never spans two splits
-        assert (image_root(root / "data/coco/full" / f"{split}.json", full) / full.images[0]["file_name"]).is_file()
+        assert (image_root(root / "data/coco/full" / f"{split}.json", full.info) / full.images[0]["file_name"]).is_file()
         assert (root / "data/coco/tiles" / tiles.images[0]["file_name"]).is_file()
         assert len(list((root / "data/yolo/labels" / split).glob("*.txt"))) == len(tiles.images)
     shards = json.loads((root / "data/coco/shards/index.json").read_text())
@@ -81,8 +82,8 @@ def test_tiled_training_is_evaluated_by_sliced_inference(repo_copy):
     params["train"].update(epochs=1, imgsz=128, batch=8, workers=0, close_mosaic=0)
     (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for stage in ("prepare", "convert", "train", "evaluate"):
-        proc = subprocess.run(["python", f"stages/{stage}.py"], cwd=repo_copy, env=env, capture_output=True, text=True,
-                              timeout=600)
+        proc = subprocess.run(["python", f"stages/{stage}.py", "detector"][:3 if stage in ("train", "evaluate") else 2],
+                              cwd=repo_copy, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
     ev = json.loads((repo_copy / "metrics/eval.json").read_text())
     test_full = load_coco(repo_copy / "data/coco/full/test.json")
@@ -90,6 +91,8 @@ def test_tiled_training_is_evaluated_by_sliced_inference(repo_copy):
     preds = json.loads((repo_copy / "data/predictions/test.json").read_text())
     full_ids = {im["id"] for im in test_full.images}
     assert all(r["image_id"] in full_ids and r["bbox"][0] + r["bbox"][2] <= 256.5 for r in preds)
+    card = json.loads((repo_copy / "models/model.json").read_text())
+    assert card["input"]["tiling"] == {"size": 128, "overlap": 0.2} and card["input"]["image_size"] == 128
 
 
 def test_webdataset_shards_round_trip_to_the_same_samples(tmp_path):

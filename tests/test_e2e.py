@@ -26,13 +26,20 @@ def ran_stages(output: str) -> list[str]:
 
 DETECTOR = ["train", "evaluate", "register"]
 CLASSIFIER = ["train_classifier", "evaluate_classifier", "register_classifier"]
+TWO_STAGE = ["evaluate_two_stage", "register_two_stage"]
+
+
+def in_order(ran: list[str], chain: list[str]) -> bool:
+    return [s for s in ran if s in chain] == chain
 
 
 def assert_full_repro(ran: list[str]) -> None:
-    """Every stage once: data first, then each model family's chain in order (DVC may interleave them)."""
-    assert sorted(ran) == sorted(["prepare", "convert", *DETECTOR, *CLASSIFIER]), ran
+    """Every stage once: data first, then each model family's chain in order (DVC may interleave them), the
+    two-stage model after both of its parts are registered."""
+    assert sorted(ran) == sorted(["prepare", "convert", *DETECTOR, *CLASSIFIER, *TWO_STAGE]), ran
     assert ran[:2] == ["prepare", "convert"], ran
-    assert [s for s in ran if s in DETECTOR] == DETECTOR and [s for s in ran if s in CLASSIFIER] == CLASSIFIER, ran
+    assert in_order(ran, DETECTOR) and in_order(ran, CLASSIFIER) and in_order(ran, TWO_STAGE), ran
+    assert ran.index("register_two_stage") > max(ran.index("register"), ran.index("register_classifier")), ran
 
 
 def declared_outputs(repo: Path) -> list[Path]:
@@ -66,6 +73,14 @@ def test_tiny_pipeline_end_to_end(pipeline_repo):
     assert {"accuracy", "f1_macro", "precision_macro", "recall_macro", "per_class", "confusion"} <= set(ev_cls)
     reg_cls = json.loads((repo / "metrics/register_classifier.json").read_text())
     assert reg_cls["model_name"] == "wildtrain-classifier" and reg_cls["aliases"] == ["challenger", "champion"]
+    two = json.loads((repo / "metrics/eval_two_stage.json").read_text())
+    assert two["evaluation_hash"] == ev["evaluation_hash"]  # the same evaluator on the same test set
+    assert set(two["vs_detector"]) >= {"map50_95", "map50"}
+    assert two["vs_detector"]["map50"] == pytest.approx(two["map50"] - ev["map50"], abs=1e-6)
+    reg_two = json.loads((repo / "metrics/register_two_stage.json").read_text())
+    assert reg_two["model_name"] == "wildtrain-two-stage" and reg_two["aliases"] == ["challenger", "champion"]
+    card = json.loads((repo / "models/model.json").read_text())
+    assert card["family"] == "detector" and card["hashes"]["tensors_sha256"]
 
     again = pipeline_repo.sh("dvc", "repro")
     assert ran_stages(again.stdout) == [] and "up to date" in again.stdout
@@ -76,9 +91,11 @@ def test_tiny_pipeline_end_to_end(pipeline_repo):
 def test_experiments_rerun_only_their_chain(pipeline_repo, tmp_path: Path):
     ws = pipeline_repo.clone(tmp_path / "repo")
     exp = ws.sh("dvc", "exp", "run", "-S", "train.epochs=1")
-    assert ran_stages(exp.stdout) == DETECTOR  # the classifier's stages are untouched
+    ran = ran_stages(exp.stdout)  # the classifier's stages are untouched; the two-stage model is rebuilt
+    assert sorted(ran) == sorted(DETECTOR + TWO_STAGE) and in_order(ran, DETECTOR) and in_order(ran, TWO_STAGE), ran
     exp_cls = ws.sh("dvc", "exp", "run", "-S", "classifier.lr=0.002")
-    assert ran_stages(exp_cls.stdout) == CLASSIFIER  # and the detector's are untouched by classifier params
+    ran = ran_stages(exp_cls.stdout)  # and the detector's are untouched by classifier params
+    assert sorted(ran) == sorted(CLASSIFIER + TWO_STAGE) and in_order(ran, CLASSIFIER), ran
     bad = ws.sh("dvc", "exp", "run", "-S", "train.epochz=1", check=False)
     assert bad.returncode != 0 and "epochz" in (bad.stdout + bad.stderr)
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from wildtrain.errors import WildtrainError
-from wildtrain.families.detector.mmdet import MODELS, MmdetAdapter, build_config, config_file, setup
+from wildtrain.families.base import ModelCard
+from wildtrain.families.detector.mmdet import MODELS, MmdetNet, build_config, config_file, setup, train
 from wildtrain.params import Mmdet, Params, _build
 
 setup()  # registers the mmcv._ext stand-in (no compiled mmcv here) and mmdet's modules
@@ -96,20 +97,24 @@ def test_model_trains_two_iterations_and_predicts(model, tiny, tmp_path, monkeyp
     p, root, data = tiny
     monkeypatch.chdir(root)
     epochs = []
-    adapter = MmdetAdapter()
-    result = adapter.train(train_cfg(p, model), data, tmp_path / "run", lambda e, m: epochs.append((e, m)))
-    assert result.extra["iterations"] == 2 and result.epochs_completed == 1
+    result = train(train_cfg(p, model), data, tmp_path / "run", False, lambda e, m: epochs.append((e, m)))
+    assert result.extra["iterations"] == 2 and result.epochs_completed == 1 and len(result.tensors_sha256) == 64
     assert [e for e, _ in epochs] == [0]
     metrics = epochs[0][1]
     assert "val/mAP50-95" in metrics and math.isfinite(metrics["train/loss"]) and metrics["train/loss"] > 0
-    ckpt = torch.load(result.checkpoint, weights_only=True)  # safe loading, nothing allowlisted
+    ckpt = torch.load(result.files["model.pt"], weights_only=True)  # safe loading, nothing allowlisted
     assert ckpt["classes"] and sorted(ckpt["label_to_class"]) == list(range(len(data.class_names)))
 
     from wildtrain.data.coco import load_coco
+    from wildtrain.data.images import load_rgb
 
+    card = ModelCard(family="detector", task="object-detection", framework="mmdet", architecture=model,
+                     class_names=data.class_names, weights="model.pt", input={"size": 128})
+    net = MmdetNet(result.files["model.pt"].parent, card, "cpu")
     test = load_coco(data.coco["test"])
-    images = [data.image_root / im["file_name"] for im in test.images]
-    dets = adapter.predict(result.checkpoint, images, imgsz=128, conf=0.0, iou=0.5, max_det=20, batch=2, device="cpu")
+    arrays = [load_rgb(data.image_root / im["file_name"]) for im in test.images]
+    dets = net.predict(arrays, conf=0.0, iou=0.5, max_det=20)
+    images = arrays
     assert len(dets) == len(images) and sum(len(d.boxes) for d in dets) > 0
     for im, d in zip(test.images, dets):
         assert len(d.boxes) <= 20 and len(d.boxes) == len(d.classes) == len(d.scores)
@@ -135,14 +140,12 @@ def test_interrupted_training_resumes_from_its_checkpoint(tiny, tmp_path, monkey
         raise Interrupt
 
     with pytest.raises(Interrupt):
-        MmdetAdapter().train(cfg, data, tmp_path / "run", stop)
+        train(cfg, data, tmp_path / "run", True, stop)  # nothing to resume yet: starts
     assert (tmp_path / "run/epoch_1.pth").is_file()
     torch.load(tmp_path / "run/epoch_1.pth", weights_only=True)
     seen = []
-    result = MmdetAdapter().train(cfg, data, tmp_path / "run", lambda e, m: seen.append(e))
+    result = train(cfg, data, tmp_path / "run", True, lambda e, m: seen.append(e))
     assert result.resumed and seen == [1] and result.epochs_completed == 2 and result.extra["iterations"] == 4
-    again = MmdetAdapter().train(cfg, data, tmp_path / "run", lambda e, m: None)  # finished: starts afresh
-    assert not again.resumed
 
 
 def test_unknown_model_lists_the_available_ones():
@@ -170,7 +173,7 @@ def test_cpu_less_op_is_refused_before_training(tiny, tmp_path, monkeypatch):
     carafe = config_file("retinanet_r18", root).parents[1] / "carafe" / "faster-rcnn_r50_fpn-carafe_1x_coco.py"
     epochs = []
     with pytest.raises(WildtrainError, match="uses mmcv CARAFEPack, which has no CPU implementation"):
-        MmdetAdapter().train(train_cfg(p, str(carafe)), data, tmp_path / "run", lambda e, m: epochs.append(e))
+        train(train_cfg(p, str(carafe)), data, tmp_path / "run", False, lambda e, m: epochs.append(e))
     assert epochs == [] and not list((tmp_path / "run").glob("*.pth"))
 
 
@@ -262,8 +265,8 @@ def test_dvc_repro_with_mmdet_through_evaluate_and_register(repo_copy: Path, tmp
     assert ran_stages(out.stdout) == ["prepare", "convert", "train", "evaluate", "register"]
     assert "epoch 1/1" in out.stdout and "val/mAP50-95" in out.stdout
 
-    info = json.loads((repo_copy / "models/train.json").read_text())
-    assert info["framework"] == "mmdet" and info["mmdet_model"] == "retinanet_r18"
+    card = json.loads((repo_copy / "models/model.json").read_text())
+    assert card["framework"] == "mmdet" and card["extra"]["mmdet_model"] == "retinanet_r18"
     ev = json.loads((repo_copy / "metrics/eval.json").read_text())
     assert ev["framework"] == "mmdet" and ev["detections"] > 0
     assert {"map50_95", "map50", "map75", "mar_100", "per_class"} <= set(ev)
@@ -284,5 +287,5 @@ def test_dvc_repro_with_mmdet_through_evaluate_and_register(repo_copy: Path, tmp
     assert shown.returncode == 0, shown.stderr[-3000:]
     artifacts, predicted = shown.stdout.strip().splitlines()[-2:]
     assert "artifacts/mmdet_config.py" in artifacts and ".onnx" not in artifacts  # no ONNX without mmdeploy
-    assert predicted == "1 ['boxes', 'image_path', 'labels', 'scores']"
+    assert predicted == "1 ['boxes', 'counts', 'labels', 'scores']"
     assert not netlog.exists() or netlog.read_text() == "", netlog.read_text()

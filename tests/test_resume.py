@@ -37,8 +37,8 @@ def test_killed_training_resumes_and_finishes(repo_copy: Path):
     for stage in ("prepare", "convert"):
         subprocess.run(["python", f"stages/{stage}.py"], cwd=repo_copy, env=env, check=True, capture_output=True)
 
-    last = repo_copy / "runs/yolo/weights/last.pt"
-    proc = subprocess.Popen(["python", "stages/train.py"], cwd=repo_copy, env=env, stdout=subprocess.DEVNULL,
+    last = repo_copy / "runs/detector/weights/last.pt"
+    proc = subprocess.Popen(["python", "stages/train.py", "detector"], cwd=repo_copy, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
     while not last.exists() and time.time() < deadline and proc.poll() is None:
@@ -48,19 +48,19 @@ def test_killed_training_resumes_and_finishes(repo_copy: Path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (repo_copy / "models/model.pt").exists()  # nothing a later stage would trust
-    first_run = json.loads((repo_copy / "runs/yolo.mlflow.json").read_text())
+    first_run = json.loads((repo_copy / "runs/detector/wildtrain_state.json").read_text())
     assert first_run["complete"] is False
 
-    rerun = subprocess.run(["python", "stages/train.py"], cwd=repo_copy, env=env, capture_output=True, text=True,
+    rerun = subprocess.run(["python", "stages/train.py", "detector"], cwd=repo_copy, env=env, capture_output=True, text=True,
                            timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "resuming from" in rerun.stdout
-    info = json.loads((repo_copy / "models/train.json").read_text())
+    info = json.loads((repo_copy / "models/model.json").read_text())["training"]
     assert info["resumed"] is True and info["epochs_completed"] == 4
     assert info["mlflow_run_id"] == first_run["run_id"]  # the same MLflow run continues
     rows = (repo_copy / "metrics/train/plots/metrics/train/box_loss.tsv").read_text().splitlines()[1:]
     assert sorted({int(r.split("\t")[0]) for r in rows}) == [0, 1, 2, 3]  # dvclive kept the killed run's epochs
 
-    again = subprocess.run(["python", "stages/train.py"], cwd=repo_copy, env=env, capture_output=True, text=True,
+    again = subprocess.run(["python", "stages/train.py", "detector"], cwd=repo_copy, env=env, capture_output=True, text=True,
                            timeout=600)  # a finished run is not "resumed" again: it trains afresh
     assert again.returncode == 0 and "resuming" not in again.stdout

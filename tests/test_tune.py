@@ -81,7 +81,7 @@ def test_two_workers_share_one_study_exactly(repo: Path):
         assert (work / "models/model.pt").is_file() and (work / "metrics/eval.json").is_file()
         ev = json.loads((work / "metrics/eval.json").read_text())
         assert ev["split"] == "val" and ev["map50_95"] == t.value
-        info = json.loads((work / "models/train.json").read_text())
+        info = json.loads((work / "models/model.json").read_text())["training"]
         assert info["epochs_completed"] == 1
     assert (repo / "models/model.pt").read_bytes() == pipeline_model  # the pipeline's own outputs are untouched
 
