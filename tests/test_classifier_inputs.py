@@ -87,7 +87,7 @@ def test_pretrained_offline_is_one_clear_line(tmp_path):
     env = pipeline_env(REPO, netlog)
     env["TORCH_HOME"] = str(tmp_path / "torch")
     env["YOLO_CONFIG_DIR"] = str(tmp_path / ".ultralytics")
-    proc = subprocess.run([sys.executable, str(REPO / "stages/train_classifier.py")], cwd=tmp_path, env=env,
+    proc = subprocess.run([sys.executable, str(REPO / "stages/train.py"), "classifier"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
