@@ -15,7 +15,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 .DEFAULT_GOAL := help
 MMDET_MODEL ?= retinanet_r18
 
-.PHONY: help setup repro data-add train-yolo train-mmdet train-classifier evaluate register tune test test-fast dag metrics plots mlflow-ui bench bench-data bench-classifier clean
+.PHONY: help setup repro exp predict serve data-add train-yolo train-mmdet train-classifier evaluate register tune test test-fast dag metrics plots mlflow-ui bench bench-data bench-classifier clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
@@ -28,8 +28,22 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP) ## Create .venv with pinned requirements and wildtrain installed (editable)
 
-repro: $(STAMP) ## Run the whole pipeline: prepare -> convert -> train/evaluate/register (detector and classifier)
+repro: $(STAMP) ## Run the whole pipeline: prepare -> convert -> detector, classifier, two-stage model (train/evaluate/register)
 	dvc repro
+
+exp: $(STAMP) ## A DVC experiment with the project's tools, no venv to activate: make exp S="train.lr0=0.005 train.epochs=60"
+	@test -n "$(S)" || { echo "error: give params to set: make exp S=\"train.lr0=0.005\"" >&2; exit 2; }
+	dvc exp run $(foreach kv,$(S),-S $(kv))
+
+OUT ?= predictions
+predict: $(STAMP) ## Run the champion (two-stage, else detector) on your images: make predict SRC=folder|archive|image [OUT=dir] [MODEL=models:/NAME@ALIAS]
+	@test -n "$(SRC)" || { echo "error: give the images: make predict SRC=path/to/folder-or-archive [OUT=dir]" >&2; exit 2; }
+	wildtrain predict "$(SRC)" --out "$(OUT)" $(if $(MODEL),--model "$(MODEL)") --draw
+
+SERVE_MODEL ?= models:/wildtrain-two-stage@champion
+PORT ?= 5001
+serve: $(STAMP) ## Serve a registered model over REST on 127.0.0.1 (PORT=5001, SERVE_MODEL=models:/NAME@ALIAS; POST /invocations)
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} mlflow models serve -m "$(SERVE_MODEL)" --env-manager local -h 127.0.0.1 -p $(PORT)
 
 data-add: $(STAMP) ## Version a dataset with DVC as data/source/NAME and use it: make data-add SRC=path/to/folder-or-archive [NAME=name]
 	@test -n "$(SRC)" || { echo "error: give the dataset: make data-add SRC=path/to/folder-or-archive [NAME=name]" >&2; exit 2; }
@@ -44,10 +58,10 @@ train-mmdet: $(STAMP) ## Train an MMDetection model as a DVC experiment (MMDET_M
 train-classifier: $(STAMP) ## Run the pipeline up to a trained species classifier on the ROI crops
 	dvc repro train_classifier
 
-evaluate: $(STAMP) ## Run up to evaluation (COCO mAP on the test split)
+evaluate: $(STAMP) ## Run up to the detector's evaluation (COCO mAP on the test split)
 	dvc repro evaluate
 
-register: $(STAMP) ## Run up to registration in the MLflow model registry
+register: $(STAMP) ## Run up to the detector's registration in the MLflow model registry
 	dvc repro register
 
 WORKERS ?= 1
@@ -83,5 +97,5 @@ bench-data: $(STAMP) ## Benchmarks: COCO->YOLO vs Ultralytics convert_coco; vali
 bench-classifier: $(STAMP) ## Benchmark: classifier DataModule + Lightning vs a bare PyTorch loop (images/s ratio)
 	python benchmarks/classifier_throughput.py
 
-clean: ## Remove generated state (runs, MLflow store, DVC outputs); keeps .venv and the DVC cache
-	rm -rf runs mlruns mlflow.db .ultralytics data models models_classifier dvc_plots
+clean: ## Remove generated state (runs, MLflow store, stage outputs); keeps .venv, data/source and the DVC cache
+	rm -rf runs mlruns mlflow.db .ultralytics models models_classifier dvc_plots data/raw data/coco data/yolo data/crops data/reports data/predictions data/predictions_two_stage

@@ -66,3 +66,17 @@ def test_missing_model_file(repo_copy):
     (repo_copy / "params.yaml").write_text(text)
     assert_one_line_error(run_stage(repo_copy, "train"), "train.model", "yolo99z.yaml")
     assert not (repo_copy / "models").exists()
+
+
+def test_a_python_without_wildtrain_is_one_line(repo_copy):
+    """`dvc exp run` from a shell whose `python` is not the project's: the stage says so, no traceback."""
+    import sys
+
+    base = Path(sys.base_prefix) / "bin" / "python3"  # the interpreter the venv was made from: no wildtrain there
+    env = {k: v for k, v in pipeline_env(repo_copy).items() if k != "PYTHONPATH"}
+    proc = subprocess.run([str(base), "stages/train.py", "detector"], cwd=repo_copy, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {base} cannot import 'wildtrain': run the pipeline with the project's Python "
+        f"(source .venv/bin/activate, or make repro / make exp)"]

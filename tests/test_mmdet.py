@@ -148,6 +148,16 @@ def test_interrupted_training_resumes_from_its_checkpoint(tiny, tmp_path, monkey
     assert result.resumed and seen == [1] and result.epochs_completed == 2 and result.extra["iterations"] == 4
 
 
+@pytest.mark.slow
+def test_training_twice_gives_bit_identical_weights(tiny, tmp_path):
+    """The seed (mmengine's randomness), and CPU kernels pinned by wildtrain.env, make mmdet runs repeat exactly."""
+    p, root, data = tiny
+    cfg = train_cfg(p, "retinanet_r18")
+    first = train(cfg, data, tmp_path / "a", False, lambda e, m: None)
+    second = train(cfg, data, tmp_path / "b", False, lambda e, m: None)
+    assert first.tensors_sha256 == second.tensors_sha256
+
+
 def test_unknown_model_lists_the_available_ones():
     with pytest.raises(WildtrainError) as e:
         config_file("yolo_rcnn", Path.cwd())

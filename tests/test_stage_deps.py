@@ -55,7 +55,7 @@ def test_committed_dvc_lock_matches_the_committed_code_and_params():
                 continue
             deps = {k: v for k, v in entry.get("changed deps", {}).items() if v != "deleted"}
             if deps or entry.get("changed params"):
-                stale[stage] = {"deps": deps, "params": entry.get("changed params")}
+                stale[stage] = sorted(deps) + sorted(entry.get("changed params") or [])
     assert not stale, f"dvc.lock is stale for: {stale}"
 
 
