@@ -80,3 +80,29 @@ def tiny_coco():
              "area": 55.0, "iscrowd": 0} for i in range(1, 25)]
     cats = [{"id": 3, "name": "a"}, {"id": 7, "name": "b"}, {"id": 12, "name": "c"}]
     return CocoDataset(images=images, annotations=anns, categories=cats)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (servers in tests bind to 127.0.0.1 only)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, server: subprocess.Popen, timeout: float = 180) -> None:
+    """Until `url` answers; a server that exits first fails the test with its output."""
+    import time
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if server.poll() is not None:
+                raise AssertionError(f"{server.args[:4]} exited: {server.stdout.read()[-3000:] if server.stdout else ''}")
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer within {timeout} s")

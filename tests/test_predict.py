@@ -12,10 +12,8 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -25,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, free_port, wait_for_http
 
 pytestmark = pytest.mark.slow
 TWO_STAGE = "models:/wildtrain-two-stage@champion"
@@ -133,12 +131,6 @@ def test_predict_refuses_bad_arguments_in_one_line(pipeline_repo, tmp_path):
         assert len(errors) == 1 and needle in errors[0] and "Traceback" not in proc.stderr, proc.stderr[-2000:]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def post(url: str, body: dict) -> tuple[int, dict]:
     req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     try:
@@ -168,19 +160,13 @@ def test_served_two_stage_model_answers_images_and_refuses_bad_requests(pipeline
 
     port = free_port()
     env = {**ws.env, "MLFLOW_TRACKING_URI": f"sqlite:///{ws.path / 'mlflow.db'}", "WILDTRAIN_MAX_PIXELS": "250000"}
+    log = open(tmp_path / "serve.log", "w")  # a file, not a pipe: a full pipe would stall the server
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", TWO_STAGE, "--env-manager",
                                "local", "-h", "127.0.0.1", "-p", str(port)], cwd=ws.path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True)
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"{url}/ping", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, server.stdout.read()[-3000:]
-                time.sleep(0.5)
+        wait_for_http(f"{url}/ping", server)
         good = {"dataframe_split": {"columns": ["image"], "data": [[b64(image.read_bytes())]]},
                 "params": {"conf": 0.001}}
         status, body = post(f"{url}/invocations", good)
@@ -207,6 +193,7 @@ def test_served_two_stage_model_answers_images_and_refuses_bad_requests(pipeline
     finally:
         os.killpg(server.pid, 15)
         server.wait(30)
+        log.close()
 
 
 def test_logged_model_loads_where_the_repository_is_not_installed(pipeline_repo, tmp_path):

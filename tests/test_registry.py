@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,6 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from conftest import free_port, wait_for_http
 from wildtrain.errors import WildtrainError
 from wildtrain.registry import CHALLENGER, CHAMPION, gate, register_model
 
@@ -167,12 +167,6 @@ class _Forward(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path):
     """A real `mlflow server` (sqlite backend, proxied artifacts) on loopback, stopped at the end."""
@@ -184,16 +178,7 @@ def mlflow_server(tmp_path):
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2)
-            break
-        except OSError:
-            assert server.poll() is None, "mlflow server exited"
-            time.sleep(0.5)
-    else:
-        raise AssertionError("mlflow server did not start")
+    wait_for_http(f"{url}/health", server)
     yield url
     os.killpg(server.pid, 15)
     server.wait(30)

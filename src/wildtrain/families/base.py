@@ -154,22 +154,18 @@ class Family(Protocol):
 
 def tensors_sha256(state_dict: dict) -> str:
     """One hash over a state dict's names, dtypes, shapes and values: equal iff the weights are bit-identical."""
+    import torch
+
     h = hashlib.sha256()
     for name in sorted(state_dict):
         t = state_dict[name]
-        if hasattr(t, "detach"):
+        if isinstance(t, torch.Tensor):
             t = t.detach().cpu().contiguous()
             h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-            h.update(t.view(-1).view(dtype=_byte_dtype()).numpy().tobytes() if t.numel() else b"")
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         else:
             h.update(f"{name}|{t!r}|".encode())
     return h.hexdigest()
-
-
-def _byte_dtype():
-    import torch
-
-    return torch.uint8
 
 
 def check_options(given: dict, defaults: dict, where: str) -> dict:
