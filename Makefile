@@ -15,7 +15,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 .DEFAULT_GOAL := help
 MMDET_MODEL ?= retinanet_r18
 
-.PHONY: help setup repro exp predict serve data-add train-yolo train-mmdet train-classifier evaluate register tune test test-fast dag metrics plots mlflow-ui bench bench-data bench-classifier clean
+.PHONY: help setup repro exp predict serve data-add train-yolo train-mmdet train-classifier evaluate register tune test test-fast dag metrics plots mlflow-ui bench bench-data bench-data-add bench-classifier clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
@@ -93,6 +93,9 @@ bench: $(STAMP) ## Benchmark: train-stage overhead vs plain Ultralytics (ratio)
 bench-data: $(STAMP) ## Benchmarks: COCO->YOLO vs Ultralytics convert_coco; validation images/s on 1 vs all cores
 	python benchmarks/coco_to_yolo.py
 	python benchmarks/validate_images.py
+
+bench-data-add: $(STAMP) ## Benchmark: wildtrain data add vs cp -r + dvc add on a generated 1 GB survey folder, then prepare on it
+	python benchmarks/data_add_prepare.py
 
 bench-classifier: $(STAMP) ## Benchmark: classifier DataModule + Lightning vs a bare PyTorch loop (images/s ratio)
 	python benchmarks/classifier_throughput.py

@@ -41,6 +41,18 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(f.fileno())
 
 
+def write_torch(path: str | os.PathLike, obj: Any) -> None:
+    """torch.save, atomically and reproducibly: torch names the archive's root folder after the file, and a temp
+    file's random name would make the same weights give other bytes."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes(path, buf.getvalue())
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 

@@ -20,6 +20,7 @@ from wildtrain.io import link_or_copy, replaced_dir
 from wildtrain.layout import MODEL_CARD
 
 DETECTOR, CLASSIFIER = "detector", "classifier"  # sub-folders of a two-stage model folder
+PER_RUN = ("mlflow_run_id", "epochs_completed", "resumed", "family")  # the parts' own; the data lineage is shared
 
 
 class TwoStagePredictor:
@@ -77,7 +78,8 @@ def compose(detector_dir: Path, classifier_dir: Path, out: Path, extra: dict | N
                 link_or_copy(f, tmp / role / f.relative_to(src))
         ModelCard(family="two_stage", task="object-detection", framework="composite",
                   architecture=f"{det.architecture}+{cls.architecture}", class_names=det.class_names, weights="",
-                  input=det.input, training={DETECTOR: det.training, CLASSIFIER: cls.training},
+                  input=det.input, training={**{k: v for k, v in det.training.items() if k not in PER_RUN},
+                                             DETECTOR: det.training, CLASSIFIER: cls.training},
                   hashes={DETECTOR: det.hashes, CLASSIFIER: cls.hashes},
                   components={DETECTOR: DETECTOR, CLASSIFIER: CLASSIFIER},
                   extra={**det.extra, **(extra or {})}).save(tmp)

@@ -32,12 +32,13 @@ def predict(p: Params, root: Path, source: str, out: str, model: str | None = No
     predictor = families.load(folder, settings.pop("device"))
     known = predictor.options()
     options = {k: v for k, v in settings.items() if k in known}
+    predictor.predict([], **options)  # refuse bad options in one line before any image is read
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     writer = Outputs(out_dir, predictor.card, draw)
     started = time.perf_counter()
     with sources.items(Path(source)) as todo:
-        bar = tqdm(total=len(todo), unit="img", desc="predict", dynamic_ncols=True)
+        bar = tqdm(total=len(todo), unit="img", desc="predict", dynamic_ncols=True, leave=True)
         pending: list[tuple] = []
 
         def flush() -> None:
@@ -46,19 +47,21 @@ def predict(p: Params, root: Path, source: str, out: str, model: str | None = No
             bar.update(len(pending))
             pending.clear()
 
-        for item in todo:
-            try:
-                image, geo = sources.read(item)
-            except (OSError, ValueError) as e:
-                writer.skip(item, str(e) or type(e).__name__)
-                bar.update(1)
-                continue
-            pending.append((item, image, geo))
-            if len(pending) >= options.get("batch", 16) or sum(x[1].size // 3 for x in pending) >= CHUNK_PIXELS:
+        try:
+            for item in todo:
+                try:
+                    image, geo = sources.read(item)
+                except (OSError, ValueError) as e:
+                    writer.skip(item, str(e) or type(e).__name__)
+                    bar.update(1)
+                    continue
+                pending.append((item, image, geo))
+                if len(pending) >= options.get("batch", 16) or sum(x[1].size // 3 for x in pending) >= CHUNK_PIXELS:
+                    flush()
+            if pending:
                 flush()
-        if pending:
-            flush()
-        bar.close()
+        finally:
+            bar.close()  # before any error line, so that line is not glued to the bar
     seconds = time.perf_counter() - started
     report = writer.close({"model": str(model or folder), "model_card": {k: getattr(predictor.card, k) for k in (
         "family", "framework", "architecture", "class_names")}, "options": options, "seconds": round(seconds, 3),

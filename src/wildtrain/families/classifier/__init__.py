@@ -57,13 +57,11 @@ class ClassifierFamily:
 
     def train(self, cfg, data: TrainData, workdir: Path, resume: bool, on_epoch) -> Trained | None:
         """None in the extra processes of DDP training (rank 0 returns the model)."""
-        import torch
-
         from wildtrain.families.base import tensors_sha256
         from wildtrain.families.classifier.data import MEAN, STD
         from wildtrain.families.classifier.datamodule import CropDataModule
         from wildtrain.families.classifier.trainer import build_module, fit
-        from wildtrain.io import atomic_path
+        from wildtrain.io import write_torch
 
         dm = CropDataModule(data.crops, cfg)
         module = build_module(cfg, dm, data.root)
@@ -71,8 +69,7 @@ class ClassifierFamily:
         if result.state_dict is None:
             return None
         weights = workdir / WEIGHTS
-        with atomic_path(weights) as tmp:
-            torch.save(result.state_dict, tmp)
+        write_torch(weights, result.state_dict)
         crops = data.crops / CROPS_INFO
         crop = read_json(crops, "crops info") if crops.is_file() else {}
         return Trained(files={WEIGHTS: weights}, weights=WEIGHTS, architecture=cfg.backbone, framework="lightning",

@@ -49,6 +49,7 @@ class DetectorPredictor:
         o = check_options(options, self.options(), "detector predict")
         train_size = int(self.card.input.get("image_size") or self.card.input["size"])
         try:
+            slice_size(o["slice"], (0, 0), train_size)  # a bad option is refused even with no image
             sizes = [slice_size(o["slice"], im.shape, train_size) for im in images]
         except ValueError as e:
             raise WildtrainError(str(e)) from None

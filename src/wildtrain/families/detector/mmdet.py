@@ -390,18 +390,14 @@ def _runner_class(device: str):
 
 def slim_checkpoint(src: Path, dst: Path, config: dict, classes: list[str], class_names: list[str]) -> str:
     """Weights (EMA ones where the config keeps an EMA) + config + class order: tensors, dicts, strings only."""
-    import io
-
     import torch
 
-    from wildtrain.io import write_bytes
+    from wildtrain.io import write_torch
 
     ckpt = torch.load(src, map_location="cpu", weights_only=True)
     state = {k: v for k, v in ckpt["state_dict"].items()}
-    buf = io.BytesIO()
-    torch.save({"state_dict": state, "config": config, "classes": list(classes),
-                "label_to_class": [class_names.index(n) for n in classes]}, buf)
-    write_bytes(dst, buf.getvalue())
+    write_torch(dst, {"state_dict": state, "config": config, "classes": list(classes),
+                      "label_to_class": [class_names.index(n) for n in classes]})
     return tensors_sha256(state)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from wildtrain.devices import resolve_device
 from wildtrain.errors import WildtrainError
 from wildtrain.families.base import Detections, EpochCallback, ModelCard, Trained, TrainData, tensors_sha256
-from wildtrain.io import atomic_path
+from wildtrain.io import write_torch
 
 WEIGHTS = "model.pt"
 TRAIN_KEYS = ("epochs", "imgsz", "batch", "lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "optimizer",
@@ -123,8 +123,7 @@ def _slim_checkpoint(src: Path, dst: Path, imgsz: int) -> str:
     model = ckpt.get("ema") or ckpt["model"]
     args = {"task": "detect", "imgsz": imgsz, "single_cls": False}
     model.args = args
-    with atomic_path(dst) as tmp:
-        torch.save({"model": model, "train_args": args}, tmp)
+    write_torch(dst, {"model": model, "train_args": args})
     return tensors_sha256(model.state_dict())
 
 
