@@ -19,6 +19,7 @@ OFFLINE_ENV = {
     "DVC_NO_ANALYTICS": "1",
     "NO_ALBUMENTATIONS_UPDATE": "1",
     "YOLO_VERBOSE": "False",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # a bar per model download drowns the one line that matters
 }
 
 

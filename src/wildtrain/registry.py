@@ -81,9 +81,19 @@ def download_model_dir(model_uri: str, dst: Path) -> Path:
     import mlflow
 
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst)))
-    folder = local / "artifacts" / "model"
+    return logged_model_dir(local, model_uri)
+
+
+def logged_model_dir(local: Path, where: str) -> Path:
+    """The model folder inside a downloaded pyfunc: its `model` artifact, wherever MLmodel says it went."""
+    from wildtrain.io import read_yaml
+
+    mlmodel = local / "MLmodel"
+    artifacts = ((read_yaml(mlmodel, "MLmodel") or {}).get("flavors", {}).get("python_function", {})
+                 .get("artifacts", {})) if mlmodel.is_file() else {}
+    folder = local / artifacts.get("model", {}).get("path", "artifacts/model")
     if not (folder / "model.json").is_file():
-        raise WildtrainError(f"{model_uri}: holds no wildtrain model folder (registered by an older version?)")
+        raise WildtrainError(f"{where}: holds no wildtrain model folder (registered by an older version?)")
     return folder
 
 
@@ -183,11 +193,13 @@ def resolve(spec: str | None, default_names: list[str], cache: Path) -> Path:
 
 
 def _cached(name: str, version: str, cache: Path) -> Path:
+    """A registered version's model folder, downloaded once (versions never change)."""
     folder = cache / name / f"v{version}"
-    if not (folder / "artifacts" / "model" / "model.json").is_file():
+    try:
+        return logged_model_dir(folder, f"models:/{name}/{version}")
+    except WildtrainError:
         import shutil
 
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        download_model_dir(f"models:/{name}/{version}", folder)
-    return folder / "artifacts" / "model"
+        return download_model_dir(f"models:/{name}/{version}", folder)

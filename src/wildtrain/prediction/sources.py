@@ -11,7 +11,7 @@ from typing import Iterator
 
 import numpy as np
 
-from wildtrain.data.sources import extract, is_archive
+from wildtrain.data.sources import is_archive, open_source
 from wildtrain.errors import WildtrainError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
@@ -44,11 +44,8 @@ def items(source: Path) -> Iterator[list[Item]]:
     if source.is_dir():
         yield _folder(source)
     elif is_archive(source):
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="wildtrain-predict-") as tmp:
-            extract(source, Path(tmp))
-            yield [Item(f"{source.name}/{i.name}", i.path) for i in _folder(Path(tmp))]
+        with open_source(source) as folder:  # unpacked safely aside, one top folder unwrapped
+            yield [Item(f"{source.name}/{i.name}", i.path) for i in _folder(folder)]
     elif source.suffix.lower() in LIST_SUFFIXES:
         yield _listed(source)
     else:
