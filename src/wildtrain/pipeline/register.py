@@ -1,4 +1,4 @@
-"""Stages `register`, `register_classifier`, `register_two_stage`: export and log the pipeline's model of a family
+"""Stages `register`, `register_classifier`, `register_two_stage`, `register_segmenter`: export and log the pipeline's model of a family
 with its lineage, register a version, and gate the aliases on the same test set (wildtrain.registry)."""
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ SERVING = ("mlflow==", "numpy==", "pandas==", "pillow==", "orjson==", "PyYAML=="
 FRAMEWORK_REQUIREMENTS = {"yolo": ("ultralytics==", "opencv-python=="),
                           "mmdet": ("mmdet==", "mmengine==", "mmcv-lite==", "opencv-python=="),
                           "lightning": ("albumentations==", "opencv-python-headless==")}
+FAMILY_REQUIREMENTS = {"segmenter": ("segmentation-models-pytorch==", "timm==", "huggingface-hub==", "safetensors==")}
 
 
 def requirements(root: Path, card: ModelCard, model_dir: Path) -> list[str]:
     """The pinned lines of requirements.txt the served model imports (each part's, for a two-stage model)."""
     frameworks = {card.framework} | {ModelCard.load(model_dir / sub).framework for sub in card.components.values()}
-    wanted = SERVING + tuple(x for f in sorted(frameworks) for x in FRAMEWORK_REQUIREMENTS.get(f, ()))
+    wanted = SERVING + tuple(x for f in sorted(frameworks) for x in FRAMEWORK_REQUIREMENTS.get(f, ())) \
+        + FAMILY_REQUIREMENTS.get(card.family, ())
     req = root / "requirements.txt"
     lines = req.read_text().splitlines() if req.is_file() else []
     return sorted({ln.strip() for ln in lines if ln.strip().startswith(wanted)})
