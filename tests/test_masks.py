@@ -188,7 +188,8 @@ def test_exif_rotated_images_turn_their_masks_with_them(tmp_path):
     coco = tmp_path / "coco"
     (coco / "images").mkdir(parents=True)
     Image.fromarray(stored).save(coco / "images" / "a.jpg", exif=exif, quality=98)
-    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [40, 5, 15, 10], "segmentation": masks.encode(truth == 1)},
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [40, 5, 15, 10],
+             "segmentation": masks.encode(truth == 1)},
             {"id": 2, "image_id": 1, "category_id": 1, "bbox": [40, 5, 15, 10],
              "segmentation": [[40, 5, 55, 5, 55, 15, 40, 15]]}]
     (coco / "annotations.json").write_text(json.dumps({
@@ -212,8 +213,8 @@ def test_tiles_cut_masks_like_images_keep_regions_and_ignore_objects_they_drop(t
              "segmentation": masks.encode(obj)}]
     ignore = np.zeros((100, 120), bool)
     ignore[0:5, 0:5] = True
-    ds = CocoDataset([{"id": 1, "file_name": "a.png", "width": 120, "height": 100, "ignore_mask": masks.encode(ignore)}],
-                     anns, [{"id": 1, "name": "grass"}, {"id": 2, "name": "hut"}])
+    ds = CocoDataset([{"id": 1, "file_name": "a.png", "width": 120, "height": 100,
+                       "ignore_mask": masks.encode(ignore)}], anns, [{"id": 1, "name": "grass"}, {"id": 2, "name": "hut"}])
     whole = class_maps(ds)["a.png"]
     tiles = tile_dataset(ds, tmp_path, tmp_path / "tiles", "train", 64, 0.25, 0.7, 1.0, 0)
     by_image = tiles.annotations_by_image()

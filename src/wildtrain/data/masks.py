@@ -165,11 +165,23 @@ def polygons(mask: np.ndarray) -> list[list[float]]:
     return out
 
 
+def _rle(seg, height: int, width: int):
+    """pycocotools' RLE object of any segmentation (polygons merged), without decoding it."""
+    from pycocotools import mask as coco_mask
+
+    if is_rle(seg):
+        return coco_mask.frPyObjects(seg, *seg["size"]) if isinstance(seg["counts"], list) else seg
+    return coco_mask.merge(coco_mask.frPyObjects([list(map(float, p)) for p in seg], height, width))
+
+
 def class_map(image: dict, annotations: list[dict], category_ids: list[int], missing: str = "boxes") -> np.ndarray:
     """The uint8 class map (height x width) of one image from its annotations; see the module docstring.
 
     `missing`: what an annotation without a mask means — its box filled with its class (`boxes`), its box
-    unknown (`ignore`). Painted largest first, then the image's `ignore_mask`."""
+    unknown (`ignore`). Painted largest first (areas read from the RLEs, so one mask is decoded at a time),
+    then the image's `ignore_mask`."""
+    from pycocotools import mask as coco_mask
+
     h, w = image["height"], image["width"]
     out = np.zeros((h, w), np.uint8)
     index = {cid: k + 1 for k, cid in enumerate(category_ids)}
@@ -177,15 +189,17 @@ def class_map(image: dict, annotations: list[dict], category_ids: list[int], mis
     for a in annotations:
         value = index[a["category_id"]]
         if has_mask(a):
-            m = decode(a["segmentation"], h, w)
-            layers.append((int(m.sum()), m, value))
+            rle = _rle(a["segmentation"], h, w)
+            layers.append((float(coco_mask.area(rle)), rle, value))
         else:
             x, y, bw, bh = a["bbox"]
-            m = np.zeros((h, w), bool)
-            m[max(0, int(math.floor(y))):int(math.ceil(y + bh)), max(0, int(math.floor(x))):int(math.ceil(x + bw))] = True
-            layers.append((int(m.sum()), m, value if missing == "boxes" else IGNORE))
-    for _, m, value in sorted(layers, key=lambda layer: -layer[0]):
-        out[m] = value
+            box = (max(0, math.floor(y)), math.ceil(y + bh), max(0, math.floor(x)), math.ceil(x + bw))
+            layers.append((float(bw * bh), box, value if missing == "boxes" else IGNORE))
+    for _, shape, value in sorted(layers, key=lambda layer: -layer[0]):
+        if isinstance(shape, tuple):
+            out[shape[0]:shape[1], shape[2]:shape[3]] = value
+        else:
+            out[coco_mask.decode(shape).astype(bool)] = value
     if image.get("ignore_mask"):
         out[decode(image["ignore_mask"], h, w)] = IGNORE
     return out
