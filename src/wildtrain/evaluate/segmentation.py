@@ -101,7 +101,8 @@ def confusion_png(path: Path, matrix: np.ndarray, class_names: list[str]) -> Non
     save_png(fig, path)
 
 
-def examples_png(path: Path, rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], class_names: list[str]) -> None:
+def examples_png(path: Path, rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+                 class_names: list[str]) -> None:
     """image | ground truth | prediction overlay, one row per (name, image, truth, predicted)."""
     from wildtrain.evaluate.plots import _pyplot, save_png
 
@@ -135,9 +136,10 @@ def evaluate_segmenter(predictor, p, root: Path, write_outputs: bool) -> dict:
     e, card = p.segmenter_evaluate, predictor.card
     names = card.class_names
     coco_file = root / p.paths.coco / f"{e.split}.json"
-    tiling = load_coco(coco_file).info.get("tiling") if coco_file.is_file() else None
-    if tiling:
-        coco_file = coco_file.parent / load_coco(coco_file).info["full"]
+    info = load_coco(coco_file).info if coco_file.is_file() else {}
+    tiling = info.get("tiling")
+    if tiling:  # score the full-size images, sliced like the tiles it was trained on
+        coco_file = coco_file.parent / info["full"]
     split = Split(coco_file, card.input.get("missing_masks", "boxes"))
     if split.class_names[1:] != names[1:]:
         raise WildtrainError(f"{coco_file}: the model's classes ({', '.join(names)}) differ from the split's "

@@ -1,5 +1,6 @@
-"""Stages `register`, `register_classifier`, `register_two_stage`, `register_segmenter`: export and log the pipeline's model of a family
-with its lineage, register a version, and gate the aliases on the same test set (wildtrain.registry)."""
+"""Stages `register`, `register_classifier`, `register_two_stage`, `register_segmenter`: export and log the pipeline's
+model of a family with its lineage, register a version, and gate the aliases on the same test set
+(wildtrain.registry)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Stages `train`, `train_classifier`, `train_segmenter`: fit a model family on the canonical data, tracked in MLflow + dvclive,
-and write its model folder (model.json + weights).
+"""Stages `train`, `train_classifier`, `train_segmenter`: fit a model family on the canonical data, tracked in
+MLflow + dvclive, and write its model folder (model.json + weights).
 
 `resume: auto` continues an interrupted training with the same params and data from the framework's own last
 checkpoint, in the same MLflow run (tracking.resume); anything else starts afresh.

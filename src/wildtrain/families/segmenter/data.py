@@ -27,7 +27,8 @@ class Split:
 
     def __init__(self, coco_file: Path, missing: str):
         if not Path(coco_file).is_file():
-            raise WildtrainError(f"{coco_file}: not found; the segmenter trains on convert's output (dvc repro convert)")
+            raise WildtrainError(f"{coco_file}: not found; the segmenter trains on convert's output "
+                                 f"(dvc repro convert)")
         ds = load_coco(coco_file)
         self.dataset, self.file, self.missing = ds, Path(coco_file), missing
         self.images = ds.images
