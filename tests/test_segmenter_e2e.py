@@ -27,7 +27,8 @@ def test_segmenter_stages_train_evaluate_register_with_tracking(pipeline_repo):
     assert card["class_names"] == CLASSES and card["hashes"]["tensors_sha256"]
     stats = card["extra"]["dataset_stats"]
     assert stats["annotations_without_mask"] == 0 and stats["annotations_with_mask"] > 0  # the survey's RLE masks
-    assert set(stats["pixel_frequency"]) == set(CLASSES) and sum(stats["pixel_frequency"].values()) == pytest.approx(1, abs=1e-4)
+    assert set(stats["pixel_frequency"]) == set(CLASSES)
+    assert sum(stats["pixel_frequency"].values()) == pytest.approx(1, abs=1e-4)
     assert stats["pixel_frequency"]["background"] > 0.8 and len(stats["mean"]) == 3
 
     ev = json.loads((repo / "metrics/eval_segmenter.json").read_text())
@@ -104,3 +105,36 @@ print(json.dumps(rows))
     with Image.open(out / "masks" / "large.png") as im:
         assert (served == np.asarray(im)).all()  # the served model slices and blends as predict does
     assert row["areas"] == {k: v for k, v in report["per_image"]["large.png"].items() if k != "pixel_area"}
+
+
+def test_killed_segmenter_training_resumes_in_the_same_run(pipeline_repo, tmp_path):
+    """The one resume mechanism (tracking.resume + Lightning's last.ckpt): SIGKILL after a checkpoint, rerun."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import yaml
+
+    ws = pipeline_repo.clone(tmp_path / "repo")
+    raw = yaml.safe_load((ws.path / "params.yaml").read_text())
+    raw["segmenter"]["epochs"] = 4  # other params than the fixture's: a fresh start, then a resume
+    (ws.path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    last = ws.path / "runs/segmenter/last.ckpt"
+    proc = subprocess.Popen(["python", "stages/train.py", "segmenter"], cwd=ws.path, env=ws.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert last.exists(), "no checkpoint was written before the deadline"
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = json.loads((ws.path / "runs/segmenter/wildtrain_state.json").read_text())
+    assert first["complete"] is False and first["run_id"]
+    rerun = ws.sh("python", "stages/train.py", "segmenter")
+    assert "(resumed)" in rerun.stdout, rerun.stdout[-2000:]
+    info = json.loads((ws.path / "models_segmenter/model.json").read_text())
+    assert info["training"]["resumed"] is True and info["training"]["epochs_completed"] == 4
+    assert info["training"]["mlflow_run_id"] == first["run_id"]  # the same MLflow run continues
+    assert info["extra"]["resumed_after_epochs"] >= 1
