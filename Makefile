@@ -103,7 +103,7 @@ bench-data-add: $(STAMP) ## Benchmark: wildtrain data add vs cp -r + dvc add on 
 bench-classifier: $(STAMP) ## Benchmark: classifier DataModule + Lightning vs a bare PyTorch loop (images/s ratio)
 	python benchmarks/classifier_throughput.py
 
-bench-segmenter: $(STAMP) ## Benchmarks: segmenter Lightning vs a bare PyTorch loop (images/s ratio); sliced masks of a 2300x2500 image (s, peak MB)
+bench-segmenter: $(STAMP) ## Benchmarks: segmenter training vs a bare PyTorch loop (images/s); sliced masks of a 2300x2500 image
 	python benchmarks/segmenter_throughput.py
 	python benchmarks/sliced_masks.py
 
