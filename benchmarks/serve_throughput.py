@@ -2,17 +2,19 @@
 over `YOLO.predict` on the same image in one process, same weights.
 
 The model folder (YOLO11n fine-tuned at 640 px from the 320 px one of sliced_vs_sahi.py by the pipeline's train
-stage, cached in benchmarks/results/) is
-logged the way wildtrain.registry does it (serve.py as code, the folder as artifact `model`, the wildtrain package
-in code_paths, the register stage's signature and pinned requirements) into a throw-away sqlite store, registered,
-and served as `models:/NAME/1` with `--env-manager local` on 127.0.0.1. Each request is
+stage, cached in benchmarks/results/) is logged the way wildtrain.registry does it (serve.py as code, the folder
+as artifact `model`, the wildtrain package in code_paths, the register stage's signature and pinned
+requirements) into a throw-away sqlite store, registered, and served as `models:/NAME/1` with
+`--env-manager local` on 127.0.0.1. Each request is
 `{"dataframe_records": [{"image": <base64 JPEG>}]}` (the JSON is built once; the client's cost is one POST).
 The plain loop calls `YOLO.predict(path)` (it decodes the JPEG each time, as the server decodes each body) with
 the same conf/iou/max_det and the model's own imgsz.
 
 Contenders alternate (the order flips every round) after warm-up: plain loop; served, sequential requests;
-served, 2 concurrent clients. Prints requests/s (best and median of the rounds) and the served/plain ratios, and
-checks the served boxes against YOLO.predict's. Writes benchmarks/results/serve_throughput.json.
+served, 2 concurrent clients. Prints requests/s (best and median of the rounds) and the served/plain ratios, the
+CPU seconds each prediction took (server process tree + client, vs the plain loop's process: the work done, which
+other jobs on shared cores do not change), and checks the served boxes against YOLO.predict's. Writes
+benchmarks/results/serve_throughput.json.
 
     python benchmarks/serve_throughput.py [--model FOLDER] [--requests 30] [--rounds 3] [--size 640]
 """
@@ -24,6 +26,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -80,6 +83,21 @@ def serve(uri: str, port: int, log: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds used so far by a process and its children (the server execs uvicorn)."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for proc in (root, *root.children(recursive=True)):
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
     import requests
 
@@ -105,6 +123,7 @@ def main() -> None:
     ap.add_argument("--conf", type=float, default=0.25)
     args = ap.parse_args()
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed benchmark still stops its server
     folder = Path(args.model).resolve() if args.model else pipeline_model(
         f"yolo11n_{args.size}", images=48, imgsz=args.size, epochs=5, start=pipeline_model())
     work = Path(tempfile.mkdtemp(prefix="wildtrain-bench-serve-"))
@@ -144,13 +163,15 @@ def main() -> None:
         card = ModelCard.load(folder)
         yolo = YOLO(str(folder / card.weights), task="detect")
 
-        def plain(n: int) -> float:
-            t = time.perf_counter()
+        def plain(n: int) -> tuple[float, float]:
+            """(predictions/s, CPU s per prediction)"""
+            t, c = time.perf_counter(), time.process_time()
             for _ in range(n):
                 yolo.predict(str(image), device="cpu", verbose=False, **options)
-            return n / (time.perf_counter() - t)
+            return n / (time.perf_counter() - t), (time.process_time() - c) / n
 
-        def served(n: int, clients: int) -> float:
+        def served(n: int, clients: int) -> tuple[float, float]:
+            """(requests/s, CPU s per request: the server's and this client's)"""
             sessions = [requests.Session() for _ in range(clients)]
             share = [n // clients + (k < n % clients) for k in range(clients)]
             errors: list[BaseException] = []
@@ -163,14 +184,14 @@ def main() -> None:
                     errors.append(e)
 
             threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-            t = time.perf_counter()
+            t, c, server = time.perf_counter(), time.process_time(), tree_cpu(proc.pid)
             for th in threads:
                 th.start()
             for th in threads:
                 th.join()
             if errors:
                 raise errors[0]
-            return n / (time.perf_counter() - t)
+            return n / (time.perf_counter() - t), (tree_cpu(proc.pid) - server + time.process_time() - c) / n
 
         # warm-up, and the served boxes against YOLO.predict's
         reference = yolo.predict(str(image), device="cpu", verbose=False, **options)[0].boxes
@@ -186,14 +207,18 @@ def main() -> None:
                       "served_sequential": lambda: served(args.requests, 1),
                       "served_2_clients": lambda: served(args.requests, 2)}
         rates: dict[str, list[float]] = {k: [] for k in contenders}
+        cpu: dict[str, list[float]] = {k: [] for k in contenders}
         loads = []
         for r in range(args.rounds):
             for name in (list(contenders) if r % 2 == 0 else list(reversed(contenders))):
-                rates[name].append(contenders[name]())
+                rate, cpu_each = contenders[name]()
+                rates[name].append(rate)
+                cpu[name].append(cpu_each)
             loads.append(load_line())
-            print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}/s" for k, v in rates.items()) + f"; {loads[-1]}",
-                  flush=True)
+            print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}/s ({cpu[k][-1] * 1000:.0f} ms CPU each)"
+                                                 for k, v in rates.items()) + f"; {loads[-1]}", flush=True)
         base_best, base_median = max(rates["plain_yolo_predict"]), statistics.median(rates["plain_yolo_predict"])
+        cpu_best, cpu_median = min(cpu["plain_yolo_predict"]), statistics.median(cpu["plain_yolo_predict"])
         result = {"model": str(folder), "architecture": card.architecture, "imgsz": card.input["size"],
                   "image": f"{args.size}x{args.size} JPEG, {image.stat().st_size} bytes", "requests": args.requests,
                   "rounds": args.rounds, "per_s": {k: [round(x, 3) for x in v] for k, v in rates.items()},
@@ -201,10 +226,16 @@ def main() -> None:
                   "median_per_s": {k: round(statistics.median(v), 3) for k, v in rates.items()},
                   "ratio_best": {k: round(max(v) / base_best, 3) for k, v in rates.items()},
                   "ratio_median": {k: round(statistics.median(v) / base_median, 3) for k, v in rates.items()},
+                  "cpu_s_each": {k: [round(x, 4) for x in v] for k, v in cpu.items()},
+                  # predictions per CPU second relative to the plain loop: the ratio other jobs on the cores do not move
+                  "cpu_ratio_best": {k: round(cpu_best / min(v), 3) for k, v in cpu.items()},
+                  "cpu_ratio_median": {k: round(cpu_median / statistics.median(v), 3) for k, v in cpu.items()},
                   "same_boxes": same, "goal": ">= 0.8", "load": loads}
         for name in contenders:
             print(f"  {name:20s} best {result['best_per_s'][name]:6.2f}/s  median {result['median_per_s'][name]:6.2f}/s"
-                  f"  ratio to plain: best {result['ratio_best'][name]:.3f}, median {result['ratio_median'][name]:.3f}")
+                  f"  ratio to plain: best {result['ratio_best'][name]:.3f}, median {result['ratio_median'][name]:.3f};"
+                  f"  CPU each: best {min(cpu[name]) * 1000:.0f} ms (ratio {result['cpu_ratio_best'][name]:.3f}), "
+                  f"median {statistics.median(cpu[name]) * 1000:.0f} ms (ratio {result['cpu_ratio_median'][name]:.3f})")
         out = RESULTS / "serve_throughput.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")

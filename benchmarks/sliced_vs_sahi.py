@@ -9,11 +9,13 @@ non-maximum merging on intersection over the smaller box, 0.5, per class), same 
   (pipeline/predict.py), the slices of all images in a chunk batched together (Predictor.predict).
 - sahi: AutoDetectionModel (ultralytics) loaded once, get_sliced_prediction per file (its default batch_size=1;
   --sahi-batch N adds a SAHI contender with batch_size=N).
-- `wildtrain predict` as a whole (--whole): the command's function, which also loads the model and writes its
-  outputs (COCO JSON, CSV, counts), on the folder.
+- `wildtrain predict` as a whole (--whole): the command's function on the same files, which also loads the model
+  and writes its outputs (COCO JSON, CSV, counts).
 
 Contenders alternate (the order flips every repeat), after one untimed warm-up each; prints best and median wall
-times, the ratios, and the fraction of boxes matched one-to-one (same class, IoU >= 0.9) between the two.
+times and CPU times of this process (all in one process, one torch thread as Ultralytics sets it on 2 cores: the
+CPU time is the work done, what other jobs on a shared machine do not change), the ratios to SAHI, and the
+fraction of boxes matched one-to-one (same class, IoU >= 0.9) between wildtrain and SAHI.
 Writes benchmarks/results/sliced_vs_sahi.json.
 
     python benchmarks/sliced_vs_sahi.py [--model FOLDER] [--images 20] [--repeat 3] [--width 2300 --height 2500]
@@ -72,6 +74,13 @@ def main() -> None:
     ap.add_argument("--conf", type=float, default=0.25)
     ap.add_argument("--sahi-batch", type=int, default=0, help="also time SAHI with this batch_size (0: no)")
     ap.add_argument("--whole", action="store_true", help="also time the whole `wildtrain predict` function")
+    ap.add_argument("--old-net", action="store_true",
+                    help="also time the same slicing with YOLO.predict as the net (YoloNet before it called "
+                         "Ultralytics' steps directly)")
+    ap.add_argument("--tag", default="", help="results file suffix: benchmarks/results/sliced_vs_sahi_TAG.json")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads for every contender, set after the warm-up (0: as Ultralytics sets them, "
+                         "cpu_count - 1)")
     args = ap.parse_args()
 
     folder = Path(args.model).resolve() if args.model else pipeline_model()
@@ -141,32 +150,61 @@ def run(args: argparse.Namespace, folder: Path, root: Path) -> None:
         predict(p, root, str(images_dir if len(files) > 1 else files[0]), str(root / f"out{next(whole_runs)}"),
                 model=str(folder), device="cpu", conf=args.conf)
 
+    def old_net(files: list[Path]) -> list[Detections]:
+        """The same slicing and merging, the slices predicted by YOLO.predict on BGR copies (the former YoloNet)."""
+        from ultralytics import YOLO
+
+        from wildtrain.slicing import predict_sliced, slice_size
+
+        yolo = old_net.__dict__.setdefault("yolo", YOLO(str(folder / card.weights), task="detect"))
+
+        def net(arrays):
+            results = yolo.predict([np.ascontiguousarray(a[..., ::-1]) for a in arrays], imgsz=int(card.input["size"]),
+                                   conf=options["conf"], iou=options["iou"], max_det=options["max_det"],
+                                   device="cpu", verbose=False, batch=len(arrays))
+            return [Detections([[x1, y1, x2 - x1, y2 - y1] for x1, y1, x2, y2 in r.boxes.xyxy.tolist()],
+                               r.boxes.cls.int().tolist(), r.boxes.conf.tolist()) for r in results]
+
+        arrays = [sources.read(sources.Item(path.name, path))[0] for path in files]
+        return predict_sliced(net, arrays, [slice_size("auto", a.shape, size) for a in arrays], overlap=overlap,
+                              merge_ios=0.5, max_det=options["max_det"], batch=options["batch"])
+
     contenders = {"wildtrain": ours, "sahi": sahi}
+    if args.old_net:
+        contenders["wildtrain_old_net"] = old_net
     if args.sahi_batch:
         contenders[f"sahi_batch{args.sahi_batch}"] = lambda files: sahi(files, args.sahi_batch)
     if args.whole:
         contenders["wildtrain_predict_command"] = whole
     cases = {"one image": paths[:1], f"folder of {len(paths)}": paths}
-    for fn in contenders.values():  # warm-up: first inference, lazy imports
+    for fn in contenders.values():  # warm-up: first inference, lazy imports, Ultralytics' thread setting
         fn(paths[:1])
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     results: dict = {"model": str(folder), "architecture": card.architecture, "slice": size, "overlap": overlap,
-                     "conf": args.conf, "image": f"{args.width}x{args.height}", "repeat": args.repeat, "cases": {}}
+                     "conf": args.conf, "image": f"{args.width}x{args.height}", "repeat": args.repeat,
+                     "torch_threads": torch.get_num_threads(), "cases": {}}
     from wildtrain.data.tiling import windows
 
     slices = len(windows(args.width, args.height, size, overlap))
     print(f"{card.architecture} sliced at {size} px, overlap {overlap}: {slices} slices per {args.width}x{args.height} "
-          f"image; conf {args.conf}; CPU, {load_line()} at start", flush=True)
+          f"image; conf {args.conf}; CPU, {torch.get_num_threads()} torch thread(s), {load_line()} at start",
+          flush=True)
     for case, files in cases.items():
         times: dict[str, list[float]] = {name: [] for name in contenders}
+        cpu: dict[str, list[float]] = {name: [] for name in contenders}
         found: dict[str, list] = {}
         loads = []
         for r in range(args.repeat):
             order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
             for name in order:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 got = contenders[name](files)
                 times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
                 if got is not None:
                     found[name] = got
             loads.append(load_line())
@@ -181,16 +219,22 @@ def run(args: argparse.Namespace, folder: Path, root: Path) -> None:
                  "ratio_best": {k: round(min(v) / min(times["sahi"]), 3) for k, v in times.items()},
                  "ratio_median": {k: round(statistics.median(v) / statistics.median(times["sahi"]), 3)
                                   for k, v in times.items()},
+                 "cpu_s": {k: [round(t, 3) for t in v] for k, v in cpu.items()},
+                 "cpu_ratio_best": {k: round(min(v) / min(cpu["sahi"]), 3) for k, v in cpu.items()},
+                 "cpu_ratio_median": {k: round(statistics.median(v) / statistics.median(cpu["sahi"]), 3)
+                                      for k, v in cpu.items()},
                  "load": loads}
         results["cases"][case] = entry
         print(f"{case} ({len(files)} x {slices} slices):")
         for name in contenders:
-            print(f"  {name:26s} best {min(times[name]):7.2f} s  median {statistics.median(times[name]):7.2f} s  "
-                  f"ratio to sahi: best {entry['ratio_best'][name]:.3f}, median {entry['ratio_median'][name]:.3f}"
+            print(f"  {name:26s} wall: best {min(times[name]):7.2f} s, median {statistics.median(times[name]):7.2f} s "
+                  f"(/sahi {entry['ratio_best'][name]:.3f}, {entry['ratio_median'][name]:.3f});  cpu: best "
+                  f"{min(cpu[name]):7.2f} s, median {statistics.median(cpu[name]):7.2f} s (/sahi "
+                  f"{entry['cpu_ratio_best'][name]:.3f}, {entry['cpu_ratio_median'][name]:.3f})"
                   + (f"  {boxes[name]} boxes" if name in boxes else ""))
         print(f"  boxes matched (same class, IoU >= 0.9): {agree} of {boxes['wildtrain']} (wildtrain) / "
               f"{boxes['sahi']} (sahi); {loads[-1]}", flush=True)
-    out = RESULTS / "sliced_vs_sahi.json"
+    out = RESULTS / f"sliced_vs_sahi{'_' + args.tag if args.tag else ''}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written {out}")
 
