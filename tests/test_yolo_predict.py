@@ -1,8 +1,8 @@
 """YoloNet calls Ultralytics' steps directly (AutoBackend, LetterBox, NMS, box scaling) instead of `YOLO.predict`,
 for speed: its boxes, classes and scores must be the ones `YOLO.predict` gives on the same arrays.
 
-The model is a YOLO11n built from yolo11n.yaml (random weights, no training), saved as a model folder the way the
-train stage writes one (slim checkpoint + model.json)."""
+The model is a YOLO11n built from yolo11n.yaml (random weights, BatchNorm statistics calibrated on a few scenes; no
+training), saved as a model folder the way the train stage writes one (slim checkpoint + model.json)."""
 
 from __future__ import annotations
 
