@@ -12,6 +12,7 @@ import torch
 
 from wildtrain import env, families
 from wildtrain.families.base import ModelCard, tensors_sha256
+from wildtrain.io import write_torch
 
 CLASSES = ["elephant", "zebra", "antelope", "bird"]
 SIZE = 160
@@ -42,7 +43,7 @@ def model_dir(tmp_path_factory):
     model.names = dict(enumerate(CLASSES))
     model.args = {"task": "detect", "imgsz": SIZE, "single_cls": False}  # as yolo._slim_checkpoint writes it
     model.half()
-    torch.save({"model": model, "train_args": model.args}, folder / "model.pt")
+    write_torch(folder / "model.pt", {"model": model, "train_args": model.args})
     ModelCard(family="detector", task="object-detection", framework="yolo", architecture="yolo11n",
               class_names=CLASSES, weights="model.pt",
               input={"size": SIZE, "image_size": SIZE, "overlap": 0.2, "tiling": None, "channels": "RGB",
