@@ -148,10 +148,9 @@ class Outputs:
         return report
 
     def close(self, summary: dict) -> dict:
-        if self.areas:
+        if self.card.task == "semantic-segmentation":
             return self._close_masks(summary)
-        detector = bool(self.coco) or not self.boxes or len(self.boxes[0]) == 7
-        if detector:
+        if self.card.task == "object-detection":
             write_text(self.out / "detections.csv",
                        _csv(self.boxes, ["image_path", "xmin", "ymin", "xmax", "ymax", "label", "score"]))
             write_json(self.out / "detections.json", {
