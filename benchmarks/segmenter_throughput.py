@@ -15,11 +15,14 @@ import argparse
 import dataclasses
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from common import load_line  # noqa: E402
 
 
 def lightning_run(dm, make_module, epochs: int) -> float:
@@ -108,7 +111,7 @@ def main() -> None:
               "best_images_per_s": {k: round(v, 2) for k, v in best.items()},
               "median_ratio": round(statistics.median(a / b for a, b in zip(runs["lightning"], runs["bare"])), 3),
               "ratio_lightning_over_bare": round(best["lightning"] / best["bare"], 3), "torch": torch.__version__,
-              "threads": torch.get_num_threads()}
+              "threads": torch.get_num_threads(), "load": load_line()}
     out = REPO / "benchmarks" / "results" / "segmenter_throughput.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

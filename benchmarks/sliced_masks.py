@@ -3,7 +3,8 @@
 The segmenter of params.yaml (the pipeline's trained `models_segmenter/` when it exists, else the same
 architecture freshly built: speed and memory do not depend on the weights) predicts a synthetic scene cut into
 overlapping windows of its training image size, batched, their class probabilities blended into one map.
-Memory is the process's resident set sampled every 5 ms (torch's allocations are invisible to tracemalloc):
+Wall and CPU time (the process's, all threads: the work done, which other jobs on shared cores move less) are
+both reported. Memory is the process's resident set sampled every 5 ms (torch's allocations are invisible to tracemalloc):
 the peak during prediction and its rise over the level before it. Prints and writes
 benchmarks/results/sliced_masks.json.
 
@@ -14,12 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from common import load_line  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -102,18 +106,19 @@ def main() -> None:
     runs = []
     for _ in range(args.repeats):
         with PeakRss() as mem:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             (mask,) = predictor.predict([image], batch=args.batch)
-            seconds = time.perf_counter() - start
-        runs.append({"seconds": round(seconds, 2), "peak_rss_mb": round(mem.peak, 1),
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        runs.append({"seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "peak_rss_mb": round(mem.peak, 1),
                      "rise_mb": round(mem.peak - mem.before, 1)})
     classes = len(predictor.card.class_names)
     result = {"image": [args.width, args.height], "model": which, "encoder": predictor.card.architecture,
               "imgsz": predictor.card.input["size"], "window": size, "windows": n_windows, "batch": args.batch,
               "classes": classes, "runs": runs, "best_seconds": min(r["seconds"] for r in runs),
+              "best_cpu_seconds": min(r["cpu_seconds"] for r in runs),
               "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "rise_mb": max(r["rise_mb"] for r in runs),
               "probability_accumulator_mb": round(classes * args.width * args.height * 4 / 2**20, 1),
-              "mask_shape": list(mask.mask.shape), "threads": torch.get_num_threads()}
+              "mask_shape": list(mask.mask.shape), "threads": torch.get_num_threads(), "load": load_line()}
     out = REPO / "benchmarks" / "results" / "sliced_masks.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
