@@ -25,6 +25,7 @@ class Paths:
     models: str = "models"  # the detector's model folder
     classifier: str = "models_classifier"  # the species classifier's model folder
     runs: str = "runs"  # training work folders (checkpoints for resume), runs/<family>
+    publish: str = "publish"  # register: publish/<family>/ (exports, STAC item, .dlpk, model card)
     metrics: str = "metrics"
     plots: str = "metrics/plots"
 
