@@ -76,6 +76,12 @@ def model_output(io: ExportIO, name: str, class_names: list[str]) -> dict:
             "post_processing_function": {"format": "python", "expression": POST[io.output]}}
 
 
+def mlm_name(name: str) -> str:
+    """The registered name as MLM allows it (letters, digits, `_.-`; a letter first), e.g. `My model` -> `My-model`."""
+    clean = re.sub(r"[^a-zA-Z0-9_.-]+", "-", name).strip("-_.")
+    return clean if NAME.match(clean) else f"model-{clean}".rstrip("-_.") if clean else "wildtrain-model"
+
+
 def checksum(path: Path) -> str:
     """file:checksum: a sha2-256 multihash (hex)."""
     h = hashlib.sha256()
@@ -140,13 +146,16 @@ def item(card: ModelCard, exported: Exported, parity: dict, release: Release, co
                "mlm:artifact_type": "torch.save", "mlm:framework": "PyTorch",
                "mlm:framework_version": _version("torch")}
     assets["weights"] = weights
-    for key, title, media, roles in (("dlpk", "Esri deep learning package (ArcGIS Pro: Detect/Classify ... Using "
-                                               "Deep Learning)", "application/zip", ["esri-dlpk"]),
-                                     ("card", "model card", "text/markdown", ["metadata", "documentation"]),
-                                     ("parity", "export parity report", "application/json", ["metadata"]),
-                                     ("config", "framework config of the weights", "text/x-python", ["metadata"])):
-        if key in files:
-            assets[key] = _asset(files[key], files[key].relative_to(folder).as_posix(), title, media, roles)
+    documents = {"dlpk": ("Esri deep learning package (ArcGIS Pro: Detect/Classify ... Using Deep Learning)",
+                          "application/zip", ["esri-dlpk"]),
+                 "card": ("model card", "text/markdown", ["metadata", "documentation"]),
+                 "parity": ("export parity report", "application/json", ["metadata"]),
+                 "config": ("framework config of the weights", "text/x-python", ["metadata"])}
+    for key, f in files.items():
+        kind = key.rsplit("-", 1)[-1]  # a composite's parts: "detector-config"
+        if kind in documents:
+            title, media, roles = documents[kind]
+            assets[key] = _asset(f, f.relative_to(folder).as_posix(), title, media, roles)
     source = pretrained_source(context.hyperparameters)
     tasks = sorted({t for o in outputs for t in o["tasks"]} | set(TASKS.get(card.task, [card.task])))
     hyper = {k: v for k, v in context.hyperparameters.items() if v is not None} or {"family": card.family}
@@ -155,7 +164,7 @@ def item(card: ModelCard, exported: Exported, parity: dict, release: Release, co
         "description": f"wildtrain {card.family} ({card.framework}, {card.architecture}) for "
                        f"{', '.join(card.class_names)} in aerial survey imagery.",
         "datetime": release.created,
-        "mlm:name": release.model_name, "mlm:architecture": card.architecture, "mlm:tasks": tasks,
+        "mlm:name": mlm_name(release.model_name), "mlm:architecture": card.architecture, "mlm:tasks": tasks,
         "mlm:framework": "PyTorch", "mlm:framework_version": _version("torch"),
         "mlm:pretrained": source is not None, "mlm:pretrained_source": source,
         "mlm:accelerator": "amd64", "mlm:accelerator_constrained": False,
