@@ -15,12 +15,11 @@ known, writes the folder for real.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from wildtrain.families.base import Exported, ModelCard
-from wildtrain.io import replaced_dir, write_json, write_text
+from wildtrain.io import link_or_copy, replaced_dir, write_json, write_text
 from wildtrain.publish import card as card_md
 from wildtrain.publish import dlpk, parity, stac
 from wildtrain.publish.release import Context, Release
@@ -43,8 +42,9 @@ class Staged:
 
 def stage(family, model_dir: Path, work: Path, p, root: Path, context: Context, release: Release,
           export: bool = True) -> Staged:
-    """Export (unless `export` is false) and check every export against PyTorch; then build all documents into a
-    draft folder, so a problem with any of them stops before the model is registered."""
+    """Export (unless `export` is false) and check every export against PyTorch; then build the documents into a
+    draft folder (all but the zip of the .dlpk), so a problem with any of them stops before the model is
+    registered."""
     card = ModelCard.load(model_dir)
     if export:
         exported = family.export(model_dir, work / "export", p, root)
@@ -53,7 +53,7 @@ def stage(family, model_dir: Path, work: Path, p, root: Path, context: Context, 
         exported = Exported(unavailable=off)
     report = parity.check(exported, context.parity_nms)
     staged = Staged(model_dir, card, exported, report, context)
-    finish(staged, work / "draft", release)
+    finish(staged, work / "draft", release, package=False)
     return staged
 
 
@@ -66,15 +66,14 @@ def _copy_exports(exported: Exported, folder: Path, prefix: str = "") -> dict[st
         return files
     for fmt, src in exported.files.items():
         dst = folder / EXPORT_NAMES.get(fmt, src.name)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
+        link_or_copy(src, dst)
         files[f"{prefix}{fmt}" if fmt in EXPORT_NAMES else f"{prefix}config"] = dst
     return files
 
 
-def finish(staged: Staged, out: Path, release: Release) -> dict[str, Path]:
-    """Write the publication folder (replaced whole, atomically): exports, parity report, model card, .dlpk and
-    the validated STAC item naming them. Returns asset key -> file."""
+def finish(staged: Staged, out: Path, release: Release, package: bool = True) -> dict[str, Path]:
+    """Write the publication folder (replaced whole, atomically): exports, parity report, model card, .dlpk (its
+    .emd only unless `package`) and the validated STAC item naming them. Returns asset key -> file."""
     card, exported, context = staged.card, staged.exported, staged.context
     with replaced_dir(out) as tmp:
         files = _copy_exports(exported, tmp)
@@ -85,8 +84,9 @@ def finish(staged: Staged, out: Path, release: Release) -> dict[str, Path]:
         files["card"] = tmp / MODEL_CARD_MD
         if reason is None:
             definition = dlpk.emd(card, exported, release, context, staged.model_dir)
-            files["dlpk"] = dlpk.write(tmp / f"{release.model_name}.dlpk", definition, exported,
-                                       {MODEL_CARD_MD: files["card"]})
+            if package:
+                files["dlpk"] = dlpk.write(tmp / f"{release.model_name}.dlpk", definition, exported,
+                                           {MODEL_CARD_MD: files["card"]})
         item = stac.item(card, exported, staged.parity, release, context, files, tmp, reason)
         stac.validate(item)
         write_json(tmp / STAC_ITEM, item)
