@@ -15,7 +15,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 .DEFAULT_GOAL := help
 MMDET_MODEL ?= retinanet_r18
 
-.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier evaluate register tune test test-fast dag metrics plots mlflow-ui bench bench-data bench-data-add bench-classifier clean
+.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier evaluate register tune test test-fast dag metrics plots mlflow-ui bench bench-data bench-data-add bench-classifier bench-predict bench-serve clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
@@ -104,6 +104,12 @@ bench-data-add: $(STAMP) ## Benchmark: wildtrain data add vs cp -r + dvc add on 
 
 bench-classifier: $(STAMP) ## Benchmark: classifier DataModule + Lightning vs a bare PyTorch loop (images/s ratio)
 	python benchmarks/classifier_throughput.py
+
+bench-predict: $(STAMP) ## Benchmark: wildtrain predict's sliced inference vs SAHI on 2300x2500 images (same boxes? time ratio)
+	python benchmarks/sliced_vs_sahi.py --whole
+
+bench-serve: $(STAMP) ## Benchmark: mlflow models serve (base64 JPEG requests) vs a YOLO.predict loop (requests/s ratio)
+	python benchmarks/serve_throughput.py
 
 clean: ## Remove generated state (runs, MLflow store, stage outputs); keeps .venv, data/source and the DVC cache
 	rm -rf runs mlruns mlflow.db .ultralytics models models_classifier dvc_plots data/raw data/coco data/yolo data/crops data/reports data/predictions data/predictions_two_stage

@@ -12,14 +12,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, load_line  # noqa: E402
+
+CLASSES = {"antelope": (176, 104, 48), "bird": (250, 250, 245), "elephant": (120, 116, 112), "zebra": (20, 20, 20)}
+
+
+def write_crops(crops: Path, per_split: dict[str, int], size: int = 48) -> None:
+    """ImageFolder crops: each class a distinct colour and shape on noisy ground."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(0)
+    for split, n in per_split.items():
+        for k, (name, colour) in enumerate(CLASSES.items()):
+            folder = crops / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                im = Image.fromarray(rng.integers(60, 110, (size, size, 3), dtype=np.uint8))
+                m = int(rng.integers(2, 8))
+                shape = ImageDraw.Draw(im).ellipse if k % 2 == 0 else ImageDraw.Draw(im).rectangle
+                shape([m, m, size - m, size - m - 8 * (k // 2)], fill=colour)
+                im.save(folder / f"{name}_{i}.png")
 
 
 def lightning_run(dm, make_module, epochs: int) -> float:
@@ -73,17 +94,18 @@ def main() -> None:
 
     import torch
 
-    from classifier_data import tiny_params, write_crops
+    import yaml
+
     from wildtrain import env, params
     from wildtrain.families.classifier.datamodule import CropDataModule
     from wildtrain.families.classifier.trainer import build_module
 
     work = Path(tempfile.mkdtemp(prefix="wildtrain-bench-"))
     env.configure(work)
-    per = max(2, args.crops // 4)
-    names = ["antelope", "bird", "elephant", "zebra"]
-    write_crops(work, {"train": dict.fromkeys(names, per), "val": dict.fromkeys(names, 2)}, size=48)
-    cfg = params.load(tiny_params(work, backbone=args.backbone, imgsz=args.imgsz, batch=32)).classifier
+    write_crops(work / "data/crops", {"train": max(2, args.crops // 4), "val": 2})
+    (work / "params.yaml").write_text(yaml.safe_dump({"classifier": {
+        "backbone": args.backbone, "imgsz": args.imgsz, "batch": 32, "workers": 0, "device": "cpu"}}))
+    cfg = params.load(work / "params.yaml").classifier
     cfg = dataclasses.replace(cfg, epochs=args.epochs)
     dm = CropDataModule(work / "data/crops", cfg)
 
@@ -103,11 +125,13 @@ def main() -> None:
               "images_per_s": {k: [round(x, 1) for x in v] for k, v in runs.items()},
               "best_images_per_s": {k: round(v, 1) for k, v in best.items()},
               "median_ratio": round(statistics.median(a / b for a, b in zip(runs["lightning"], runs["bare"])), 3),
-              "ratio_lightning_over_bare": round(best["lightning"] / best["bare"], 3), "torch": torch.__version__}
-    out = REPO / "benchmarks" / "results" / "classifier_throughput.json"
+              "ratio_lightning_over_bare": round(best["lightning"] / best["bare"], 3), "torch": torch.__version__,
+              "load": load_line()}
+    out = RESULTS / "classifier_throughput.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

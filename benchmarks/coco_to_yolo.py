@@ -93,7 +93,8 @@ def compare(where: str | None, args: argparse.Namespace) -> float:
     print(f"  ultralytics convert_coco:             best {min(theirs):6.2f} s  median {np.median(theirs):5.2f} s"
           f"  (runs: {', '.join(f'{t:.2f}' for t in theirs)})")
     print(f"  speed-up: best vs best {ratio:.1f}x, median vs median {np.median(theirs) / np.median(ours):.1f}x;"
-          f"  identical labels (to %g precision): {same}")
+          f"  identical labels (to %g precision): {same}; load average "
+          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return ratio
 
 

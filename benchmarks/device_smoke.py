@@ -1,7 +1,8 @@
-"""Smoke-run the YOLO adapter and the evaluator on whatever device `auto` picks (CUDA where present).
+"""Smoke-run the detector family and the evaluator on whatever device `auto` picks (CUDA where present).
 
-Checks the parts that only a GPU exercises: device selection, AMP (with the offline AMP-check guard),
-training and prediction on CUDA, and COCO scoring of the predictions. Needs no MLflow/DVC.
+Checks the parts that only a GPU exercises: device selection, AMP (with the offline AMP-check guard), training
+through the train stage, prediction through the loaded Predictor (whole and sliced) on CUDA, and COCO scoring of
+the predictions by the evaluate stage. Runs in a throw-away project (its own MLflow sqlite store).
 
     python benchmarks/device_smoke.py --epochs 3 --images 48 --imgsz 320
 """
@@ -9,11 +10,15 @@ training and prediction on CUDA, and COCO scoring of the predictions. Needs no M
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import os
-import tempfile
+import shutil
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import scratch_project, small_params, survey_image  # noqa: E402
 
 
 def main() -> None:
@@ -25,45 +30,39 @@ def main() -> None:
     ap.add_argument("--no-amp", dest="amp", action="store_false", help="train in full precision")
     args = ap.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="wildtrain-smoke-"))
-    os.chdir(work)
-    from wildtrain import env
-
-    env.configure(work)
+    root = scratch_project("wildtrain-smoke-")
     import torch
 
-    from wildtrain.data import synthetic
-    from wildtrain.data.split import split_dataset
-    from wildtrain.data.yolo_layout import write_yolo_layout
+    from wildtrain import families
     from wildtrain.devices import resolve_device
-    from wildtrain.evaluate.detection import coco_eval, to_coco_results
-    from wildtrain.models.base import TrainData
-    from wildtrain.families.detector.yolo import YoloAdapter
-    from wildtrain.params import Train
+    from wildtrain.pipeline.convert import convert
+    from wildtrain.pipeline.evaluate import evaluate
+    from wildtrain.pipeline.prepare import prepare
+    from wildtrain.pipeline.train import train
 
-    ds = synthetic.generate(work / "raw", args.images, args.imgsz, 8, 0.1, seed=0)
-    splits = split_dataset(ds, 0.15, 0.15, seed=0)
-    yaml_path = write_yolo_layout(splits, work / "raw/images", work / "yolo")
-    data = TrainData(coco={}, image_root=work / "raw/images", yolo_yaml=yaml_path, class_names=ds.class_names,
-                     dataset_hash="smoke")
-    cfg = Train(epochs=args.epochs, imgsz=args.imgsz, batch=16, workers=2, device=args.device, amp=args.amp,
-                close_mosaic=0)
-    epochs: list[tuple[int, float]] = []
+    p = small_params(root, images=args.images, imgsz=args.imgsz, epochs=args.epochs, batch=16, workers=2,
+                     device=args.device, amp=args.amp)
+    p = dataclasses.replace(p, evaluate=dataclasses.replace(p.evaluate, device=args.device))
+    prepare(p, root)
+    convert(p, root)
     t0 = time.perf_counter()
-    result = YoloAdapter().train(cfg, data, work / "runs/yolo", lambda e, m: epochs.append((e, time.perf_counter())))
+    card = train(p, root)
     train_s = time.perf_counter() - t0
-    test = splits["test"]
-    images = [work / "raw/images" / im["file_name"] for im in test.images]
-    dets = YoloAdapter().predict(result.checkpoint, images, imgsz=args.imgsz, conf=0.001, iou=0.7, max_det=100,
-                                 batch=16, device=args.device)
-    ev = coco_eval(test, to_coco_results(test, dets))
+    ev = evaluate(p, root)
+    predictor = families.load(root / p.paths.models, args.device)
+    large = survey_image(1, 4 * args.imgsz, 3 * args.imgsz)
+    t0 = time.perf_counter()
+    sliced = predictor.predict([large], conf=0.25)[0]
+    sliced_s = time.perf_counter() - t0
     print(json.dumps({
         "device": resolve_device(args.device), "amp": args.amp, "cuda": torch.cuda.is_available(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "torch": torch.__version__,
-        "epochs": result.epochs_completed, "train_s": round(train_s, 1),
-        "epoch_ends_s": [round(t - t0, 1) for _, t in epochs], "test_map50": round(ev["map50"], 4),
-        "test_map50_95": round(ev["map50_95"], 4),
+        "epochs": card["training"]["epochs_completed"], "train_s": round(train_s, 1),
+        "test_map50": round(ev["map50"], 4), "test_map50_95": round(ev["map50_95"], 4),
+        "sliced_image": f"{large.shape[1]}x{large.shape[0]}", "sliced_boxes": len(sliced.boxes),
+        "sliced_s": round(sliced_s, 3),
     }, indent=2))
+    shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

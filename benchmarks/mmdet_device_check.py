@@ -1,8 +1,8 @@
-"""Check the MMDetection adapter and the mmcv ops stand-in on a GPU.
+"""Check the detector family's MMDetection framework and the mmcv ops stand-in on a GPU.
 
 First the kernels mmcv calls only on CUDA (deformable attention, focal loss), NMS and RoIAlign, against
-mmcv's/mmdet's PyTorch code or the CPU; then each named model trains (AMP on CUDA) and predicts on the
-device and on the CPU.
+mmcv's/mmdet's PyTorch code or the CPU; then each named model trains through the train stage (AMP on CUDA)
+and its model folder predicts on the device and on the CPU.
 
     python benchmarks/mmdet_device_check.py retinanet_r18 rtmdet_tiny faster_rcnn_r50 deformable_detr dino
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
-from wildtrain.families.detector.mmdet import MmdetAdapter, setup  # noqa: E402
+from wildtrain.families.detector.mmdet import setup  # noqa: E402
 
 
 def check_kernels(device: str) -> None:
@@ -65,40 +66,46 @@ def check_kernels(device: str) -> None:
 
 
 def check_models(models: list[str], device: str, images: int, imgsz: int, epochs: int) -> None:
+    """Each model through the train stage (AMP on CUDA), then its model folder loaded on the device and on the CPU
+through the model folder the stage writes."""
+    from wildtrain import env, families
     from wildtrain.data.coco import load_coco
-    from wildtrain.models.base import TrainData
+    from wildtrain.data.images import load_rgb
+    from wildtrain.layout import image_root
     from wildtrain.params import Mmdet, Params, _build
-    from wildtrain.pipeline.convert import convert, image_root
+    from wildtrain.pipeline.convert import convert
     from wildtrain.pipeline.prepare import prepare
+    from wildtrain.pipeline.train import train
 
     root = Path(tempfile.mkdtemp(prefix="wildtrain-device-"))
+    (root / "dvc.yaml").write_text("stages: {}\n")
     os.chdir(root)
+    env.configure(root)
     p = _build(Params, {"data": {"synthetic": {"num_images": images, "image_size": imgsz}},
                         "convert": {"crops": {"enabled": False}}}, "", "device check")
     prepare(p, root)
     convert(p, root)
-    coco = {s: root / "data/coco" / f"{s}.json" for s in ("train", "val", "test")}
-    train = load_coco(coco["train"])
-    data = TrainData(coco=coco, image_root=image_root(coco["train"], train), yolo_yaml=root / "unused.yaml",
-                     class_names=train.class_names, dataset_hash="device-check")
-    test_images = [data.image_root / im["file_name"] for im in load_coco(coco["test"]).images]
+    test = load_coco(root / p.paths.coco / "test.json")
+    arrays = [load_rgb(image_root(root / p.paths.coco / "test.json", test.info) / im["file_name"])
+              for im in test.images]
     for model in models:
         cfg = dataclasses.replace(p.train, framework="mmdet", epochs=epochs, imgsz=imgsz, batch=8, workers=2,
-                                  device=device, amp=True, mmdet=Mmdet(model=model))
+                                  device=device, amp=True, resume="never", mmdet=Mmdet(model=model))
         epochs_seen = []
         t0 = time.time()
-        result = MmdetAdapter().train(cfg, data, root / "runs" / model, lambda e, m: epochs_seen.append(m))
+        card = train(dataclasses.replace(p, train=cfg), root, on_epoch=lambda e, m: epochs_seen.append(m))
         seconds = time.time() - t0
-        adapter = MmdetAdapter()
-        kw = dict(imgsz=imgsz, conf=0.05, iou=0.5, max_det=100, batch=8)
-        on_device = adapter.predict(result.checkpoint, test_images, device=device, **kw)
-        on_cpu = adapter.predict(result.checkpoint, test_images, device="cpu", **kw)
-        iters = result.extra["iterations"]
+        kw = dict(conf=0.05, iou=0.5, max_det=100, batch=8, slice="off")
+        on_device = families.load(root / p.paths.models, device).predict(arrays, **kw)
+        on_cpu = families.load(root / p.paths.models, "cpu").predict(arrays, **kw)
+        iters = card["extra"]["iterations"]
         first, last = epochs_seen[0], epochs_seen[-1]
         print(f"{model}: {iters} iterations in {seconds:.1f} s ({seconds / iters:.3f} s/iter incl. set-up and val), "
               f"loss {first['train/loss']:.3f} -> {last['train/loss']:.3f}, val mAP50 {last['val/mAP50']:.3f}; "
               f"boxes on {device} {sum(len(d.boxes) for d in on_device)}, on cpu {sum(len(d.boxes) for d in on_cpu)}",
               flush=True)
+    os.chdir(tempfile.gettempdir())
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> None:

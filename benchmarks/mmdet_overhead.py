@@ -1,10 +1,10 @@
 """Seconds per training iteration: our mmdet train stage vs mmengine's Runner called directly, same config.
 
 Both run in this process, interleaved (after one untimed warm-up each), on the same tiny synthetic
-dataset and the config our adapter builds, so the only difference is what the stage adds (MLflow run,
-dvclive, the epoch and checkpoint hooks, the slim checkpoint). Two figures per run: s/iter as mmengine's
-IterTimerHook measures it (mean over the run's iterations), and wall time of the whole run / iterations
-(fixed set-up costs included). Prints best-of-N and median ratios (ours / direct); 1.00 = no overhead.
+dataset and the config our framework module builds, so the only difference is what the stage adds (MLflow
+run, dvclive, the epoch and checkpoint hooks, the slim checkpoint and the model folder). Two figures per run:
+s/iter as mmengine's IterTimerHook measures it (mean over the run's iterations), and wall time of the whole
+run / iterations (fixed set-up costs included). Prints best-of-N and median ratios (ours / direct); 1.00 = no overhead.
 
     python benchmarks/mmdet_overhead.py [--model retinanet_r18] [--rounds 3] [--images 40] [--epochs 1]
 """
@@ -21,7 +21,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import load_line  # noqa: E402
 from wildtrain import env  # noqa: E402
 
 
@@ -69,8 +71,8 @@ def main() -> None:
 
     def ours() -> tuple[float, int, float]:
         t0 = time.perf_counter()
-        info = train(p, root)
-        return time.perf_counter() - t0, info["iterations"], iter_time()
+        card = train(p, root)
+        return time.perf_counter() - t0, card["extra"]["iterations"], iter_time()
 
     def direct() -> tuple[float, int, float]:
         workdir = root / "runs" / "direct"
@@ -95,6 +97,7 @@ def main() -> None:
         median = statistics.median(d["ours"]) / statistics.median(d["direct"])
         print(f"{a.model} on {device}, {label}: ours {min(d['ours']):.3f}, direct Runner {min(d['direct']):.3f}; "
               f"ratio best-of-{a.rounds} {best:.3f}, median {median:.3f}")
+    print(f"machine: {load_line()}")
     shutil.rmtree(root, ignore_errors=True)
 
 

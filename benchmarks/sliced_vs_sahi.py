@@ -1,132 +1,242 @@
-"""Sliced inference: wildtrain's evaluate.sliced vs SAHI (get_sliced_prediction) on the same model and image.
+"""Sliced inference on large survey images: `wildtrain predict`'s path vs SAHI's get_sliced_prediction.
 
-Same YOLO checkpoint, same large image, same slices (size, overlap), same merge (greedy merging on
-intersection over smaller, 0.5). Prints wall time per image for each, the boxes each finds, how many
-of them agree (same class, IoU >= 0.5), and each one's mAP50 against the image's known boxes.
-Without --model, a YOLO11n is first trained for 30 epochs on synthetic scenes (a few minutes on CPU).
+Same Ultralytics weights (a YOLO11n model folder trained by the pipeline's own train stage, cached in
+benchmarks/results/), same slice size (the model's training size) and overlap (0.2), same merging (greedy
+non-maximum merging on intersection over the smaller box, 0.5, per class), same thresholds (conf 0.25, NMS IoU
+0.7, max_det 300), both reading the same JPEG files. Cases: one 2,300 x 2,500 px image, and a folder of 20 such.
 
-    python benchmarks/sliced_vs_sahi.py [--model models/model.pt --imgsz 320] [--size 1280] [--repeat 3]
+- wildtrain: the model is loaded once; files are read and predicted in chunks as `wildtrain predict` does
+  (pipeline/predict.py), the slices of all images in a chunk batched together (Predictor.predict).
+- sahi: AutoDetectionModel (ultralytics) loaded once, get_sliced_prediction per file (its default batch_size=1;
+  --sahi-batch N adds a SAHI contender with batch_size=N).
+- `wildtrain predict` as a whole (--whole): the command's function on the same files, which also loads the model
+  and writes its outputs (COCO JSON, CSV, counts).
+
+Contenders alternate (the order flips every repeat), after one untimed warm-up each; prints best and median wall
+times and CPU times of this process (all in one process, one torch thread as Ultralytics sets it on 2 cores: the
+CPU time is the work done, what other jobs on a shared machine do not change), the ratios to SAHI, and the
+fraction of boxes matched one-to-one (same class, IoU >= 0.9) between wildtrain and SAHI.
+Writes benchmarks/results/sliced_vs_sahi.json.
+
+    python benchmarks/sliced_vs_sahi.py [--model FOLDER] [--images 20] [--repeat 3] [--width 2300 --height 2500]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from wildtrain import env
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, load_line, pipeline_model, scratch_project, survey_image  # noqa: E402
 
 
-def train_small_model(workdir: Path, imgsz: int, epochs: int) -> Path:
-    from ultralytics import YOLO
-
-    from wildtrain.data import synthetic
-    from wildtrain.data.split import split_dataset
-    from wildtrain.data.yolo_layout import write_yolo_layout
-
-    ds = synthetic.generate(workdir / "raw", 96, imgsz, 6, 0.1, seed=0)
-    yaml_path = write_yolo_layout(split_dataset(ds, 0.15, 0.15, 0), workdir / "raw" / "images", workdir / "yolo")
-    model = YOLO("yolo11n.yaml")
-    model.train(data=str(yaml_path), epochs=epochs, imgsz=imgsz, batch=8, workers=0, device="cpu", project=str(workdir),
-                name="run", exist_ok=True, verbose=False, plots=False, close_mosaic=0)
-    return Path(model.trainer.best)
-
-
-def iou(a: list[float], b: list[float]) -> float:
-    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every xywh box in a against every xywh box in b."""
+    ax2, ay2, bx2, by2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    iw = np.clip(np.minimum(ax2[:, None], bx2) - np.maximum(a[:, None, 0], b[:, 0]), 0, None)
+    ih = np.clip(np.minimum(ay2[:, None], by2) - np.maximum(a[:, None, 1], b[:, 1]), 0, None)
     inter = iw * ih
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter) if inter else 0.0
+    union = (a[:, 2] * a[:, 3])[:, None] + b[:, 2] * b[:, 3] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def agreement(a, b) -> int:
-    """Greedy one-to-one matches between two box lists (same class, IoU >= 0.5)."""
-    used, n = set(), 0
-    for box, cls in sorted(zip(a.boxes, a.classes), key=lambda t: -t[0][2] * t[0][3]):
-        for j, (other, c2) in enumerate(zip(b.boxes, b.classes)):
-            if j not in used and c2 == cls and iou(box, other) >= 0.5:
-                used.add(j)
-                n += 1
-                break
+def matched(a, b, threshold: float = 0.9) -> int:
+    """Greedy one-to-one matches between two Detections (best score first; same class, IoU >= threshold)."""
+    if not a.boxes or not b.boxes:
+        return 0
+    ious = iou_matrix(np.asarray(a.boxes, float), np.asarray(b.boxes, float))
+    ious[np.asarray(a.classes)[:, None] != np.asarray(b.classes)[None, :]] = 0
+    used, n = np.zeros(len(b.boxes), bool), 0
+    for i in np.argsort(-np.asarray(a.scores), kind="stable"):
+        row = np.where(used, 0, ious[i])
+        j = int(np.argmax(row))
+        if row[j] >= threshold:
+            used[j] = True
+            n += 1
     return n
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", help="a YOLO .pt (default: train a small one first)")
-    ap.add_argument("--imgsz", type=int, default=320, help="slice size = the model's training image size")
-    ap.add_argument("--size", type=int, default=1920, help="side of the large test image")
-    ap.add_argument("--conf", type=float, default=0.1)
-    ap.add_argument("--epochs", type=int, default=30, help="training epochs when no --model is given")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="a detector model folder (default: train one with the pipeline, cached)")
+    ap.add_argument("--images", type=int, default=20, help="images in the folder case")
+    ap.add_argument("--width", type=int, default=2300)
+    ap.add_argument("--height", type=int, default=2500)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--conf", type=float, default=0.25)
+    ap.add_argument("--sahi-batch", type=int, default=0, help="also time SAHI with this batch_size (0: no)")
+    ap.add_argument("--whole", action="store_true", help="also time the whole `wildtrain predict` function")
+    ap.add_argument("--old-net", action="store_true",
+                    help="also time the same slicing with YOLO.predict as the net (YoloNet before it called "
+                         "Ultralytics' steps directly)")
+    ap.add_argument("--tag", default="", help="results file suffix: benchmarks/results/sliced_vs_sahi_TAG.json")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads for every contender, set after the warm-up (0: as Ultralytics sets them, "
+                         "cpu_count - 1)")
     args = ap.parse_args()
-    env.configure(Path(__file__).resolve().parents[1])
-    env.configure_ultralytics()
+
+    folder = Path(args.model).resolve() if args.model else pipeline_model()
+    root = scratch_project("wildtrain-bench-sliced-")
+    try:
+        run(args, folder, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, folder: Path, root: Path) -> None:
+    from PIL import Image
+
+    from wildtrain import families, params
+    from wildtrain.families.base import Detections
+    from wildtrain.pipeline.predict import CHUNK_PIXELS, predict
+    from wildtrain.prediction import sources
+
+    images_dir = root / "survey"
+    images_dir.mkdir()
+    for i in range(args.images):
+        Image.fromarray(survey_image(100 + i, args.width, args.height)).save(images_dir / f"IMG_{i:04d}.JPG",
+                                                                             quality=95)
+    paths = sorted(images_dir.iterdir())
+    predictor = families.load(folder, "cpu")
+    card = predictor.card
+    size = int(card.input.get("image_size") or card.input["size"])
+    overlap = float(card.input.get("overlap", 0.2))
+    options = {"conf": args.conf, "iou": 0.7, "max_det": 300, "slice": "auto", "overlap": overlap, "merge_ios": 0.5,
+               "batch": 16}
+
+    def ours(files: list[Path]) -> list[Detections]:
+        """pipeline/predict.py's loop without its writers: read, chunk, predict."""
+        out, pending = [], []
+        for path in files:
+            image, _ = sources.read(sources.Item(path.name, path))
+            pending.append(image)
+            if len(pending) >= options["batch"] or sum(im.size // 3 for im in pending) >= CHUNK_PIXELS:
+                out += predictor.predict(pending, **options)
+                pending = []
+        return out + (predictor.predict(pending, **options) if pending else [])
+
     from sahi import AutoDetectionModel
     from sahi.predict import get_sliced_prediction
 
-    from wildtrain.data.coco import CocoDataset
-    from wildtrain.data.synthetic import SPECIES, render_scene
-    from wildtrain.data.tiling import windows
-    from wildtrain.evaluate.detection import coco_eval, to_coco_results
-    from wildtrain.slicing import sliced_predict
-    from wildtrain.families.base import Detections
-    from wildtrain.families.detector.yolo import YoloAdapter
+    sahi_model = AutoDetectionModel.from_pretrained(model_type="ultralytics", model_path=str(folder / card.weights),
+                                                    confidence_threshold=args.conf, device="cpu", image_size=size)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        checkpoint = Path(args.model) if args.model else train_small_model(tmp / "train", args.imgsz, args.epochs)
-        if not args.model:  # keep it, to rerun the comparison without training: --model <this path>
-            kept = Path(__file__).resolve().parent / "results" / "sliced_bench_model.pt"
-            kept.parent.mkdir(exist_ok=True)
-            shutil.copyfile(checkpoint, kept)
-            print(f"trained model kept at {kept}")
-        img, anns = render_scene(np.random.default_rng(123), args.size, int(args.size ** 2 / 320 ** 2 * 5))
-        path = tmp / "survey.png"
-        img.save(path)
-        gt = CocoDataset([{"id": 1, "file_name": path.name, "width": args.size, "height": args.size}],
-                         [{"id": k + 1, "image_id": 1, "category_id": c + 1, "bbox": b, "area": b[2] * b[3], "iscrowd": 0}
-                          for k, (c, b) in enumerate(anns)],
-                         [{"id": k + 1, "name": s.name} for k, s in enumerate(SPECIES)])
-        kw = dict(imgsz=args.imgsz, conf=args.conf, iou=0.7, batch=16, device="cpu")
-
-        def ours() -> Detections:
-            return sliced_predict(YoloAdapter(), checkpoint, [path], size=args.imgsz, overlap=0.2, merge_ios=0.5,
-                                  max_det=1000, **kw)[0]
-
-        sahi_model = AutoDetectionModel.from_pretrained(model_type="ultralytics", model_path=str(checkpoint),
-                                                        confidence_threshold=args.conf, device="cpu",
-                                                        image_size=args.imgsz)
-
-        def theirs() -> Detections:
-            res = get_sliced_prediction(str(path), sahi_model, slice_height=args.imgsz, slice_width=args.imgsz,
-                                        overlap_height_ratio=0.2, overlap_width_ratio=0.2, perform_standard_pred=False,
-                                        postprocess_type="GREEDYNMM", postprocess_match_metric="IOS",
-                                        postprocess_match_threshold=0.5, force_postprocess_type=True, verbose=0)
+    def sahi(files: list[Path], batch_size: int = 1) -> list[Detections]:
+        out = []
+        for path in files:
+            res = get_sliced_prediction(str(path), sahi_model, slice_height=size, slice_width=size,
+                                        overlap_height_ratio=overlap, overlap_width_ratio=overlap,
+                                        perform_standard_pred=False, postprocess_type="GREEDYNMM",
+                                        postprocess_match_metric="IOS", postprocess_match_threshold=0.5,
+                                        postprocess_class_agnostic=False, force_postprocess_type=True, verbose=0,
+                                        batch_size=batch_size)
             preds = res.object_prediction_list
-            return Detections([list(map(float, p.bbox.to_xywh())) for p in preds],
-                              [int(p.category.id) for p in preds], [float(p.score.value) for p in preds])
+            out.append(Detections([list(map(float, p.bbox.to_xywh())) for p in preds],
+                                  [int(p.category.id) for p in preds], [float(p.score.value) for p in preds]))
+        return out
 
-        results, times = {}, {}
-        for name, fn in (("wildtrain", ours), ("sahi", theirs)):
-            results[name] = fn()  # warm-up (model load, first inference)
-            t0 = time.perf_counter()
-            for _ in range(args.repeat):
-                results[name] = fn()
-            times[name] = (time.perf_counter() - t0) / args.repeat
-        n_tiles = len(windows(args.size, args.size, args.imgsz, 0.2))
-        print(f"sliced inference on one {args.size}x{args.size} image ({len(anns)} animals), {n_tiles} slices of "
-              f"{args.imgsz}px, overlap 0.2, conf {args.conf}, CPU")
-        for name in results:
-            ev = coco_eval(gt, to_coco_results(gt, [results[name]]))
-            print(f"  {name:9s}: {times[name]:6.2f} s/image  {len(results[name].boxes):4d} boxes  mAP50 {ev['map50']:.3f}"
-                  f"  mAP50-95 {ev['map50_95']:.3f}")
-        print(f"  time ratio wildtrain/sahi: {times['wildtrain'] / times['sahi']:.2f}; boxes agreeing (same class, "
-              f"IoU >= 0.5): {agreement(results['wildtrain'], results['sahi'])}")
+    p = params.load(root / "params.yaml")
+    whole_runs = iter(range(10 ** 6))
+
+    def whole(files: list[Path]) -> None:
+        predict(p, root, str(images_dir if len(files) > 1 else files[0]), str(root / f"out{next(whole_runs)}"),
+                model=str(folder), device="cpu", conf=args.conf)
+
+    def old_net(files: list[Path]) -> list[Detections]:
+        """The same slicing and merging, the slices predicted by YOLO.predict on BGR copies (the former YoloNet)."""
+        from ultralytics import YOLO
+
+        from wildtrain.slicing import predict_sliced, slice_size
+
+        yolo = old_net.__dict__.setdefault("yolo", YOLO(str(folder / card.weights), task="detect"))
+
+        def net(arrays):
+            results = yolo.predict([np.ascontiguousarray(a[..., ::-1]) for a in arrays], imgsz=int(card.input["size"]),
+                                   conf=options["conf"], iou=options["iou"], max_det=options["max_det"],
+                                   device="cpu", verbose=False, batch=len(arrays))
+            return [Detections([[x1, y1, x2 - x1, y2 - y1] for x1, y1, x2, y2 in r.boxes.xyxy.tolist()],
+                               r.boxes.cls.int().tolist(), r.boxes.conf.tolist()) for r in results]
+
+        arrays = [sources.read(sources.Item(path.name, path))[0] for path in files]
+        return predict_sliced(net, arrays, [slice_size("auto", a.shape, size) for a in arrays], overlap=overlap,
+                              merge_ios=0.5, max_det=options["max_det"], batch=options["batch"])
+
+    contenders = {"wildtrain": ours, "sahi": sahi}
+    if args.old_net:
+        contenders["wildtrain_old_net"] = old_net
+    if args.sahi_batch:
+        contenders[f"sahi_batch{args.sahi_batch}"] = lambda files: sahi(files, args.sahi_batch)
+    if args.whole:
+        contenders["wildtrain_predict_command"] = whole
+    cases = {"one image": paths[:1], f"folder of {len(paths)}": paths}
+    for fn in contenders.values():  # warm-up: first inference, lazy imports, Ultralytics' thread setting
+        fn(paths[:1])
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    results: dict = {"model": str(folder), "architecture": card.architecture, "slice": size, "overlap": overlap,
+                     "conf": args.conf, "image": f"{args.width}x{args.height}", "repeat": args.repeat,
+                     "torch_threads": torch.get_num_threads(), "cases": {}}
+    from wildtrain.data.tiling import windows
+
+    slices = len(windows(args.width, args.height, size, overlap))
+    print(f"{card.architecture} sliced at {size} px, overlap {overlap}: {slices} slices per {args.width}x{args.height} "
+          f"image; conf {args.conf}; CPU, {torch.get_num_threads()} torch thread(s), {load_line()} at start",
+          flush=True)
+    for case, files in cases.items():
+        times: dict[str, list[float]] = {name: [] for name in contenders}
+        cpu: dict[str, list[float]] = {name: [] for name in contenders}
+        found: dict[str, list] = {}
+        loads = []
+        for r in range(args.repeat):
+            order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
+            for name in order:
+                t0, c0 = time.perf_counter(), time.process_time()
+                got = contenders[name](files)
+                times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
+                if got is not None:
+                    found[name] = got
+            loads.append(load_line())
+        boxes = {name: sum(len(d.boxes) for d in dets) for name, dets in found.items()}
+        agree = sum(matched(a, b) for a, b in zip(found["wildtrain"], found["sahi"]))
+        entry = {"images": len(files), "seconds": {k: [round(t, 3) for t in v] for k, v in times.items()},
+                 "best_s": {k: round(min(v), 3) for k, v in times.items()},
+                 "median_s": {k: round(statistics.median(v), 3) for k, v in times.items()},
+                 "boxes": boxes, "matched_iou_0.9": agree,
+                 "matched_fraction_of_wildtrain": round(agree / max(boxes["wildtrain"], 1), 4),
+                 "matched_fraction_of_sahi": round(agree / max(boxes["sahi"], 1), 4),
+                 "ratio_best": {k: round(min(v) / min(times["sahi"]), 3) for k, v in times.items()},
+                 "ratio_median": {k: round(statistics.median(v) / statistics.median(times["sahi"]), 3)
+                                  for k, v in times.items()},
+                 "cpu_s": {k: [round(t, 3) for t in v] for k, v in cpu.items()},
+                 "cpu_ratio_best": {k: round(min(v) / min(cpu["sahi"]), 3) for k, v in cpu.items()},
+                 "cpu_ratio_median": {k: round(statistics.median(v) / statistics.median(cpu["sahi"]), 3)
+                                      for k, v in cpu.items()},
+                 "load": loads}
+        results["cases"][case] = entry
+        print(f"{case} ({len(files)} x {slices} slices):")
+        for name in contenders:
+            print(f"  {name:26s} wall: best {min(times[name]):7.2f} s, median {statistics.median(times[name]):7.2f} s "
+                  f"(/sahi {entry['ratio_best'][name]:.3f}, {entry['ratio_median'][name]:.3f});  cpu: best "
+                  f"{min(cpu[name]):7.2f} s, median {statistics.median(cpu[name]):7.2f} s (/sahi "
+                  f"{entry['cpu_ratio_best'][name]:.3f}, {entry['cpu_ratio_median'][name]:.3f})"
+                  + (f"  {boxes[name]} boxes" if name in boxes else ""))
+        print(f"  boxes matched (same class, IoU >= 0.9): {agree} of {boxes['wildtrain']} (wildtrain) / "
+              f"{boxes['sahi']} (sahi); {loads[-1]}", flush=True)
+    out = RESULTS / f"sliced_vs_sahi{'_' + args.tag if args.tag else ''}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written {out}")
 
 
 if __name__ == "__main__":

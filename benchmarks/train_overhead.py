@@ -10,16 +10,15 @@ warm-up and machine noise fall on both. Prints and writes benchmarks/results/tra
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, load_line, scratch_project, small_params  # noqa: E402
 
 
 def main() -> None:
@@ -30,38 +29,21 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="wildtrain-bench-"))
-    import os
-
-    os.chdir(work)  # Ultralytics and MLflow write relative to the cwd: keep it all in the scratch repo
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(REPO / name, work / name)
+    work = scratch_project("wildtrain-bench-")  # Ultralytics and MLflow write relative to the cwd: all in here
     from wildtrain import env
-
-    env.configure(work)
-    from wildtrain import params as params_mod
+    from wildtrain.families.detector.yolo import resolve_model_source, train_args
     from wildtrain.pipeline.convert import convert
     from wildtrain.pipeline.prepare import prepare
     from wildtrain.pipeline.train import train, train_data
 
-    p = params_mod.load(work / "params.yaml")
-    p = dataclasses.replace(
-        p,
-        data=dataclasses.replace(p.data, synthetic=dataclasses.replace(p.data.synthetic, num_images=args.images,
-                                                                        image_size=args.imgsz)),
-        train=dataclasses.replace(p.train, epochs=args.epochs, imgsz=args.imgsz, batch=8, workers=0, close_mosaic=0,
-                                  resume="never"),
-    )
+    p = small_params(work, images=args.images, imgsz=args.imgsz, epochs=args.epochs)
     prepare(p, work)
     convert(p, work)
 
     env.configure_ultralytics()  # the plain run must not get Ultralytics' own dvclive/MLflow callbacks either
     from ultralytics import YOLO
 
-    from wildtrain.families.detector.yolo import YoloAdapter, resolve_model_source
-
-    adapter = YoloAdapter()
-    plain_args = adapter.train_args(p.train, train_data(p, work), work / "runs" / "plain")
+    plain_args = train_args(p.train, train_data(p, work), work / "runs" / "plain")
 
     def run_stage() -> float:
         t = time.perf_counter()
@@ -77,13 +59,14 @@ def main() -> None:
     for _ in range(args.repeats):
         plain_s.append(run_plain())
         stage_s.append(run_stage())
+    load = load_line()
     ratio = min(stage_s) / min(plain_s)  # best-of-N: the least disturbed run of each
     result = {"images": args.images, "epochs": args.epochs, "imgsz": args.imgsz, "repeats": args.repeats,
               "plain_s": [round(x, 2) for x in plain_s], "stage_s": [round(x, 2) for x in stage_s],
               "ratio_stage_over_plain_best": round(ratio, 4),
               "ratio_stage_over_plain_median": round(statistics.median(stage_s) / statistics.median(plain_s), 4),
-              "goal": "<= 1.05"}
-    out = REPO / "benchmarks" / "results" / "train_overhead.json"
+              "goal": "<= 1.05", "load": load}
+    out = RESULTS / "train_overhead.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

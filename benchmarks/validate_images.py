@@ -49,7 +49,8 @@ def main() -> None:
     print(f"validation of {args.images} JPEGs ({args.size}x{args.size * 3 // 4}), {cores} cores")
     for workers, t in times.items():
         print(f"  {workers} worker(s): {t:6.2f} s  {args.images / t:7.1f} images/s")
-    print(f"  speed-up with {cores} workers: {times[1] / times[cores]:.2f}x")
+    print(f"  speed-up with {cores} workers: {times[1] / times[cores]:.2f}x; load average "
+          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} (other jobs on the cores skew this)")
 
 
 if __name__ == "__main__":

@@ -106,3 +106,20 @@ def wait_for_http(url: str, server: subprocess.Popen, timeout: float = 180) -> N
                 raise AssertionError(f"{server.args[:4]} exited: {server.stdout.read()[-3000:] if server.stdout else ''}")
             time.sleep(0.5)
     raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+def stop(server: subprocess.Popen) -> None:
+    """Stop a server started with start_new_session=True, and everything it spawned (SIGTERM, then SIGKILL)."""
+    import os
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 30)):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            server.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

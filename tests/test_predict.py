@@ -10,7 +10,6 @@ import base64
 import csv
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, free_port, wait_for_http
+from conftest import REPO, free_port, stop, wait_for_http
 
 pytestmark = pytest.mark.slow
 TWO_STAGE = "models:/wildtrain-two-stage@champion"
@@ -181,7 +180,9 @@ def test_served_model_answers_images_and_refuses_bad_requests(pipeline_repo, tmp
         (answer,) = body["predictions"]
         served = [[round(v, 1) for v in (x, y, x + w, y + h)] + [label]
                   for (x, y, w, h), label in zip(answer["boxes"], answer["labels"])]
-        assert sorted(served) == pytest.approx(sorted(expected), abs=0.11)  # the same boxes as wildtrain predict
+        assert len(served) == len(expected)  # the same boxes as wildtrain predict (CSV rounds to 0.01 px)
+        for got, want in zip(sorted(served), sorted(expected)):
+            assert got[4] == want[4] and max(abs(a - b) for a, b in zip(got[:4], want[:4])) <= 0.11, (got, want)
 
         bad = {"not an image": {"dataframe_split": {"columns": ["image"], "data": [[b64(b"hello, not a picture")]]}},
                "truncated": {"dataframe_split": {"columns": ["image"], "data": [[b64(image.read_bytes()[:200])]]}},
@@ -198,8 +199,7 @@ def test_served_model_answers_images_and_refuses_bad_requests(pipeline_repo, tmp
         status, body = post(f"{url}/invocations", bad["too large"])
         assert "over the limit of 250,000 pixels" in body["message"]
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(30)
+        stop(server)
         log.close()
 
 

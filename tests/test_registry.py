@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import free_port, wait_for_http
+from conftest import free_port, stop, wait_for_http
 from wildtrain.errors import WildtrainError
 from wildtrain.registry import CHALLENGER, CHAMPION, gate, register_model
 
@@ -180,8 +180,7 @@ def mlflow_server(tmp_path):
     url = f"http://127.0.0.1:{port}"
     wait_for_http(f"{url}/health", server)
     yield url
-    os.killpg(server.pid, 15)
-    server.wait(30)
+    stop(server)
 
 
 @pytest.mark.slow

@@ -40,7 +40,7 @@ def repo(tmp_path_factory) -> Path:
     sh(["python", "-m", "wildtrain.cli", "config", "apply", "configs/tiny.yaml"], repo, env)
     raw = yaml.safe_load((repo / "params.yaml").read_text())
     raw["train"].update(epochs=1, imgsz=64, batch=8, workers=0, close_mosaic=0)
-    raw["register"]["export_onnx"] = False
+    raw["register"]["export"] = False
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     sh(["dvc", "repro"], repo, env)
     sh(["git", "add", "-A"], repo, env)

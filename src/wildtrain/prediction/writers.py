@@ -96,8 +96,7 @@ class Outputs:
         canvas.save(target, quality=90)
 
     def close(self, summary: dict) -> dict:
-        detector = bool(self.coco) or not self.boxes or len(self.boxes[0]) == 7
-        if detector:
+        if self.card.task == "object-detection":
             write_text(self.out / "detections.csv",
                        _csv(self.boxes, ["image_path", "xmin", "ymin", "xmax", "ymax", "label", "score"]))
             write_json(self.out / "detections.json", {

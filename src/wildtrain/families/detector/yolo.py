@@ -10,6 +10,7 @@ that gives the same tensors gives the same file.
 from __future__ import annotations
 
 import contextlib
+import threading
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -160,27 +161,55 @@ def train(cfg, data: TrainData, workdir: Path, resume: bool, on_epoch: EpochCall
 
 
 class YoloNet:
-    """A loaded YOLO model: arrays in, boxes out in each array's own pixels (Ultralytics letterboxes to `size`)."""
+    """A loaded YOLO model: arrays in, boxes out in each array's own pixels.
+
+    The same steps as Ultralytics' `predict` (its AutoBackend with fused layers, its LetterBox, its NMS, its box
+    scaling), called directly on the whole batch of arrays: `YOLO.predict` also re-reads its settings, wraps the
+    arrays in a data loader, flips them BGR -> RGB and builds Results objects on every call (a few % of a CPU
+    forward pass of a batch of slices; more where the network is fast, on a GPU). tests/test_yolo_predict.py
+    checks the boxes and scores against `YOLO.predict`'s."""
 
     def __init__(self, model_dir: Path, card: ModelCard, device: str):
         from wildtrain.env import configure_ultralytics
 
         configure_ultralytics()
         from ultralytics import YOLO
+        from ultralytics.nn.autobackend import AutoBackend
+        from ultralytics.utils.checks import check_imgsz
+        from ultralytics.utils.torch_utils import select_device
 
-        self.model = YOLO(str(model_dir / card.weights), task="detect")
-        self.size = int(card.input["size"])
-        self.device = ultralytics_device(device).split(",")[0]
+        yolo = YOLO(str(model_dir / card.weights), task="detect")
+        self.device = select_device(ultralytics_device(device).split(",")[0], verbose=False)
+        self.backend = AutoBackend(model=yolo.model, device=self.device, fuse=True, verbose=False).eval()
+        self.imgsz = check_imgsz(int(card.input["size"]), stride=self.backend.stride, min_dim=2)
+        # as Ultralytics' predictor: imports torchvision, whose NMS its non_max_suppression then uses (its own
+        # fallback keeps other boxes), and runs one forward pass on CUDA
+        self.backend.warmup(imgsz=(1, 3, *self.imgsz))
+        # one forward pass at a time, as Ultralytics' predictor: its Detect head caches the anchors of the last input
+        # shape, so concurrent calls (a served model answers requests in threads) could decode with another's
+        self.lock = threading.Lock()
 
     def predict(self, images: Sequence[np.ndarray], *, conf: float, iou: float, max_det: int) -> list[Detections]:
-        bgr = [np.ascontiguousarray(im[..., ::-1]) for im in images]  # Ultralytics takes arrays as OpenCV's BGR
-        out = []
-        for r in self.model.predict(bgr, imgsz=self.size, conf=conf, iou=iou, max_det=max_det, device=self.device,
-                                    verbose=False, batch=max(1, len(bgr))):
-            xyxy = r.boxes.xyxy.cpu().numpy().astype(float)
-            out.append(Detections(boxes=[[x1, y1, x2 - x1, y2 - y1] for x1, y1, x2, y2 in xyxy.tolist()],
-                                  classes=r.boxes.cls.cpu().numpy().astype(int).tolist(),
-                                  scores=r.boxes.conf.cpu().numpy().astype(float).tolist()))
+        import torch
+        from ultralytics.data.augment import LetterBox
+        from ultralytics.utils import nms, ops
+
+        if not images:
+            return []
+        # as Ultralytics: same-shape batches padded to a stride multiple only, mixed ones to imgsz x imgsz; the
+        # arrays are RGB already (Ultralytics takes OpenCV's BGR and flips it)
+        letterbox = LetterBox(self.imgsz, auto=len({im.shape for im in images}) == 1, stride=self.backend.stride)
+        batch = np.stack([letterbox(image=im) for im in images])
+        with self.lock, torch.inference_mode():
+            x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).contiguous().float().div_(255)
+            kept = nms.non_max_suppression(self.backend(x), conf, iou, max_det=max_det,
+                                           end2end=getattr(self.backend, "end2end", False))
+            out = []
+            for det, im in zip(kept, images):
+                xyxy = ops.scale_boxes(x.shape[2:], det[:, :4], im.shape).cpu().numpy().astype(float)
+                out.append(Detections(boxes=[[x1, y1, x2 - x1, y2 - y1] for x1, y1, x2, y2 in xyxy.tolist()],
+                                      classes=det[:, 5].cpu().numpy().astype(int).tolist(),
+                                      scores=det[:, 4].cpu().numpy().astype(float).tolist()))
         return out
 
 
