@@ -67,6 +67,8 @@ def unpack(dlpk: Path, dst: Path) -> tuple[dict, Path, object]:
     package's own file (not from wildtrain)."""
     shutil.rmtree(dst, ignore_errors=True)
     with zipfile.ZipFile(dlpk) as z:
+        for name in z.namelist():  # what ArcGIS unpacks: plain relative members only
+            assert not name.startswith(("/", "\\")) and ".." not in Path(name).parts and ":" not in name, name
         z.extractall(dst)
     emd_file = next(dst.glob("*.emd"))
     emd = json.loads(emd_file.read_text())
