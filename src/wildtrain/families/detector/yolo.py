@@ -216,6 +216,21 @@ class YoloNet:
 NET = YoloNet
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Ultralytics' logger at WARNING for the duration (its warnings and errors still show)."""
+    import logging
+
+    from ultralytics.utils import LOGGER
+
+    level = LOGGER.level
+    LOGGER.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        LOGGER.setLevel(level)
+
+
 def export(model_dir: Path, card: ModelCard, out_dir: Path, images: Sequence[np.ndarray]) -> Exported:
     """ONNX (dynamic batch) and TorchScript through Ultralytics' exporter, which fuses the model and puts its Detect
     head in export mode: both output the raw head [N, 4 + classes, anchors]. The reference is the fused PyTorch
@@ -234,8 +249,10 @@ def export(model_dir: Path, card: ModelCard, out_dir: Path, images: Sequence[np.
     out_dir.mkdir(parents=True, exist_ok=True)
     pt = out_dir / WEIGHTS  # Ultralytics writes its exports beside the .pt: export from a copy
     shutil.copyfile(model_dir / card.weights, pt)
-    onnx = YOLO(str(pt), task="detect").export(format="onnx", imgsz=size, device="cpu", dynamic=True, verbose=False)
-    script = YOLO(str(pt), task="detect").export(format="torchscript", imgsz=size, device="cpu", verbose=False)
+    with _quiet():  # its exporter logs what to run next ("yolo predict model=/tmp/...") even with verbose=False
+        onnx = YOLO(str(pt), task="detect").export(format="onnx", imgsz=size, device="cpu", dynamic=True,
+                                                    verbose=False)
+        script = YOLO(str(pt), task="detect").export(format="torchscript", imgsz=size, device="cpu", verbose=False)
     pt.unlink()
 
     model = YOLO(str(model_dir / card.weights), task="detect").model.float().eval()
