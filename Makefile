@@ -15,7 +15,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 .DEFAULT_GOAL := help
 MMDET_MODEL ?= retinanet_r18
 
-.PHONY: help setup repro exp predict serve data-add train-yolo train-mmdet train-classifier train-segmenter evaluate register tune test test-fast dag metrics plots mlflow-ui bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-serve clean
+.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter evaluate register tune test test-fast dag metrics plots mlflow-ui bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-serve clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
@@ -44,6 +44,11 @@ SERVE_MODEL ?= models:/wildtrain-two-stage@champion
 PORT ?= 5001
 serve: $(STAMP) ## Serve a registered model over REST on 127.0.0.1 (PORT=5001, SERVE_MODEL=models:/NAME@ALIAS; POST /invocations)
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} mlflow models serve -m "$(SERVE_MODEL)" --env-manager local -h 127.0.0.1 -p $(PORT)
+
+TO ?= stac
+publish: $(STAMP) ## Write a model's publication (STAC item, .dlpk, ONNX, TorchScript, card): make publish MODEL=models:/NAME@ALIAS|folder [TO=stac|dlpk|onnx|torchscript|card] [OUT=dir]
+	@test -n "$(MODEL)" || { echo "error: give the model: make publish MODEL=models:/wildtrain-detector@champion TO=dlpk [OUT=dir]" >&2; exit 2; }
+	wildtrain export "$(if $(filter command line,$(origin OUT)),$(OUT),publication)" --model "$(MODEL)" --to "$(TO)"
 
 data-add: $(STAMP) ## Version a dataset with DVC as data/source/NAME and use it: make data-add SRC=path/to/folder-or-archive [NAME=name]
 	@test -n "$(SRC)" || { echo "error: give the dataset: make data-add SRC=path/to/folder-or-archive [NAME=name]" >&2; exit 2; }

@@ -86,8 +86,10 @@ def test_train_evaluate_register_tracks_and_registers(tmp_path, monkeypatch):
     assert "eval/f1_macro" in run.data.metrics and run.data.tags["model_sha256"] == card["hashes"]["weights_sha256"]
     assert run.data.tags["repro.cpu_kernels"] in ("avx2", "native")
     logged = {a.path for a in client.list_artifacts(run_id, "artifacts")}
-    assert {"artifacts/classifier_misclassified.png", "artifacts/model.onnx",
-            "artifacts/model.torchscript.pt"} <= logged
+    assert "artifacts/classifier_misclassified.png" in logged
+    published = {a.path for a in client.list_artifacts(run_id, "publish/v1")}
+    assert {"publish/v1/model.onnx", "publish/v1/model.torchscript.pt", "publish/v1/stac-item.json",
+            "publish/v1/wildtrain-classifier.dlpk", "publish/v1/MODEL_CARD.md"} <= published
 
     champion = mlflow.pyfunc.load_model("models:/wildtrain-classifier@champion")
     assert champion.metadata.signature is not None
@@ -105,17 +107,25 @@ def test_train_evaluate_register_tracks_and_registers(tmp_path, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["resnet18", "mobilenet_v3_small"])
 def test_export_parity_onnxruntime_and_torchscript(tmp_path, backbone):
+    from wildtrain.families.base import Exported, ExportIO
     from wildtrain.families.classifier.backbones import build
-    from wildtrain.families.classifier.export import export, parity
+    from wildtrain.families.classifier.data import MEAN, STD
+    from wildtrain.families.classifier.export import export
+    from wildtrain.publish.parity import check
 
     crops = write_crops(tmp_path, {"test": {"antelope": 3, "bird": 3}})
     torch.manual_seed(0)
     model = build(backbone, 4).eval()
     batch = crop_batch(sorted((crops / "test").rglob("*.png")), 64)
-    exported = export(model, 64, tmp_path / "export")
-    diffs = parity(model, exported, batch)
-    assert set(diffs) == {"onnx", "torchscript"} and max(diffs.values()) <= 1e-4, diffs
-    assert parity(model, exported, batch[:1])["onnx"] <= 1e-4  # dynamic batch dimension
+    with torch.no_grad():
+        logits = model(batch).numpy()
+    io = ExportIO(size=64, resize="stretch", mean=MEAN, std=STD, output="logits", output_dims=("batch", "class"),
+                  output_shape=(-1, 4), classes=("a", "b", "c", "d"), input_name="images", output_name="logits")
+    files = export(model, 64, tmp_path / "export")
+    report = check(Exported(files=files, io=io, reference=(batch.numpy(), logits)), {})
+    assert max(report["onnx"]["max_abs_diff"], report["torchscript"]["max_abs_diff"]) <= 1e-4, report
+    one = check(Exported(files=files, io=io, reference=(batch.numpy()[:1], logits[:1])), {})
+    assert one["onnx"]["max_abs_diff"] <= 1e-4  # dynamic batch dimension
 
 
 def _train_proc(root: Path, *args: str) -> subprocess.Popen:

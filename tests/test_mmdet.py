@@ -288,7 +288,8 @@ def test_dvc_repro_with_mmdet_through_evaluate_and_register(repo_copy: Path, tmp
     check = ("import mlflow, pandas as pd, sys; from mlflow.tracking import MlflowClient; "
              f"mlflow.set_tracking_uri('sqlite:///{repo_copy / 'mlflow.db'}'); "
              "v = MlflowClient().get_model_version_by_alias('wildtrain-detector', 'champion'); "
-             "print(sorted(a.path for a in MlflowClient().list_artifacts(v.run_id, 'artifacts'))); "
+             "print(sorted(a.path for a in MlflowClient().list_artifacts(v.run_id, 'artifacts') + "
+             "MlflowClient().list_artifacts(v.run_id, 'publish/v1'))); "
              "m = mlflow.pyfunc.load_model('models:/wildtrain-detector@champion'); "
              "r = m.predict(pd.DataFrame({'image_path': [sys.argv[1]]})); print(len(r), sorted(r[0]))")
     image = next((repo_copy / "data/raw/images").iterdir())
@@ -296,6 +297,21 @@ def test_dvc_repro_with_mmdet_through_evaluate_and_register(repo_copy: Path, tmp
                            text=True, timeout=300)
     assert shown.returncode == 0, shown.stderr[-3000:]
     artifacts, predicted = shown.stdout.strip().splitlines()[-2:]
-    assert "artifacts/mmdet_config.py" in artifacts and ".onnx" not in artifacts  # no ONNX without mmdeploy
+    assert "publish/v1/mmdet_config.py" in artifacts and ".onnx" not in artifacts  # no ONNX without mmdeploy
+    assert "publish/v1/stac-item.json" in artifacts and ".dlpk" not in artifacts
     assert predicted == "1 ['boxes', 'counts', 'labels', 'scores']"
+
+    # published all the same: a valid STAC item whose model asset is the registered PyTorch checkpoint, and a
+    # model card, both saying why there is no ONNX, TorchScript or .dlpk
+    from wildtrain.publish import stac
+
+    item = json.loads((repo_copy / "publish/detector/stac-item.json").read_text())
+    stac.validate(item)
+    assert item["assets"]["weights"]["href"] == "models:/wildtrain-detector/1"
+    assert "mlm:model" in item["assets"]["weights"]["roles"] and item["assets"]["config"]["href"] == "mmdet_config.py"
+    missing = item["properties"]["wildtrain:unavailable"]
+    assert set(missing) == {"onnx", "torchscript", "dlpk"} and "mmdeploy" in missing["onnx"]
+    card = (repo_copy / "publish/detector/MODEL_CARD.md").read_text()
+    assert "No onnx export: MMDetection models export to ONNX or TorchScript only through mmdeploy" in card
+    assert not list((repo_copy / "publish/detector").glob("*.dlpk"))
     assert not netlog.exists() or netlog.read_text() == "", netlog.read_text()

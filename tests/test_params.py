@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import yaml
 
-from wildtrain import params
+from wildtrain import families, params
 from wildtrain.errors import WildtrainError
 from conftest import REPO
 
@@ -24,7 +24,7 @@ def test_dvc_yaml_paths_match_params_paths():
     paths = params.Paths()
     outs = {o if isinstance(o, str) else next(iter(o)) for s in dvc["stages"].values() for o in s.get("outs", [])}
     assert outs == {paths.raw, paths.coco, paths.yolo, paths.crops, paths.models, paths.predictions, paths.classifier,
-                    f"{paths.predictions}_two_stage", paths.segmenter}
+                    f"{paths.predictions}_two_stage", paths.segmenter, *(f"{paths.publish}/{family}" for family in families.FAMILIES)}
     assert all(paths.source in s["deps"] for name, s in dvc["stages"].items() if name == "prepare")
     assert "metrics/train/metrics.json" in dvc["metrics"]
     assert "metrics/train_classifier/metrics.json" in dvc["metrics"]

@@ -53,6 +53,21 @@ def test_epoch_logger_writes_dvclive_and_mlflow(tmp_path, monkeypatch):
     assert not (tmp_path / "dvc.yaml").exists()  # dvclive must not write its own dvc.yaml
 
 
+def test_a_resume_after_a_kill_mid_summary_write_keeps_the_history(tmp_path):
+    """dvclive rewrites metrics.json in place: a training SIGKILLed then leaves it cut short, and resuming must go on
+    (the tests/test_phases.py resume met it) with the per-epoch history intact."""
+    logger = EpochLogger(tmp_path / "live", None)
+    for epoch in range(2):
+        logger.log_epoch(epoch, {"train/box_loss": 3.0 - epoch})
+    (tmp_path / "live/metrics.json").write_text('{"train": {"box_lo')  # the kill
+    resumed = EpochLogger(tmp_path / "live", None, resume=True)
+    resumed.log_epoch(2, {"train/box_loss": 1.0})
+    resumed.close()
+    rows = (tmp_path / "live/plots/metrics/train/box_loss.tsv").read_text().splitlines()
+    assert [r.split("\t")[0] for r in rows[1:]] == ["0", "1", "2"]
+    assert json.loads((tmp_path / "live/metrics.json").read_text())["train"]["box_loss"] == 1.0
+
+
 def test_results_csv_replay_for_ddp_runs(tmp_path):
     from wildtrain.families.detector.yolo import replay_results_csv
 

@@ -26,6 +26,7 @@ class Paths:
     classifier: str = "models_classifier"  # the species classifier's model folder
     segmenter: str = "models_segmenter"  # the semantic segmenter's model folder
     runs: str = "runs"  # training work folders (checkpoints for resume), runs/<family>
+    publish: str = "publish"  # register: publish/<family>/ (exports, STAC item, .dlpk, model card)
     metrics: str = "metrics"
     plots: str = "metrics/plots"
 

@@ -142,7 +142,7 @@ class Tracking:
 class Register:
     model_name: str = "wildtrain-detector"
     gate_metric: str = "map50_95"
-    export: bool = True  # ONNX beside the weights (YOLO; mmdet models export only through mmdeploy)
+    export: bool = True  # ONNX + TorchScript, parity-checked (mmdet models export only through mmdeploy)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ A trained model is a folder: `model.json` (a ModelCard) and the files it names. 
 - trains: canonical data -> files for such a folder (`Trained`), resuming from its own checkpoints;
 - loads: a folder -> a Predictor that holds the weights (loaded once) and predicts on RGB arrays;
 - evaluates: a Predictor + the held-out split -> metrics (the same code scores every framework);
-- exports: a folder -> portable files (ONNX, TorchScript), each checked against PyTorch.
+- exports: a folder -> portable files (ONNX, TorchScript) with what they take and give (`Exported`), and
+  PyTorch's own output on real held-out images, which publishing checks every export against.
 """
 
 from __future__ import annotations
@@ -96,6 +97,38 @@ class ModelCard:
 
 
 @dataclass(frozen=True)
+class ExportIO:
+    """What an exported model takes and gives, so it can be run, checked and described without wildtrain (the
+    DLPK's inference function, the STAC item's mlm:input/mlm:output, the parity check)."""
+
+    size: int  # square input side in px
+    resize: str  # "letterbox": long side to `size`, aspect kept, padded with 114 (YOLO) | "stretch": to size x size
+    mean: tuple[float, ...] | None  # per channel, on 0..1 values; None: the input is only divided by 255
+    std: tuple[float, ...] | None
+    output: str  # how to read the output: "yolo" [N, 4 + classes, anchors] (cx, cy, w, h in input px, then class
+    # scores) | "logits" [N, classes] | "segmentation" [N, classes, H, W] (per-pixel class logits)
+    output_dims: tuple[str, ...]
+    output_shape: tuple[int, ...]  # -1 where it varies (batch, anchors)
+    classes: tuple[str, ...]  # what each output class index means
+    input_name: str = "images"
+    output_name: str = "output0"
+
+
+@dataclass(frozen=True)
+class Exported:
+    """A family's portable copies of one model (`Family.export`). Publishing (wildtrain.publish) checks "onnx" and
+    "torchscript" against `reference`, and describes and packages them from `io` alone, whatever the family."""
+
+    files: dict[str, Path] = field(default_factory=dict)  # "onnx", "torchscript", and any other portable file
+    io: ExportIO | None = None  # None when nothing runnable was exported
+    reference: tuple[np.ndarray, np.ndarray] | None = None  # (inputs, PyTorch's outputs): real held-out images,
+    # preprocessed as `io` says, float32 [N, 3, size, size], and what the PyTorch model gives on exactly them
+    total_parameters: int | None = None
+    unavailable: dict[str, str] = field(default_factory=dict)  # format -> why this framework cannot export it
+    parts: dict[str, "Exported"] = field(default_factory=dict)  # a composite model's parts, by role
+
+
+@dataclass(frozen=True)
 class Detections:
     """One image's detections: boxes [x, y, w, h] in pixels of the image given, class indices into the card's
     class_names, scores."""
@@ -165,6 +198,7 @@ class Family(Protocol):
     register_section: str
     suffix: str  # of its metrics files: metrics/eval{suffix}.json, register{suffix}.json, train{suffix}/
     plot_files: tuple[str, ...]  # in Paths.plots, logged with the registered model
+    requirements: tuple[str, ...]  # requirements.txt packages ("name==") its served model needs beyond its framework's
 
     def model_dir(self, p, root: Path) -> Path: ...  # the pipeline's model folder (two_stage composes it)
 
@@ -177,7 +211,8 @@ class Family(Protocol):
     # metrics (with an `evaluation_hash` saying what they compare with); plots and predictions when write_outputs
     def evaluate(self, predictor: Predictor, p, root: Path, write_outputs: bool) -> dict: ...
 
-    def export(self, model_dir: Path, out_dir: Path, p, root: Path) -> dict[str, Path]: ...
+    # portable copies in out_dir + PyTorch's output on real held-out images (publishing checks and describes them)
+    def export(self, model_dir: Path, out_dir: Path, p, root: Path) -> Exported: ...
 
     def lineage(self, p, root: Path) -> dict[str, str]: ...  # extra tags of a registered version
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from wildtrain.data.crops import BACKGROUND, crop_box
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import Detections, ModelCard, check_options
+from wildtrain.families.base import Detections, Exported, ModelCard, check_options
 from wildtrain.io import link_or_copy, replaced_dir
 from wildtrain.layout import MODEL_CARD
 
@@ -90,6 +90,7 @@ class TwoStageFamily:
     name, task = "two_stage", "object-detection"
     train_section, evaluate_section, register_section = None, "evaluate", "two_stage"
     suffix = "_two_stage"  # metrics/eval_two_stage.json, metrics/register_two_stage.json
+    requirements = ()  # served-model packages beyond the framework's
     plot_files = ("two_stage_pr_curve.png", "two_stage_confusion.png", "two_stage_gallery.png")
 
     def model_dir(self, p, root: Path) -> Path:
@@ -134,16 +135,15 @@ class TwoStageFamily:
                          f"{role}_run_id": reg["run_id"]})
         return tags
 
-    def export(self, model_dir: Path, out_dir: Path, p, root: Path) -> dict[str, Path]:
-        """Each part's exports, under its role."""
+    def export(self, model_dir: Path, out_dir: Path, p, root: Path) -> Exported:
+        """Each part's exports, under its role (publishing checks each against its own PyTorch model)."""
         from wildtrain.families.classifier import FAMILY as classifier
         from wildtrain.families.detector import FAMILY as detector
 
-        out = {}
-        for role, family in ((DETECTOR, detector), (CLASSIFIER, classifier)):
-            files = family.export(model_dir / role, out_dir / role, p, root)
-            out.update({f"{role}_{k}": v for k, v in files.items()})
-        return out
+        parts = {role: family.export(model_dir / role, out_dir / role, p, root)
+                 for role, family in ((DETECTOR, detector), (CLASSIFIER, classifier))}
+        total = [part.total_parameters for part in parts.values()]
+        return Exported(parts=parts, total_parameters=None if None in total else sum(total))
 
 
 FAMILY = TwoStageFamily()

@@ -1,17 +1,22 @@
-"""Stages `register`, `register_classifier`, `register_two_stage`, `register_segmenter`: export and log the pipeline's
-model of a family with its lineage, register a version, and gate the aliases on the same test set
-(wildtrain.registry)."""
+"""Stages `register`, `register_classifier`, `register_two_stage`, `register_segmenter`: export and log the
+pipeline's model of a family with its lineage, register a version, and gate the aliases on the same test set
+(wildtrain.registry); then publish it (wildtrain.publish): parity-checked exports, a STAC-MLM item, an Esri .dlpk
+and a model card in `publish/<family>/`, also logged to the version's run as `publish/v<N>/`. An export that fails
+parity stops the stage before anything is registered."""
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
-from wildtrain import __version__, families
+from wildtrain import __version__, families, publish
+from wildtrain.env import tracking_uri
 from wildtrain.errors import WildtrainError
 from wildtrain.families.base import ModelCard
 from wildtrain.io import read_json, write_json
 from wildtrain.params import Params
+from wildtrain.publish.release import context as publish_context
+from wildtrain.publish.release import git_remote, release
 from wildtrain.tracking import mlflow_run
 from wildtrain.tracking.lineage import dvc_stage_hashes, git_commit
 
@@ -19,14 +24,14 @@ SERVING = ("mlflow==", "numpy==", "pandas==", "pillow==", "orjson==", "PyYAML=="
 FRAMEWORK_REQUIREMENTS = {"yolo": ("ultralytics==", "opencv-python=="),
                           "mmdet": ("mmdet==", "mmengine==", "mmcv-lite==", "opencv-python=="),
                           "lightning": ("albumentations==", "opencv-python-headless==")}
-FAMILY_REQUIREMENTS = {"segmenter": ("segmentation-models-pytorch==", "timm==", "huggingface-hub==", "safetensors==")}
 
 
-def requirements(root: Path, card: ModelCard, model_dir: Path) -> list[str]:
-    """The pinned lines of requirements.txt the served model imports (each part's, for a two-stage model)."""
+def requirements(root: Path, family, card: ModelCard, model_dir: Path) -> list[str]:
+    """The pinned lines of requirements.txt the served model imports (each part's framework, for a two-stage model;
+    and the family's own packages)."""
     frameworks = {card.framework} | {ModelCard.load(model_dir / sub).framework for sub in card.components.values()}
     wanted = SERVING + tuple(x for f in sorted(frameworks) for x in FRAMEWORK_REQUIREMENTS.get(f, ())) \
-        + FAMILY_REQUIREMENTS.get(card.family, ())
+        + family.requirements
     req = root / "requirements.txt"
     lines = req.read_text().splitlines() if req.is_file() else []
     return sorted({ln.strip() for ln in lines if ln.strip().startswith(wanted)})
@@ -48,6 +53,18 @@ def signature(predictor, p: Params):
     return ModelSignature(inputs=inputs, params=ParamSchema(specs))
 
 
+def log_publication(run_id: str, folder: Path, version: int) -> None:
+    """The publication folder as artifacts of the version's run (`publish/v<N>/`: a run may register again)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        MlflowClient().log_artifacts(run_id, str(folder), artifact_path=f"publish/v{version}")
+    except MlflowException as e:
+        raise WildtrainError(f"MLflow: logging {folder} to run {run_id} failed ({' '.join(str(e).split())[:200]}); "
+                             f"version {version} is registered without it: rerun the stage") from None
+
+
 def register(p: Params, root: Path, family: str = "detector") -> dict:
     fam = families.get(family)
     r = getattr(p, fam.register_section)
@@ -56,13 +73,14 @@ def register(p: Params, root: Path, family: str = "detector") -> dict:
     ev = read_json(root / p.paths.metrics / f"eval{fam.suffix}.json", "evaluation metrics")
     metrics = {k: float(v) for k, v in ev.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     training = card.training
+    git = git_commit(root)
     tags = {"family": fam.name, "framework": card.framework, "architecture": card.architecture,
             "dataset_hash": str(training.get("dataset_hash", "")),
             "data_source": str(training.get("data_source", "unknown")),
             "data_source_md5": str(training.get("data_source_md5", "none")),
             "model_sha256": str(card.hashes.get("weights_sha256", "")),
             "tensors_sha256": str(card.hashes.get("tensors_sha256", "")), "wildtrain_version": __version__,
-            **git_commit(root), **dvc_stage_hashes(root), **fam.lineage(p, root)}
+            **git, **dvc_stage_hashes(root), **fam.lineage(p, root)}
     device = getattr(p, fam.evaluate_section).device
     predictor = fam.load(model_dir, device)
 
@@ -74,22 +92,36 @@ def register(p: Params, root: Path, family: str = "detector") -> dict:
 
     from wildtrain.registry import register_model
 
-    mlflow_run.connect(p.tracking.experiment, root)
-    run_id = training.get("mlflow_run_id")
-    if not run_id:  # a composed model (two_stage) has no training run of its own
-        with mlflow_run.run(p.tracking.experiment, run_name=f"register-{fam.name}", root=root) as run:
-            run_id = run.info.run_id
-    with tempfile.TemporaryDirectory(prefix="wildtrain-export-") as tmp:
-        exported = fam.export(model_dir, Path(tmp), p, root) if getattr(r, "export", True) else {}
+    context = publish_context(fam, p, root, card, model_dir, ev, f"metrics/eval{fam.suffix}.json")
+    with tempfile.TemporaryDirectory(prefix="wildtrain-publish-") as tmp:
+        # exports checked against PyTorch and every document drafted before the registry is touched: a failing
+        # export stops here, with nothing registered
+        draft = release(card, r.model_name, None, git=git)
+        staged = publish.stage(fam, model_dir, Path(tmp), p, root, context, draft, export=getattr(r, "export", True))
+        mlflow_run.connect(p.tracking.experiment, root)
+        run_id = training.get("mlflow_run_id")
+        if not run_id:  # a composed model (two_stage) has no training run of its own
+            with mlflow_run.run(p.tracking.experiment, run_name=f"register-{fam.name}", root=root) as run:
+                run_id = run.info.run_id
         plots = [root / p.paths.plots / name for name in fam.plot_files]
-        artifacts = [root / p.paths.metrics / f"eval{fam.suffix}.json", *[f for f in plots if f.is_file()],
-                     *exported.values()]
+        artifacts = [root / p.paths.metrics / f"eval{fam.suffix}.json", *[f for f in plots if f.is_file()]]
+        if context.data:
+            artifacts.append(root / p.paths.metrics / "data.json")
         result = register_model(run_id=run_id, name=r.model_name, gate_metric=r.gate_metric, metrics=metrics,
                                 evaluation=ev["evaluation_hash"], tags=tags, model_dir=model_dir, artifacts=artifacts,
-                                pip_requirements=requirements(root, card, model_dir),
+                                pip_requirements=requirements(root, fam, card, model_dir),
                                 signature=signature(predictor, p), reevaluate=reevaluate)
-    result["exports"] = sorted(exported)
+        final = release(card, r.model_name, result["version"], aliases=result["aliases"], run_id=run_id,
+                        tracking_uri=tracking_uri(root), git=git, git_remote=git_remote(root))
+        out = root / p.paths.publish / fam.name
+        files = publish.finish(staged, out, final)
+    log_publication(run_id, out, result["version"])
+    result["exports"] = sorted(k for k in files if k.endswith(("onnx", "torchscript")))
+    result["publish"] = {k: str(f.relative_to(root)) for k, f in sorted(files.items())}
+    result["parity"] = publish.parity.summary(staged.parity)
     write_json(root / p.paths.metrics / f"register{fam.suffix}.json", result)
     print(f"register: {result['model_name']} v{result['version']} -> {', '.join(result['aliases'])} "
           f"({result['reason']})")
+    print(f"publish: {out.relative_to(root)}/ ({', '.join(sorted(files))}); parity: "
+          f"{'; '.join(result['parity']) or 'no exports'}")
     return result

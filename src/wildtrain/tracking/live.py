@@ -5,6 +5,7 @@ Adapters call `EpochLogger.log_epoch` and never import dvclive or mlflow themsel
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -31,6 +32,12 @@ class EpochLogger:
     def __init__(self, live_dir: str | Path, mlflow_run_id: str | None, resume: bool = False):
         from dvclive import Live
 
+        summary = Path(live_dir) / "metrics.json"
+        if resume and summary.is_file():
+            try:
+                json.loads(summary.read_text(encoding="utf-8"))
+            except ValueError:  # killed while dvclive rewrote it (in place, not atomic): the next epoch rewrites it
+                summary.unlink()
         # dvcyaml=None: our dvc.yaml declares these files; dvclive must not rewrite it or save its own exp.
         self.live = Live(str(live_dir), resume=resume, dvcyaml=None, save_dvc_exp=False, report=None)
         self.run_id = mlflow_run_id

@@ -8,6 +8,7 @@ handed to later stages are a plain state dict (`models_classifier/model.pt`, loa
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,10 @@ def fit(cfg, dm: CropDataModule, module: CropClassifier, workdir: Path, on_epoch
                              enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     except (ValueError, RuntimeError) as e:  # Lightning's MisconfigurationException is a ValueError
         raise WildtrainError(f"classifier: {str(e).splitlines()[0]}") from None
+    if accelerator == "cpu" and devices == 1:
+        # One thread per core, stated rather than inherited: the thread count changes the weights, and a parent
+        # process that imported Ultralytics has set OMP_NUM_THREADS=1 in the environment stages inherit.
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=False)
     if not trainer.is_global_zero:

@@ -2,8 +2,8 @@
 
 Each framework module gives `train(cfg, data, workdir, resume, on_epoch) -> Trained`, a net class
 `(model_dir, card, device)` whose `predict(arrays, conf, iou, max_det)` returns Detections, and
-`export(model_dir, card, out_dir)`. Everything else — slicing large images, evaluation, the card — is here,
-the same for both.
+`export(model_dir, card, out_dir, images) -> Exported` (with the PyTorch model's output on those held-out
+images). Everything else — slicing large images, evaluation, the card — is here, the same for both.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from typing import Sequence
 import numpy as np
 
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import Detections, ModelCard, Trained, TrainData, check_options
+from wildtrain.families.base import Detections, Exported, ModelCard, Trained, TrainData, check_options
 from wildtrain.slicing import predict_sliced, slice_size
 
 FRAMEWORKS = ("yolo", "mmdet")
 DEFAULT_OVERLAP = 0.2  # slicing of images larger than the training images, when the model was not trained on tiles
+PARITY_IMAGES = 8  # held-out images (of the evaluate split) the exports are checked on
 
 
 def framework(name: str):
@@ -63,6 +64,7 @@ class DetectorFamily:
     name, task = "detector", "object-detection"
     train_section, evaluate_section, register_section = "train", "evaluate", "register"
     suffix = ""  # metrics/eval.json, metrics/register.json, metrics/train/
+    requirements = ()  # served-model packages beyond the framework's
     plot_files = ("pr_curve.png", "confusion.png", "gallery.png")  # in Paths.plots, logged with the model
 
     def model_dir(self, p, root: Path) -> Path:
@@ -91,9 +93,22 @@ class DetectorFamily:
     def lineage(self, p, root: Path) -> dict[str, str]:
         return {}
 
-    def export(self, model_dir: Path, out_dir: Path, p, root: Path) -> dict[str, Path]:
+    def export(self, model_dir: Path, out_dir: Path, p, root: Path) -> Exported:
         card = ModelCard.load(model_dir)
-        return framework(card.framework).export(model_dir, card, out_dir)
+        return framework(card.framework).export(model_dir, card, out_dir, parity_images(p, root))
+
+
+def parity_images(p, root: Path) -> list[np.ndarray]:
+    """The first PARITY_IMAGES full images of the split the detector is evaluated on (real, held out)."""
+    from wildtrain.data.images import load_rgb
+    from wildtrain.evaluate.detection import test_split
+    from wildtrain.layout import image_root
+
+    coco_file, ds, _ = test_split(p, root)
+    if not ds.images:
+        raise WildtrainError(f"{coco_file}: no images to check the exports on")
+    folder = image_root(coco_file, ds.info)
+    return [load_rgb(folder / im["file_name"]) for im in ds.images[:PARITY_IMAGES]]
 
 
 FAMILY = DetectorFamily()

@@ -22,7 +22,8 @@ import numpy as np
 
 from wildtrain.devices import resolve_device
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import Detections, EpochCallback, ModelCard, Trained, TrainData, tensors_sha256
+from wildtrain.families.base import (Detections, EpochCallback, Exported, ModelCard, Trained, TrainData,
+                                    tensors_sha256)
 
 # name -> config under mmdet's packaged configs (mmdet/.mim/configs)
 MODELS = {
@@ -491,8 +492,13 @@ class MmdetNet:
 NET = MmdetNet
 
 
-def export(model_dir: Path, card: ModelCard, out_dir: Path) -> dict[str, Path]:
-    """No ONNX: mmdet models export only through mmdeploy. The portable artifact is the config beside the weights."""
+MMDEPLOY = ("MMDetection models export to ONNX or TorchScript only through mmdeploy, which needs compiled mmcv ops "
+            "(not installed: README \"MMDetection\")")
+
+
+def export(model_dir: Path, card: ModelCard, out_dir: Path, images: Sequence[np.ndarray]) -> Exported:
+    """No ONNX or TorchScript (mmdeploy's job, and mmdeploy needs compiled mmcv). The portable artifact is the
+    config beside the weights; the reasons go into the STAC item and the model card."""
     import torch
     from mmengine.config import Config
 
@@ -502,4 +508,7 @@ def export(model_dir: Path, card: ModelCard, out_dir: Path) -> dict[str, Path]:
     config = out_dir / "mmdet_config.py"
     ckpt = torch.load(model_dir / card.weights, map_location="cpu", weights_only=True)
     write_text(config, Config(ckpt["config"]).pretty_text)
-    return {"mmdet_config": config}
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    total = sum(v.numel() for k, v in ckpt["state_dict"].items() if not k.endswith(buffers))
+    return Exported(files={"mmdet_config": config}, total_parameters=int(total),
+                    unavailable={"onnx": MMDEPLOY, "torchscript": MMDEPLOY})

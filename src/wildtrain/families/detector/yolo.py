@@ -1,5 +1,5 @@
 """Ultralytics YOLO as a detector framework: train from a model YAML or a local .pt, load once, predict on
-arrays, export ONNX.
+arrays, export ONNX and TorchScript.
 
 Ultralytics checkpoints are pickles (not loadable with weights_only=True); we only load the ones this
 pipeline wrote or a local file the user named in params.yaml. The model folder gets a slim checkpoint
@@ -18,7 +18,8 @@ import numpy as np
 
 from wildtrain.devices import resolve_device
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import Detections, EpochCallback, ModelCard, Trained, TrainData, tensors_sha256
+from wildtrain.families.base import (Detections, EpochCallback, Exported, ExportIO, ModelCard, Trained, TrainData,
+                                    tensors_sha256)
 from wildtrain.io import write_torch
 
 WEIGHTS = "model.pt"
@@ -215,18 +216,56 @@ class YoloNet:
 NET = YoloNet
 
 
-def export(model_dir: Path, card: ModelCard, out_dir: Path) -> dict[str, Path]:
-    """ONNX through Ultralytics (it writes beside the .pt, so export from a copy in out_dir)."""
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Ultralytics' logger at WARNING for the duration (its warnings and errors still show)."""
+    import logging
+
+    from ultralytics.utils import LOGGER
+
+    level = LOGGER.level
+    LOGGER.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        LOGGER.setLevel(level)
+
+
+def export(model_dir: Path, card: ModelCard, out_dir: Path, images: Sequence[np.ndarray]) -> Exported:
+    """ONNX (dynamic batch) and TorchScript through Ultralytics' exporter, which fuses the model and puts its Detect
+    head in export mode: both output the raw head [N, 4 + classes, anchors]. The reference is the fused PyTorch
+    model (as predict runs it) on `images` letterboxed to the training size, as predict feeds a square batch."""
     import shutil
+
+    import torch
 
     from wildtrain.env import configure_ultralytics
 
     configure_ultralytics()
     from ultralytics import YOLO
+    from ultralytics.data.augment import LetterBox
 
+    size = int(card.input["size"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    pt = out_dir / WEIGHTS
+    pt = out_dir / WEIGHTS  # Ultralytics writes its exports beside the .pt: export from a copy
     shutil.copyfile(model_dir / card.weights, pt)
-    onnx = YOLO(str(pt), task="detect").export(format="onnx", imgsz=int(card.input["size"]), device="cpu",
-                                                verbose=False)
-    return {"onnx": Path(onnx)}
+    with _quiet():  # its exporter logs what to run next ("yolo predict model=/tmp/...") even with verbose=False
+        onnx = YOLO(str(pt), task="detect").export(format="onnx", imgsz=size, device="cpu", dynamic=True,
+                                                    verbose=False)
+        script = YOLO(str(pt), task="detect").export(format="torchscript", imgsz=size, device="cpu", verbose=False)
+    pt.unlink()
+
+    model = YOLO(str(model_dir / card.weights), task="detect").model.float().eval()
+    total = sum(p.numel() for p in model.parameters())
+    letterbox = LetterBox((size, size), auto=False, stride=int(max(model.stride)))
+    x = np.stack([letterbox(image=im) for im in images]).transpose(0, 3, 1, 2).astype(np.float32) / 255
+    x = np.ascontiguousarray(x)
+    with torch.inference_mode():
+        ref = model.fuse(verbose=False)(torch.from_numpy(x))
+    ref = (ref[0] if isinstance(ref, (list, tuple)) else ref).float().numpy()
+    io = ExportIO(size=size, resize="letterbox", mean=None, std=None, output="yolo",
+                  output_dims=("batch", "box_and_class_scores", "anchor"),
+                  output_shape=(-1, 4 + len(card.class_names), -1), classes=tuple(card.class_names),
+                  input_name="images", output_name="output0")
+    return Exported(files={"onnx": Path(onnx), "torchscript": Path(script)}, io=io, reference=(x, ref),
+                    total_parameters=int(total))

@@ -1,4 +1,4 @@
-"""ONNX and TorchScript copies of the U-Net, and a parity check of both against PyTorch.
+"""ONNX and TorchScript copies of the U-Net (publishing checks both against PyTorch: wildtrain.publish.parity).
 
 Both take a normalized float32 batch `images` (N, 3, H, W), H and W multiples of 32 (the card's `size` is what
 it was trained at), and return `logits` (N, classes, H, W); batch, height and width are dynamic. ONNX goes
@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ONNX_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.torchscript.pt"
-PARITY_TOLERANCE = 1e-3  # max |logit difference|: a U-Net sums more products than a classifier head
 
 
 def export(model: torch.nn.Module, imgsz: int, out_dir: Path) -> dict[str, Path]:
@@ -27,15 +25,3 @@ def export(model: torch.nn.Module, imgsz: int, out_dir: Path) -> dict[str, Path]
                           output_names=["logits"], dynamic_axes=axes, opset_version=17)
         torch.jit.save(torch.jit.trace(model, example), str(ts_path))
     return {"onnx": onnx_path, "torchscript": ts_path}
-
-
-def parity(model: torch.nn.Module, exported: dict[str, Path], batch: torch.Tensor) -> dict[str, float]:
-    """Max |logit difference| of each export vs the PyTorch model on the same batch."""
-    import onnxruntime as ort
-
-    with torch.no_grad():
-        ref = model.eval().cpu()(batch).numpy()
-        ts = torch.jit.load(str(exported["torchscript"]), map_location="cpu")(batch).numpy()
-    session = ort.InferenceSession(str(exported["onnx"]), providers=["CPUExecutionProvider"])
-    onnx_out = session.run(None, {"images": batch.numpy().astype(np.float32)})[0]
-    return {"onnx": float(np.abs(onnx_out - ref).max()), "torchscript": float(np.abs(ts - ref).max())}
