@@ -10,6 +10,7 @@ import lightning.pytorch as pl
 import torch
 import torchmetrics
 
+from wildtrain.families import optim
 from wildtrain.families.classifier.backbones import build
 
 MONITOR = {"f1_macro": ("val/f1_macro", "max"), "accuracy": ("val/accuracy", "max"), "loss": ("val/loss", "min")}
@@ -48,14 +49,4 @@ class CropClassifier(pl.LightningModule):
 
     def configure_optimizers(self):
         h = self.hparams
-        params = self.parameters()
-        if h.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=h.lr, momentum=0.9, weight_decay=h.weight_decay)
-        elif h.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=h.lr, weight_decay=h.weight_decay)
-        else:
-            opt = torch.optim.AdamW(params, lr=h.lr, weight_decay=h.weight_decay)
-        if h.scheduler == "none":
-            return opt
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, h.epochs))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        return optim.configure(self.parameters(), h.optimizer, h.lr, h.weight_decay, h.scheduler, h.epochs)
