@@ -17,47 +17,11 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from common import load_line  # noqa: E402
-
-
-def lightning_run(dm, make_module, epochs: int) -> float:
-    import lightning.pytorch as pl
-
-    class Clock(pl.Callback):
-        def on_train_epoch_start(self, trainer, module):
-            if trainer.current_epoch == 1:
-                self.t0 = time.perf_counter()
-
-        def on_train_end(self, trainer, module):
-            self.seconds = time.perf_counter() - self.t0
-
-    clock = Clock()
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                         num_sanity_val_steps=0, callbacks=[clock])
-    trainer.fit(make_module(), datamodule=dm)
-    return clock.seconds
-
-
-def bare_run(dm, make_module, epochs: int) -> float:
-    module = make_module()
-    opt = module.configure_optimizers()["optimizer"]
-    loader = dm.train_dataloader()
-    module.model.train()
-    for epoch in range(epochs):
-        if epoch == 1:
-            t0 = time.perf_counter()
-        for x, y in loader:
-            opt.zero_grad(set_to_none=True)
-            loss = module.loss(module.model(x), y)
-            loss.backward()
-            opt.step()
-    return time.perf_counter() - t0
+from common import bare_run, lightning_run, load_line  # noqa: E402
 
 
 def write_splits(work: Path, images: int, size: int) -> dict[str, Path]:

@@ -108,7 +108,7 @@ class ClassifierFamily:
 
         from wildtrain.data.images import load_rgb
         from wildtrain.families.classifier.data import scan_split
-        from wildtrain.families.classifier.export import export
+        from wildtrain.families.torch_export import export
 
         predictor = self.load(model_dir, "cpu")
         card = predictor.card

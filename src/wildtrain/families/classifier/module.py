@@ -6,17 +6,16 @@ stopping see the same numbers on every rank.
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
 import torch
 import torchmetrics
 
-from wildtrain.families import optim
 from wildtrain.families.classifier.backbones import build
+from wildtrain.families.lightning_module import SupervisedModule
 
 MONITOR = {"f1_macro": ("val/f1_macro", "max"), "accuracy": ("val/accuracy", "max"), "loss": ("val/loss", "min")}
 
 
-class CropClassifier(pl.LightningModule):
+class CropClassifier(SupervisedModule):
     def __init__(self, backbone: str, num_classes: int, lr: float, weight_decay: float, optimizer: str,
                  scheduler: str, epochs: int, class_weights: list[float] | None = None, pretrained: bool = False,
                  weights: str = ""):
@@ -29,15 +28,6 @@ class CropClassifier(pl.LightningModule):
         self.val_acc = torchmetrics.Accuracy(**task)
         self.val_f1 = torchmetrics.F1Score(average="macro", **task)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = self.loss(self(x), y)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
-        return loss
-
     def validation_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
@@ -46,7 +36,3 @@ class CropClassifier(pl.LightningModule):
         self.log("val/loss", self.loss(logits, y), on_epoch=True, sync_dist=True, batch_size=len(y))
         self.log("val/accuracy", self.val_acc, on_epoch=True, batch_size=len(y))
         self.log("val/f1_macro", self.val_f1, on_epoch=True, batch_size=len(y))
-
-    def configure_optimizers(self):
-        h = self.hparams
-        return optim.configure(self.parameters(), h.optimizer, h.lr, h.weight_decay, h.scheduler, h.epochs)

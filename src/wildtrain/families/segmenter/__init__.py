@@ -142,13 +142,13 @@ class SegmenterFamily:
         import torch
 
         from wildtrain.families.segmenter.data import Split
-        from wildtrain.families.segmenter.export import export
+        from wildtrain.families.torch_export import export
 
         predictor = self.load(model_dir, "cpu")
         card = predictor.card
         split = Split(root / p.paths.coco / f"{p.segmenter_evaluate.split}.json", card.input.get("missing_masks", "boxes"))
         batch, _ = predictor.tensors([split.image(i) for i in range(min(PARITY_IMAGES, len(split)))])
-        files = export(predictor.model, predictor.size, out_dir)
+        files = export(predictor.model, predictor.size, out_dir, spatial=True)
         with torch.inference_mode():
             logits = predictor.model.eval()(batch).float().numpy()
         io = ExportIO(size=predictor.size, resize="stretch", mean=tuple(card.input["mean"]), std=tuple(card.input["std"]),

@@ -7,20 +7,19 @@ see the same number on every rank.
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
 import torch
 import torchmetrics
 
 from wildtrain.data.masks import IGNORE
 from wildtrain.evaluate.segmentation import scores
-from wildtrain.families import optim
+from wildtrain.families.lightning_module import SupervisedModule
 from wildtrain.families.segmenter.losses import SegmentationLoss
 from wildtrain.families.segmenter.network import build
 
 MONITOR = {"miou": ("val/miou", "max"), "loss": ("val/loss", "min")}
 
 
-class SegmentationModule(pl.LightningModule):
+class SegmentationModule(SupervisedModule):
     def __init__(self, encoder: str, encoder_depth: int, decoder_channels: int, num_classes: int, lr: float,
                  weight_decay: float, optimizer: str, scheduler: str, epochs: int, loss: str, focal_gamma: float,
                  class_weights: list[float] | None = None, weights: str = ""):
@@ -30,15 +29,6 @@ class SegmentationModule(pl.LightningModule):
         self.loss = SegmentationLoss(loss, num_classes, class_weights, focal_gamma, IGNORE)
         self.val_confusion = torchmetrics.ConfusionMatrix(task="multiclass", num_classes=num_classes,
                                                           ignore_index=IGNORE)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = self.loss(self(x), y)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
-        return loss
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
@@ -51,7 +41,3 @@ class SegmentationModule(pl.LightningModule):
         self.val_confusion.reset()
         self.log("val/miou", s["miou"] if s["miou"] is not None else 0.0)
         self.log("val/pixel_accuracy", s["pixel_accuracy"])
-
-    def configure_optimizers(self):
-        h = self.hparams
-        return optim.configure(self.parameters(), h.optimizer, h.lr, h.weight_decay, h.scheduler, h.epochs)
