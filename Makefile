@@ -15,7 +15,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 .DEFAULT_GOAL := help
 MMDET_MODEL ?= retinanet_r18
 
-.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier evaluate register tune test test-fast dag metrics plots mlflow-ui bench bench-data bench-data-add bench-classifier bench-predict bench-serve clean
+.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter evaluate register tune test test-fast dag metrics plots mlflow-ui bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-serve clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP) ## Create .venv with pinned requirements and wildtrain installed (editable)
 
-repro: $(STAMP) ## Run the whole pipeline: prepare -> convert -> detector, classifier, two-stage model (train/evaluate/register)
+repro: $(STAMP) ## Run the whole pipeline: prepare -> convert -> detector, classifier, two-stage model, segmenter (train/evaluate/register)
 	dvc repro
 
 exp: $(STAMP) ## A DVC experiment with the project's tools, no venv to activate: make exp S="train.lr0=0.005 train.epochs=60"
@@ -62,6 +62,9 @@ train-mmdet: $(STAMP) ## Train an MMDetection model as a DVC experiment (MMDET_M
 
 train-classifier: $(STAMP) ## Run the pipeline up to a trained species classifier on the ROI crops
 	dvc repro train_classifier
+
+train-segmenter: $(STAMP) ## Run the pipeline up to a trained semantic segmenter (U-Net) on the masks
+	dvc repro train_segmenter
 
 evaluate: $(STAMP) ## Run up to the detector's evaluation (COCO mAP on the test split)
 	dvc repro evaluate
@@ -105,6 +108,10 @@ bench-data-add: $(STAMP) ## Benchmark: wildtrain data add vs cp -r + dvc add on 
 bench-classifier: $(STAMP) ## Benchmark: classifier DataModule + Lightning vs a bare PyTorch loop (images/s ratio)
 	python benchmarks/classifier_throughput.py
 
+bench-segmenter: $(STAMP) ## Benchmarks: segmenter training vs a bare PyTorch loop (images/s); sliced masks of a 2300x2500 image
+	python benchmarks/segmenter_throughput.py
+	python benchmarks/sliced_masks.py
+
 bench-predict: $(STAMP) ## Benchmark: wildtrain predict's sliced inference vs SAHI on 2300x2500 images (same boxes? time ratio)
 	python benchmarks/sliced_vs_sahi.py --whole
 
@@ -112,4 +119,4 @@ bench-serve: $(STAMP) ## Benchmark: mlflow models serve (base64 JPEG requests) v
 	python benchmarks/serve_throughput.py
 
 clean: ## Remove generated state (runs, MLflow store, stage outputs); keeps .venv, data/source and the DVC cache
-	rm -rf runs mlruns mlflow.db .ultralytics models models_classifier dvc_plots data/raw data/coco data/yolo data/crops data/reports data/predictions data/predictions_two_stage
+	rm -rf runs mlruns mlflow.db .ultralytics models models_classifier models_segmenter dvc_plots data/raw data/coco data/yolo data/crops data/reports data/predictions data/predictions_two_stage

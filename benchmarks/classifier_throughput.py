@@ -16,11 +16,10 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, load_line  # noqa: E402
+from common import RESULTS, bare_run, lightning_run, load_line  # noqa: E402
 
 CLASSES = {"antelope": (176, 104, 48), "bird": (250, 250, 245), "elephant": (120, 116, 112), "zebra": (20, 20, 20)}
 
@@ -41,44 +40,6 @@ def write_crops(crops: Path, per_split: dict[str, int], size: int = 48) -> None:
                 shape = ImageDraw.Draw(im).ellipse if k % 2 == 0 else ImageDraw.Draw(im).rectangle
                 shape([m, m, size - m, size - m - 8 * (k // 2)], fill=colour)
                 im.save(folder / f"{name}_{i}.png")
-
-
-def lightning_run(dm, make_module, epochs: int) -> float:
-    import lightning.pytorch as pl
-
-    class Clock(pl.Callback):
-        def on_train_epoch_start(self, trainer, module):
-            if trainer.current_epoch == 1:
-                self.t0 = time.perf_counter()
-
-        def on_train_end(self, trainer, module):
-            self.seconds = time.perf_counter() - self.t0
-
-    clock = Clock()
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                         num_sanity_val_steps=0, callbacks=[clock])
-    trainer.fit(make_module(), datamodule=dm)
-    return clock.seconds
-
-
-def bare_run(dm, make_module, epochs: int) -> float:
-    import torch
-
-    module = make_module()
-    opt = module.configure_optimizers()["optimizer"]
-    loader = dm.train_dataloader()
-    module.model.train()
-    for epoch in range(epochs):
-        if epoch == 1:
-            t0 = time.perf_counter()
-        for x, y in loader:
-            opt.zero_grad(set_to_none=True)
-            loss = module.loss(module.model(x), y)
-            loss.backward()
-            opt.step()
-    torch.cuda.synchronize() if torch.cuda.is_available() else None
-    return time.perf_counter() - t0
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +90,44 @@ def load_line() -> str:
     """The machine's load averages when a figure was measured (2 shared cores: other jobs skew timings)."""
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} cores"
+
+
+def lightning_run(dm, make_module, epochs: int) -> float:
+    """Seconds of training epochs 1.. (epoch 0 is warm-up) by a plain Lightning Trainer (no validation, logger or
+    checkpoints): the family's DataModule and LightningModule as its stage uses them."""
+    import lightning.pytorch as pl
+
+    class Clock(pl.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            if trainer.current_epoch == 1:
+                self.t0 = time.perf_counter()
+
+        def on_train_end(self, trainer, module):
+            self.seconds = time.perf_counter() - self.t0
+
+    clock = Clock()
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                         num_sanity_val_steps=0, callbacks=[clock])
+    trainer.fit(make_module(), datamodule=dm)
+    return clock.seconds
+
+
+def bare_run(dm, make_module, epochs: int) -> float:
+    """The same epochs as a bare PyTorch loop over the same DataLoader, network, loss and optimizer."""
+    import torch
+
+    module = make_module()
+    opt = module.configure_optimizers()["optimizer"]
+    loader = dm.train_dataloader()
+    module.model.train()
+    for epoch in range(epochs):
+        if epoch == 1:
+            t0 = time.perf_counter()
+        for x, y in loader:
+            opt.zero_grad(set_to_none=True)
+            loss = module.loss(module.model(x), y)
+            loss.backward()
+            opt.step()
+    torch.cuda.synchronize() if torch.cuda.is_available() else None
+    return time.perf_counter() - t0

@@ -13,8 +13,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NETBLOCK = Path(__file__).parent / "netblock"
-REPO_ENTRIES = ["dvc.yaml", "params.yaml", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore", "stages", "data/source",
-                "src", "configs", "pyproject.toml", "requirements.txt", "Makefile"]
+REPO_ENTRIES = ["dvc.yaml", "params.yaml", ".dvc/config", ".dvc/.gitignore", ".dvc/plots", ".dvcignore", ".gitignore",
+                "stages", "data/source", "src", "configs", "pyproject.toml", "requirements.txt", "Makefile"]
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

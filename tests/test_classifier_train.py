@@ -110,7 +110,7 @@ def test_export_parity_onnxruntime_and_torchscript(tmp_path, backbone):
     from wildtrain.families.base import Exported, ExportIO
     from wildtrain.families.classifier.backbones import build
     from wildtrain.families.classifier.data import MEAN, STD
-    from wildtrain.families.classifier.export import export
+    from wildtrain.families.torch_export import export
     from wildtrain.publish.parity import check
 
     crops = write_crops(tmp_path, {"test": {"antelope": 3, "bird": 3}})

@@ -27,6 +27,7 @@ def ran_stages(output: str) -> list[str]:
 DETECTOR = ["train", "evaluate", "register"]
 CLASSIFIER = ["train_classifier", "evaluate_classifier", "register_classifier"]
 TWO_STAGE = ["evaluate_two_stage", "register_two_stage"]
+SEGMENTER = ["train_segmenter", "evaluate_segmenter", "register_segmenter"]
 
 
 def in_order(ran: list[str], chain: list[str]) -> bool:
@@ -36,9 +37,10 @@ def in_order(ran: list[str], chain: list[str]) -> bool:
 def assert_full_repro(ran: list[str]) -> None:
     """Every stage once: data first, then each model family's chain in order (DVC may interleave them), the
     two-stage model after both of its parts are registered."""
-    assert sorted(ran) == sorted(["prepare", "convert", *DETECTOR, *CLASSIFIER, *TWO_STAGE]), ran
+    assert sorted(ran) == sorted(["prepare", "convert", *DETECTOR, *CLASSIFIER, *TWO_STAGE, *SEGMENTER]), ran
     assert ran[:2] == ["prepare", "convert"], ran
     assert in_order(ran, DETECTOR) and in_order(ran, CLASSIFIER) and in_order(ran, TWO_STAGE), ran
+    assert in_order(ran, SEGMENTER), ran
     assert ran.index("register_two_stage") > max(ran.index("register"), ran.index("register_classifier")), ran
 
 

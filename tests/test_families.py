@@ -37,8 +37,8 @@ def test_card_round_trip_and_refusals(tmp_path):
 
 def test_every_family_is_found_by_name_and_an_unknown_one_is_one_line():
     assert [get(name).name for name in FAMILIES] == list(FAMILIES)
-    with pytest.raises(WildtrainError, match="unknown model family 'segmenter'"):
-        get("segmenter")
+    with pytest.raises(WildtrainError, match="unknown model family 'panoptic'"):
+        get("panoptic")
 
 
 def test_options_and_tensor_hashes():

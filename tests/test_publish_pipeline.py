@@ -262,14 +262,14 @@ def test_registration_refuses_an_export_that_fails_parity(pipeline_repo, tmp_pat
     from onnx import numpy_helper
 
     from wildtrain import params
-    from wildtrain.families.classifier import export as classifier_export
+    from wildtrain.families import torch_export
     from wildtrain.pipeline.register import register
 
     ws = pipeline_repo.clone(tmp_path / "repo")
-    real = classifier_export.export
+    real = torch_export.export
 
-    def broken(model, imgsz, out_dir):  # the output layer's bias off by 0.01 in the ONNX file, PyTorch untouched
-        files = real(model, imgsz, out_dir)
+    def broken(model, imgsz, out_dir, spatial=False):  # the output layer's bias off by 0.01 in the ONNX file, PyTorch untouched
+        files = real(model, imgsz, out_dir, spatial)
         graph = onnx.load(str(files["onnx"]))
         classes = len(json.loads((ws.path / "models_classifier/model.json").read_text())["class_names"])
         bias = [w for w in graph.graph.initializer if list(w.dims) == [classes]][-1]
@@ -277,7 +277,7 @@ def test_registration_refuses_an_export_that_fails_parity(pipeline_repo, tmp_pat
         onnx.save(graph, str(files["onnx"]))
         return files
 
-    monkeypatch.setattr(classifier_export, "export", broken)
+    monkeypatch.setattr(torch_export, "export", broken)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws.path / 'mlflow.db'}")
     monkeypatch.chdir(ws.path)
     before = (ws.path / "publish/classifier/stac-item.json").read_bytes()

@@ -64,9 +64,10 @@ def test_readme_figures_are_the_committed_metrics():
     ev = json.loads((REPO / "metrics/eval.json").read_text())
     cls = json.loads((REPO / "metrics/eval_classifier.json").read_text())
     two = json.loads((REPO / "metrics/eval_two_stage.json").read_text())
+    seg = json.loads((REPO / "metrics/eval_segmenter.json").read_text())
     claims = {"detector test mAP50": ev["map50"], "detector test mAP50-95": ev["map50_95"],
               "two-stage test mAP50": two["map50"], "classifier test accuracy": cls["accuracy"],
-              "classifier test macro F1": cls["f1_macro"]}
+              "classifier test macro F1": cls["f1_macro"], "segmenter test mIoU": seg["miou"]}
     for label, value in claims.items():
         m = re.search(rf"{re.escape(label)} \*?\*?([0-9.]+)", readme)
         assert m, f"README states no '{label}' figure"

@@ -16,10 +16,11 @@ from wildtrain.pipeline.entry import run
 
 app = typer.Typer(help="Reproducible wildlife-detection training pipelines (DVC + MLflow).", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
-train_app = typer.Typer(help="Train a model (reads params.yaml `train` or `classifier`).", no_args_is_help=True)
+train_app = typer.Typer(help="Train a model (reads params.yaml `train`, `classifier` or `segmenter`).",
+                        no_args_is_help=True)
 config_app = typer.Typer(help="Compose params.yaml from config overlays.", no_args_is_help=True)
-data_app = typer.Typer(help="Datasets: version a source with DVC (add); convert between COCO, VOC, YOLO and CSV.",
-                       no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: version a source with DVC (add); convert between COCO, VOC, YOLO, CSV and "
+                            "image/mask pairs.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
@@ -64,12 +65,21 @@ def train_classifier() -> None:
     run(stage, "classifier")
 
 
-FAMILY = typer.Argument("detector", help="detector | classifier | two_stage")
+@train_app.command("segmenter")
+def train_segmenter() -> None:
+    """Train the semantic segmenter (U-Net) on the masks of the canonical split files (params.yaml `segmenter`)."""
+    from wildtrain.pipeline.train import train as stage
+
+    run(stage, "segmenter")
+
+
+FAMILY = typer.Argument("detector", help="detector | classifier | two_stage | segmenter")
 
 
 @app.command()
 def evaluate(family: str = FAMILY) -> None:
-    """Score the pipeline's model of a family on the held-out split (params: evaluate / classifier_evaluate)."""
+    """Score the pipeline's model of a family on the held-out split (params: evaluate / classifier_evaluate /
+    segmenter_evaluate)."""
     from wildtrain.pipeline.evaluate import evaluate as stage
 
     run(stage, family)
@@ -98,7 +108,8 @@ def predict(
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda:N."),
     draw: bool = typer.Option(False, "--draw", help="Also write a copy of each image with its boxes."),
 ) -> None:
-    """Run a trained model on your images: COCO JSON, CSV, counts per class (+ GeoJSON for GeoTIFFs) under --out.
+    """Run a trained model on your images: COCO JSON, CSV, counts per class (+ GeoJSON for GeoTIFFs) under --out;
+    a segmenter: mask PNGs (masks/) and class areas (areas.csv).
 
     Exit code 0: every image predicted; 3: some files could not be read (named in report.json); 2: an error."""
     from wildtrain.pipeline.predict import predict as stage
@@ -187,10 +198,11 @@ def data_add(
 def data_convert(
     src: str = typer.Argument(..., help="A dataset folder or .zip/.tar/.tar.gz archive (any supported format)."),
     dst: str = typer.Argument(..., help="Output folder (replaced)."),
-    to: str = typer.Option(..., "--to", help="coco | voc | yolo | csv"),
-    source_format: str = typer.Option("auto", "--from", help="auto | coco | voc | yolo | csv"),
+    to: str = typer.Option(..., "--to", help="coco | voc | yolo | csv | masks"),
+    source_format: str = typer.Option("auto", "--from", help="auto | coco | voc | yolo | csv | masks"),
     invalid_boxes: str = typer.Option("clip", help="Boxes outside the image: clip | drop | fail."),
     unannotated: str = typer.Option("skip", help="Images no annotation file mentions: skip | negative (kept empty)."),
+    ignore: int = typer.Option(255, "--ignore", help="Image/mask pairs: the pixel value of unlabelled pixels."),
 ) -> None:
     """Convert a dataset between formats, validated as prepare does (images copied as they are unless normalized)."""
     from wildtrain.data.transcode import transcode
@@ -198,7 +210,7 @@ def data_convert(
 
     try:
         fmt, report = transcode(Path(src), Path(dst), to, source_format, invalid_boxes=invalid_boxes,
-                                unannotated=unannotated)
+                                unannotated=unannotated, masks={"ignore": ignore})
     except WildtrainError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)

@@ -24,6 +24,7 @@ class Paths:
     predictions: str = "data/predictions"
     models: str = "models"  # the detector's model folder
     classifier: str = "models_classifier"  # the species classifier's model folder
+    segmenter: str = "models_segmenter"  # the semantic segmenter's model folder
     runs: str = "runs"  # training work folders (checkpoints for resume), runs/<family>
     publish: str = "publish"  # register: publish/<family>/ (exports, STAC item, .dlpk, model card)
     metrics: str = "metrics"

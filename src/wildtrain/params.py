@@ -29,9 +29,19 @@ class Synthetic:
 
 
 @dataclass(frozen=True)
+class MaskPairs:
+    """Image/mask folder pairs (data.format masks): the mask folder, the class list (line k = pixel value k,
+    line 0 the background) and the value of unlabelled pixels."""
+
+    folder: str = "masks"
+    classes: str = "classes.txt"
+    ignore: int = 255
+
+
+@dataclass(frozen=True)
 class Data:
     source: str = "synthetic"
-    format: Literal["auto", "coco", "voc", "yolo", "csv"] = "auto"
+    format: Literal["auto", "coco", "voc", "yolo", "csv", "masks"] = "auto"
     annotations: str = "annotations.json"
     images: str = "images"
     invalid_boxes: Literal["clip", "drop", "fail"] = "clip"
@@ -39,6 +49,7 @@ class Data:
     group_regex: str = ""
     seed: int = 0
     synthetic: Synthetic = field(default_factory=Synthetic)
+    masks: MaskPairs = field(default_factory=MaskPairs)
 
 
 @dataclass(frozen=True)
@@ -237,6 +248,54 @@ class ClassifierRegister:
 
 
 @dataclass(frozen=True)
+class Segmenter:
+    """The semantic segmenter (stage train_segmenter): a segmentation-models-pytorch U-Net trained with Lightning
+    on the canonical split files' masks. Classes: background + the dataset's categories."""
+
+    encoder: str = "resnet18"  # any segmentation-models-pytorch encoder name; built from scratch or `weights`
+    encoder_depth: int = 5  # 3..5 encoder stages (fewer: faster, less context)
+    decoder_channels: int = 16  # the last decoder block's channels; each block above has twice as many
+    weights: str = ""  # a local state dict: the encoder's (e.g. torchvision ImageNet resnet18) or a whole U-Net
+    imgsz: int = 160  # images (or tiles) are resized so their long side is imgsz, padded to a square
+    epochs: int = 30
+    batch: int = 8
+    lr: float = 0.002
+    weight_decay: float = 0.0001
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    scheduler: Literal["cosine", "none"] = "cosine"
+    loss: Literal["ce", "dice", "ce_dice", "focal"] = "ce_dice"
+    focal_gamma: float = 2.0
+    class_weights: Literal["sqrt_inverse", "inverse", "none"] = "sqrt_inverse"  # from the train pixel frequencies
+    missing_masks: Literal["boxes", "ignore", "fail"] = "boxes"  # an annotation without a mask: its filled box
+    monitor: Literal["miou", "loss"] = "miou"
+    patience: int = 10
+    precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
+    accumulate_grad_batches: int = 1
+    device: str = "auto"
+    devices: int = 1
+    strategy: Literal["auto", "ddp"] = "auto"
+    workers: int = 2
+    seed: int = 0
+    resume: Literal["auto", "never"] = "auto"
+    augment: Augment = field(default_factory=Augment)  # applied to the image and its mask together
+
+
+@dataclass(frozen=True)
+class SegmenterEvaluate:
+    split: str = "test"
+    batch: int = 16
+    device: str = "auto"
+    examples: int = 6  # test images drawn in metrics/plots/segmenter_examples.png (image | truth | prediction)
+
+
+@dataclass(frozen=True)
+class SegmenterRegister:
+    model_name: str = "wildtrain-segmenter"
+    gate_metric: str = "miou"
+    export: bool = True  # ONNX + TorchScript, parity-checked against PyTorch
+
+
+@dataclass(frozen=True)
 class Params:
     paths: Paths = field(default_factory=Paths)
     data: Data = field(default_factory=Data)
@@ -250,6 +309,9 @@ class Params:
     classifier_evaluate: ClassifierEvaluate = field(default_factory=ClassifierEvaluate)
     classifier_register: ClassifierRegister = field(default_factory=ClassifierRegister)
     two_stage: TwoStage = field(default_factory=TwoStage)
+    segmenter: Segmenter = field(default_factory=Segmenter)
+    segmenter_evaluate: SegmenterEvaluate = field(default_factory=SegmenterEvaluate)
+    segmenter_register: SegmenterRegister = field(default_factory=SegmenterRegister)
     predict: Predict = field(default_factory=Predict)
 
 
@@ -350,6 +412,19 @@ def _check_values(p: Params, file: str) -> None:
         (p.classifier.accumulate_grad_batches >= 1, "classifier.accumulate_grad_batches", "must be >= 1"),
         (p.classifier_evaluate.split in ("train", "val", "test"), "classifier_evaluate.split",
          "must be train, val or test"),
+        (0 <= p.data.masks.ignore <= 65535, "data.masks.ignore", "must be a pixel value in 0..65535"),
+        (p.segmenter.imgsz >= 32 and p.segmenter.imgsz % 32 == 0, "segmenter.imgsz", "must be a multiple of 32, >= 32"),
+        (3 <= p.segmenter.encoder_depth <= 5, "segmenter.encoder_depth", "must be 3, 4 or 5"),
+        (p.segmenter.decoder_channels >= 1, "segmenter.decoder_channels", "must be >= 1"),
+        (p.segmenter.epochs >= 1, "segmenter.epochs", "must be >= 1"),
+        (p.segmenter.batch >= 2, "segmenter.batch", "must be >= 2 (BatchNorm)"),
+        (p.segmenter.lr > 0, "segmenter.lr", "must be > 0"),
+        (p.segmenter.focal_gamma >= 0, "segmenter.focal_gamma", "must be >= 0"),
+        (p.segmenter.devices >= 1, "segmenter.devices", "must be >= 1"),
+        (p.segmenter.accumulate_grad_batches >= 1, "segmenter.accumulate_grad_batches", "must be >= 1"),
+        (p.segmenter_evaluate.split in ("train", "val", "test"), "segmenter_evaluate.split",
+         "must be train, val or test"),
+        (p.segmenter_evaluate.batch >= 1, "segmenter_evaluate.batch", "must be >= 1"),
         (0 <= p.predict.conf < 1, "predict.conf", "must be in [0, 1)"),
         (0 <= p.predict.overlap < 1, "predict.overlap", "must be in [0, 1)"),
         (p.predict.batch >= 1, "predict.batch", "must be >= 1"),

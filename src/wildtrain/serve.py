@@ -86,11 +86,20 @@ def read_rows(model_input, max_pixels: int) -> list[np.ndarray]:
 
 
 def as_rows(card, predictions: list) -> list[dict]:
-    """Predictions as JSON-ready dicts: boxes [x, y, w, h] with labels and scores, or class probabilities."""
+    """Predictions as JSON-ready dicts: boxes [x, y, w, h] with labels and scores, class probabilities, or a class
+    map (a base64 palette PNG whose pixel values are class indices) with each class's area in pixels."""
+    import base64
+
     names = card.class_names
     rows = []
     for pred in predictions:
-        if hasattr(pred, "boxes"):
+        if hasattr(pred, "mask"):
+            areas = pred.areas(len(names))
+            total = max(1, sum(areas))
+            rows.append({"mask_png": base64.b64encode(pred.png()).decode("ascii"), "height": int(pred.mask.shape[0]),
+                         "width": int(pred.mask.shape[1]), "classes": list(names),
+                         "areas": dict(zip(names, areas)), "fractions": {n: round(a / total, 6) for n, a in zip(names, areas)}})
+        elif hasattr(pred, "boxes"):
             labels = [names[c] for c in pred.classes]
             rows.append({"boxes": [[round(v, 2) for v in b] for b in pred.boxes],
                          "scores": [round(s, 5) for s in pred.scores], "labels": labels,

@@ -1,5 +1,5 @@
 """Sliced inference on large images: cut each image into overlapping windows (in memory), predict the windows of
-many images in shared batches, shift boxes back, merge.
+many images in shared batches, shift boxes back, merge (boxes) or blend (class probabilities of masks).
 
 Merging is greedy non-maximum merging by intersection over the smaller box (as in SAHI's GREEDYNMM): an
 animal cut by a window border is seen whole in one window and in part in its neighbour; the part lies
@@ -92,4 +92,63 @@ def predict_sliced(predict: Callable[[list[np.ndarray]], list[Detections]], imag
             out.append(Detections(boxes, classes, scores))
         else:
             out.append(merge(boxes, classes, scores, merge_ios, max_det))
+    return out
+
+
+def blend_weight(height: int, width: int, ramp: int) -> np.ndarray:
+    """A window's weight per pixel: 1 inside, falling linearly to almost 0 over `ramp` px towards each edge.
+
+    Where two windows overlap, one fades out as the other fades in, so their blend changes smoothly from one to
+    the other: no seam where a window ends. Never 0, so a pixel only one window sees keeps that window's answer."""
+    def ramp_1d(n: int) -> np.ndarray:
+        t = np.arange(n, dtype=np.float32)
+        edge = np.minimum(t, n - 1 - t) + 1.0
+        return np.clip(edge / (ramp + 1.0), 1e-3, 1.0)
+
+    return ramp_1d(height)[:, None] * ramp_1d(width)[None, :]
+
+
+def argmax(probabilities: np.ndarray) -> np.ndarray:
+    """(classes, h, w) scores -> the h x w uint8 class map."""
+    return probabilities.argmax(0).astype(np.uint8)
+
+
+def predict_blended(probabilities: Callable[[list[np.ndarray]], list[np.ndarray]], images: Sequence[np.ndarray],
+                    sizes: Sequence[int | None], *, overlap: float, batch: int,
+                    finish: Callable[[np.ndarray], np.ndarray] = argmax) -> list[np.ndarray]:
+    """finish(blended class probabilities) per image, in order: by default its HxW uint8 class map.
+
+    `probabilities` maps RGB arrays to (classes, h, w) float arrays of the same sizes. Image i is predicted whole
+    (sizes[i] None) or in windows of sizes[i], its windows' probabilities averaged with blend_weight; windows
+    of all images share batches of `batch`. An image's accumulator lives only while it has windows in flight,
+    so the peak is one large image's probabilities, not every image's."""
+    pieces: list[tuple[int, tuple[int, int, int, int], np.ndarray]] = []  # image index, window, view
+    for i, (image, size) in enumerate(zip(images, sizes)):
+        h, w = image.shape[:2]
+        for win in ([(0, 0, w, h)] if size is None else windows(w, h, size, overlap)):
+            pieces.append((i, win, image[win[1]:win[3], win[0]:win[2]]))
+    remaining = [0] * len(images)
+    for i, _, _ in pieces:
+        remaining[i] += 1
+    out: list[np.ndarray | None] = [None] * len(images)
+    acc: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for start in range(0, len(pieces), max(1, batch)):
+        chunk = pieces[start:start + batch]
+        for (i, win, _), probs in zip(chunk, probabilities([view for *_, view in chunk])):
+            if sizes[i] is None:
+                out[i] = finish(probs)
+                continue
+            if i not in acc:
+                h, w = images[i].shape[:2]
+                acc[i] = (np.zeros((probs.shape[0], h, w), np.float32), np.zeros((h, w), np.float32))
+            total, weight = acc[i]
+            left, top, right, bottom = win
+            wgt = blend_weight(bottom - top, right - left, max(1, int(round(sizes[i] * overlap))))
+            total[:, top:bottom, left:right] += probs * wgt
+            weight[top:bottom, left:right] += wgt
+            remaining[i] -= 1
+            if remaining[i] == 0:
+                total /= weight
+                out[i] = finish(total)
+                del acc[i]
     return out

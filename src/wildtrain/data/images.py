@@ -31,6 +31,12 @@ _MOVES = {
 }
 
 
+def orient_point(x: float, y: float, orientation: int, width: int, height: int) -> tuple[float, float]:
+    """A point of the stored frame (width x height) -> where it is once the orientation is applied."""
+    move = _MOVES.get(orientation)
+    return (x, y) if move is None else move(x, y, width, height)
+
+
 def orient_box(box: list[float], orientation: int, width: int, height: int) -> list[float]:
     """An [x, y, w, h] box in the stored frame (width x height) -> the same box once the orientation is applied."""
     move = _MOVES.get(orientation)

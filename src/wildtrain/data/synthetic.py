@@ -1,7 +1,9 @@
 """A deterministic generator of aerial-survey-like scenes, so the pipeline runs with no download.
 
 Textured ground, four animal-like classes of different sizes, shapes and colours seen from above
-(with shadows), small objects and some empty images. Same seed -> byte-identical PNG files.
+(with shadows), small objects and some empty images. Same seed -> byte-identical PNG files. Each animal also
+has its exact mask (an RLE of the pixels its sprite covers), so the same scenes train the segmenter: background
+plus one class per species.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from wildtrain.data.coco import CocoDataset
+from wildtrain.data.masks import encode as encode_mask
 
 
 @dataclass(frozen=True)
@@ -84,10 +87,13 @@ def _overlaps(box: tuple[float, float, float, float], boxes: list, margin: float
     return False
 
 
-def render_scene(rng: np.random.Generator, size: int, n_objects: int) -> tuple[Image.Image, list[tuple[int, list[float]]]]:
-    """One scene and its annotations as (species index, [x, y, w, h]) in pixels."""
+def render_masked_scene(rng: np.random.Generator, size: int, n_objects: int
+                        ) -> tuple[Image.Image, list[tuple[int, list[float]]], list[np.ndarray]]:
+    """One scene, its annotations as (species index, [x, y, w, h]) in pixels, and each animal's mask (the
+    pixels its sprite covers: boolean size x size arrays; animals never overlap, shadows are ground)."""
     img = _ground(rng, size)
     anns: list[tuple[int, list[float]]] = []
+    masks: list[np.ndarray] = []
     boxes: list = []
     for _ in range(n_objects):
         k = int(rng.integers(len(SPECIES)))
@@ -108,6 +114,15 @@ def render_scene(rng: np.random.Generator, size: int, n_objects: int) -> tuple[I
         img.paste(sprite, (ox, oy), sprite)
         boxes.append(box)
         anns.append((k, list(box)))
+        mask = np.zeros((size, size), bool)
+        mask[oy + t:oy + b, ox + l:ox + r] = np.asarray(alpha)[t:b, l:r] > 0
+        masks.append(mask)
+    return img, anns, masks
+
+
+def render_scene(rng: np.random.Generator, size: int, n_objects: int) -> tuple[Image.Image, list[tuple[int, list[float]]]]:
+    """One scene and its annotations as (species index, [x, y, w, h]) in pixels."""
+    img, anns, _ = render_masked_scene(rng, size, n_objects)
     return img, anns
 
 
@@ -123,12 +138,13 @@ def generate(out_dir: str | Path, num_images: int, image_size: int, max_objects:
     for i in range(num_images):
         scene_rng = np.random.default_rng([seed, i])
         n = 0 if i in empty else int(scene_rng.integers(1, max_objects + 1))
-        img, anns = render_scene(scene_rng, image_size, n)
+        img, anns, masks = render_masked_scene(scene_rng, image_size, n)
         name = f"scene_{i:05d}.png"
         img.save(out_dir / images_subdir / name, format="PNG", optimize=False)
         images.append({"id": i + 1, "file_name": name, "width": image_size, "height": image_size})
-        for k, (x, y, w, h) in anns:
+        for (k, (x, y, w, h)), mask in zip(anns, masks):
             annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": k + 1,
-                                "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
+                                "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0,
+                                "segmentation": encode_mask(mask)})
     categories = [{"id": k + 1, "name": sp.name, "supercategory": "animal"} for k, sp in enumerate(SPECIES)]
     return CocoDataset(images=images, annotations=annotations, categories=categories)

@@ -13,7 +13,8 @@ from wildtrain.io import replaced_dir
 
 
 def transcode(src: Path, dst: Path, to: str, fmt: str = "auto", annotations: str = "annotations.json",
-              images: str = "images", invalid_boxes: str = "clip", unannotated: str = "skip") -> tuple[str, dict]:
+              images: str = "images", invalid_boxes: str = "clip", unannotated: str = "skip",
+              masks: dict | None = None) -> tuple[str, dict]:
     """Read src, validate it (same rules as prepare), write dst in format `to`; return (source format, report)."""
     if to not in formats.FORMATS:
         raise WildtrainError(f"--to: unknown format '{to}' (known: {', '.join(formats.FORMATS)})")
@@ -21,8 +22,8 @@ def transcode(src: Path, dst: Path, to: str, fmt: str = "auto", annotations: str
         raise WildtrainError(f"--from: unknown format '{fmt}' (known: auto, {', '.join(formats.FORMATS)})")
     with open_source(src) as folder:
         if fmt == "auto":
-            fmt, _ = formats.detect(folder, annotations)
-        raw, _ = formats.read(folder, fmt, annotations, images)
+            fmt, _ = formats.detect(folder, annotations, masks)
+        raw, _ = formats.read(folder, fmt, annotations, images, masks)
         with tempfile.TemporaryDirectory(prefix="wildtrain-transcode-") as stage:
             clean, report = validate(raw, Path(stage) / "images", invalid_boxes, where=str(src),
                                      unannotated=unannotated)

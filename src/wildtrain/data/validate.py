@@ -7,6 +7,11 @@ Counts reconcile exactly, and the report says where every input went:
 One scene is one image: files whose decoded pixels are identical are merged (one kept, the others
 quarantined as `duplicate_content`, their boxes moved to the kept one), and near-identical ones
 (perceptual hash) share a group, so no scene lands in two splits.
+
+Masks (data.masks): a COCO segmentation that cannot be used drops its annotation (`bad_mask`, `mask_size`);
+an image of image/mask pairs whose mask is missing, unreadable, of another size or holds values outside the
+class list is quarantined. A mask's regions count as annotations in (`masks.regions_from_mask_files`). Masks drawn on
+the stored frame of an EXIF-rotated image turn with it, as boxes do.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from wildtrain.data import masks
 from wildtrain.data.coco import CocoDataset
 from wildtrain.data.duplicates import MAX_DISTANCE, components, near_duplicate_links
+from wildtrain.data.formats.mask_pairs import regions
 from wildtrain.data.images import normalize_image, orient_box, pixel_digest
 from wildtrain.errors import WildtrainError
 
@@ -32,11 +39,22 @@ EPS = 1e-6  # px: a box this close to the border is inside (float noise from nor
 PARALLEL_FROM = 32  # images; below this a process pool costs more than it saves
 
 
-def _check_images(tasks: list[tuple[str, str]], workers: int) -> list[dict]:
+def _check_one(src: str, dst: str, mask: str | None = None, n_values: int = 0, ignore: int = masks.IGNORE) -> dict:
+    """One image checked and written (data.images), and its mask file read beside it when it has one."""
+    info = normalize_image(src, dst)
+    if "error" in info or mask is None:
+        return info
+    found = regions(mask, info["size"], info["stored"], info["orientation"], n_values, ignore)
+    if "mask_error" in found:
+        Path(dst).unlink(missing_ok=True)
+    return {**info, **found}
+
+
+def _check_images(tasks: list[tuple], workers: int) -> list[dict]:
     if workers > 1 and len(tasks) >= PARALLEL_FROM:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(normalize_image, *zip(*tasks), chunksize=8))
-    return [normalize_image(s, d) for s, d in tasks]
+            return list(pool.map(_check_one, *zip(*tasks), chunksize=8))
+    return [_check_one(*t) for t in tasks]
 
 
 def _group(im: dict, pattern: re.Pattern | None) -> str | None:
@@ -168,6 +186,27 @@ def _group_near_duplicates(images: list[dict], hashes: list[int | None]) -> list
             for a, b, d in links]
 
 
+def _displayed_segmentation(seg, info: dict, on_stored_frame: bool) -> tuple[object, tuple[str, str] | None]:
+    """A COCO segmentation in the displayed frame (compressed RLE or polygons), or why it cannot be used.
+
+    An RLE says its own frame: the stored one of an image turned by EXIF (5-8) is turned with it; any other
+    size than the image's is refused. Polygons follow their box (turned when the box was drawn on the stored
+    frame)."""
+    why = masks.problem(seg)
+    if why is not None:
+        return None, ("bad_mask", f"has an unusable segmentation: {why}")
+    (w_img, h_img), (w_st, h_st), orientation = info["size"], info["stored"], info["orientation"]
+    if masks.is_rle(seg):
+        size = tuple(seg["size"])
+        if size == (h_st, w_st) != (h_img, w_img) and orientation in (5, 6, 7, 8):
+            seg = masks.orient(seg, orientation, w_st, h_st)
+        elif size != (h_img, w_img):
+            return None, ("mask_size", f"has an RLE of {size[1]}x{size[0]} px on a {w_img}x{h_img} image")
+    elif on_stored_frame:
+        seg = masks.orient(seg, orientation, w_st, h_st)
+    return masks.compress(seg), None
+
+
 def validate(ds: CocoDataset, out_images: Path, policy: str = "clip", group_regex: str = "",
              workers: int | None = None, where: str = "dataset",
              unannotated: str = "skip") -> tuple[CocoDataset, dict]:
@@ -193,21 +232,32 @@ def validate(ds: CocoDataset, out_images: Path, policy: str = "clip", group_rege
             rep.quarantine(im, "duplicate_file_name", f"file name used twice")
         elif im.get("_path") is None:
             rep.quarantine(im, "missing_file", "image file not found")
+        elif "_mask" in im and im["_mask"] is None:
+            rep.quarantine(im, "missing_mask", "no mask file with its name in the mask folder")
         elif im.get("_unlisted") and unannotated == "skip":
             rep.quarantine(im, "unannotated", "no annotation file mentions it (data.unannotated: skip)")
         else:
             candidates.append(im)
         seen_ids.add(im.get("id"))
         seen_names.add(im.get("file_name"))
-    tasks = [(str(im["_path"]), str(out_images / im["file_name"])) for im in candidates]
+    n_values, ignore = ds.info.get("_mask_values", 0), ds.info.get("_mask_ignore", masks.IGNORE)
+    tasks = [(str(im["_path"]), str(out_images / im["file_name"]), str(im["_mask"]) if im.get("_mask") else None,
+              n_values, ignore) for im in candidates]
     checked = _check_images(tasks, workers or min(8, os.cpu_count() or 1))
-    readable = []
+    readable, from_masks = [], []
     for im, info in zip(candidates, checked):
         if "error" in info:
             rep.quarantine(im, "unreadable", info["error"])
+        elif "mask_error" in info:
+            rep.quarantine(im, *info["mask_error"])
         else:
             readable.append((im, info))
-    twin_of = _merge_twins(readable, Counter(a.get("image_id") for a in ds.annotations), rep, out_images)
+            from_masks += [{"image_id": im["id"], "category_id": v, "bbox": box, "area": n, "iscrowd": 1,
+                            "segmentation": rle} for v, rle, box, n in info.get("regions", [])]
+            if info.get("ignore_mask"):
+                im["ignore_mask"] = info["ignore_mask"]
+    annotations_in = [*ds.annotations, *from_masks]  # a mask's regions are annotations like any other
+    twin_of = _merge_twins(readable, Counter(a.get("image_id") for a in annotations_in), rep, out_images)
     kept: dict[int, tuple[dict, dict]] = {im["id"]: (im, info) for im, info in readable if im["id"] not in twin_of}
     for im, info in kept.values():
         if info["converted"]:
@@ -217,7 +267,7 @@ def validate(ds: CocoDataset, out_images: Path, policy: str = "clip", group_rege
     by_image: dict[int, list[dict]] = {i: [] for i in kept}
     pending: dict[tuple[int, str], list] = defaultdict(list)  # boxes of quarantined twins, for their kept twin
     n_in = 0
-    for index, a in enumerate(ds.annotations):
+    for index, a in enumerate(annotations_in):
         n_in += 1
         image_id = a.get("image_id")
         entry, target = kept.get(image_id), image_id
@@ -251,10 +301,18 @@ def validate(ds: CocoDataset, out_images: Path, policy: str = "clip", group_rege
             continue
         w_img, h_img = info["size"]
         box = [float(v) for v in box]
+        on_stored_frame = False
         if a.get("_normalized"):
             box = [box[0] * w_img, box[1] * h_img, box[2] * w_img, box[3] * h_img]
         elif info["orientation"] in (5, 6, 7, 8) and [im.get("width"), im.get("height")] == info["stored"] != info["size"]:
             box = orient_box(box, info["orientation"], *info["stored"])  # boxes drawn on the stored frame
+            on_stored_frame = True
+        segmentation = None
+        if masks.has_mask(a):
+            segmentation, why = _displayed_segmentation(a["segmentation"], info, on_stored_frame)
+            if why is not None:
+                bad(*why)
+                continue
         if box[2] <= 0 or box[3] <= 0:
             bad("non_positive_size", f"has zero or negative width/height ({box})")
             continue
@@ -275,6 +333,8 @@ def validate(ds: CocoDataset, out_images: Path, policy: str = "clip", group_rege
         extra = {k: v for k, v in a.items() if not k.startswith("_") and k not in ("id", "image_id", "bbox", "area")}
         area = a["area"] if inside and isinstance(a.get("area"), (int, float)) else box[2] * box[3]
         record = {**extra, "bbox": box, "area": area, "iscrowd": a.get("iscrowd", 0)}
+        if segmentation is not None:
+            record["segmentation"] = segmentation
         if target != image_id:
             pending[(target, file)].append((index, record, clip))
             continue
@@ -301,7 +361,8 @@ def validate(ds: CocoDataset, out_images: Path, policy: str = "clip", group_rege
         raise WildtrainError(f"{where}: no usable images ({len(rep.quarantined)} quarantined; first: "
                              f"{first['file']}: {first['detail']})")
     clean = CocoDataset(images=images, annotations=annotations, categories=[
-        {k: v for k, v in c.items() if not k.startswith("_")} for c in ds.categories], info=dict(ds.info))
+        {k: v for k, v in c.items() if not k.startswith("_")} for c in ds.categories],
+        info={k: v for k, v in ds.info.items() if not k.startswith("_")})
     with_boxes = {a["image_id"] for a in annotations}
     near_files = {f for pair in near for f in pair["files"]}
     n_boxes = Counter(images[a["image_id"] - 1]["file_name"] for a in annotations)
@@ -318,6 +379,10 @@ def validate(ds: CocoDataset, out_images: Path, policy: str = "clip", group_rege
                    "near_duplicates": len(near_files)},
         "boxes": {"in": n_in, "kept": len(annotations), "unchanged": len(annotations) - len(rep.clipped),
                   "clipped": len(rep.clipped), "merged_from_duplicates": rep.merged, "dropped": len(rep.dropped)},
+        "masks": {"annotations_with_mask": sum(1 for a in annotations if masks.has_mask(a)),
+                  "regions_from_mask_files": len(from_masks),
+                  "images_with_ignore": sum(1 for im in images if im.get("ignore_mask")),
+                  "masks_without_image": ds.info.get("_orphan_masks", [])},
         "classes": len(clean.categories),
         "quarantined_by_reason": dict(sorted(Counter(q["reason"] for q in rep.quarantined).items())),
         "dropped_by_reason": dict(sorted(Counter(d["reason"] for d in rep.dropped).items())),
@@ -336,6 +401,8 @@ def summary_line(report: dict) -> str:
     why = ", ".join(f"{n} {r}" for r, n in report["quarantined_by_reason"].items())
     drop = ", ".join(f"{n} {r}" for r, n in report["dropped_by_reason"].items())
     merged = f", {bx['merged_from_duplicates']} merged from duplicate images" if bx["merged_from_duplicates"] else ""
+    masked = report.get("masks", {}).get("annotations_with_mask", 0)
+    merged += f", {masked} with a mask" if masked else ""
     return (f"images {im['in']} in = {im['kept']} kept ({im['negatives']} without boxes) + {im['quarantined']} "
             f"quarantined{f' ({why})' if why else ''}; {im['without_annotation_file']} without an annotation file "
             f"(data.unannotated: {report['unannotated']}); boxes {bx['in']} in = {bx['kept']} kept ({bx['clipped']} "

@@ -9,7 +9,7 @@ from pathlib import Path
 from wildtrain.errors import WildtrainError
 from wildtrain.families.base import Family, ModelCard, Predictor
 
-FAMILIES = ("detector", "classifier", "two_stage")
+FAMILIES = ("detector", "classifier", "two_stage", "segmenter")
 
 
 def get(name: str) -> Family:

@@ -66,8 +66,8 @@ class Trained:
 class ModelCard:
     """model.json: the one schema for every trained model, whatever family or framework made it."""
 
-    family: str  # detector | classifier | two_stage
-    task: str  # object-detection | classification
+    family: str  # detector | classifier | two_stage | segmenter
+    task: str  # object-detection | classification | semantic-segmentation
     framework: str  # yolo | mmdet | lightning | composite
     architecture: str
     class_names: list[str]
@@ -149,6 +149,36 @@ class Classification:
         return int(np.argmax(self.scores))
 
 
+# Colours of class maps (class k: PALETTE[k % 16]; 0, the background, black): mask PNGs, overlays, plots.
+PALETTE = ((0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
+           (170, 110, 40), (255, 250, 200), (128, 0, 0))
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """One image's class map: HxW uint8 in pixels of the image given, values index the card's class_names
+    (0 is the background)."""
+
+    mask: np.ndarray
+
+    def areas(self, num_classes: int) -> list[int]:
+        """Pixels of each class."""
+        return np.bincount(self.mask.ravel(), minlength=num_classes)[:num_classes].tolist()
+
+    def png(self) -> bytes:
+        """A palette PNG: pixel values are the class indices, viewers show PALETTE's colours."""
+        import io
+
+        from PIL import Image
+
+        img = Image.fromarray(self.mask, "L").convert("P")
+        img.putpalette([v for k in range(256) for v in PALETTE[k % len(PALETTE)]])
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        return buf.getvalue()
+
+
 class Predictor(Protocol):
     """Weights loaded once; predicts on a batch of HxWx3 uint8 RGB arrays (files, archives, slices and HTTP
     bodies are all turned into arrays first). `options` are the family's predict-time settings."""
@@ -168,6 +198,7 @@ class Family(Protocol):
     register_section: str
     suffix: str  # of its metrics files: metrics/eval{suffix}.json, register{suffix}.json, train{suffix}/
     plot_files: tuple[str, ...]  # in Paths.plots, logged with the registered model
+    requirements: tuple[str, ...]  # requirements.txt packages ("name==") its served model needs beyond its framework's
 
     def model_dir(self, p, root: Path) -> Path: ...  # the pipeline's model folder (two_stage composes it)
 

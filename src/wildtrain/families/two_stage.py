@@ -90,6 +90,7 @@ class TwoStageFamily:
     name, task = "two_stage", "object-detection"
     train_section, evaluate_section, register_section = None, "evaluate", "two_stage"
     suffix = "_two_stage"  # metrics/eval_two_stage.json, metrics/register_two_stage.json
+    requirements = ()  # served-model packages beyond the framework's
     plot_files = ("two_stage_pr_curve.png", "two_stage_confusion.png", "two_stage_gallery.png")
 
     def model_dir(self, p, root: Path) -> Path:

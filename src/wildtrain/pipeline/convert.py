@@ -26,7 +26,8 @@ def convert(p: Params, root: Path) -> dict:
     c, t = p.convert, p.convert.tile
     splits = split_dataset(ds, c.val_fraction, c.test_fraction, c.seed)
     coco_dir = root / p.paths.coco
-    base_info = {"dataset_hash": digest, "split_seed": c.seed}
+    base_info = {"dataset_hash": digest, "split_seed": c.seed,
+                 **({"background": ds.info["background"]} if "background" in ds.info else {})}
     train_view = splits
     with replaced_dir(coco_dir) as tmp:
         if t.size:

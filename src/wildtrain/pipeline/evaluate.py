@@ -1,4 +1,5 @@
-"""Stages `evaluate`, `evaluate_classifier`, `evaluate_two_stage`: the pipeline's model of a family, loaded
+"""Stages `evaluate`, `evaluate_classifier`, `evaluate_two_stage`, `evaluate_segmenter`: the pipeline's model of a
+family, loaded
 through the family interface and scored on the held-out split by the family's one evaluator."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ def evaluate(p: Params, root: Path, family: str = "detector") -> dict:
     predictor = fam.load(fam.model_dir(p, root), device)
     metrics = fam.evaluate(predictor, p, root, write_outputs=True)
     write_json(root / p.paths.metrics / f"eval{fam.suffix}.json", metrics)
-    headline = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("map50_95", "map50", "accuracy", "f1_macro") if k in metrics)
+    keys = ("map50_95", "map50", "accuracy", "f1_macro", "miou", "dice_macro")
+    headline = ", ".join(f"{k} {metrics[k]:.4f}" for k in keys if metrics.get(k) is not None)
     print(f"evaluate: {fam.name} on {metrics['split']}: {headline}")
     return metrics

@@ -67,7 +67,8 @@ def predict(p: Params, root: Path, source: str, out: str, model: str | None = No
         "family", "framework", "architecture", "class_names")}, "options": options, "seconds": round(seconds, 3),
         "images_per_s": round(len(writer.images) / seconds, 3) if seconds > 0 else None})
     skipped = f", {len(report['skipped'])} skipped (see {out_dir / 'report.json'})" if report["skipped"] else ""
-    total = ", ".join(f"{n} {c}" for n, c in report["total"].items() if c)
+    unit = " px" if report.get("unit") == "pixels" else ""
+    total = ", ".join(f"{n} {c}{unit}" for n, c in report["total"].items() if c)
     print(f"predict: {report['predicted']} images in {seconds:.1f} s ({report['images_per_s']} images/s){skipped}; "
           f"total: {total or 'nothing found'}; outputs in {out_dir}")
     return report

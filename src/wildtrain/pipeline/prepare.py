@@ -19,9 +19,10 @@ from wildtrain.errors import WildtrainError
 from wildtrain.io import replaced_dir, write_json
 from wildtrain.layout import ANNOTATIONS, IMAGES, MANIFEST
 from wildtrain.layout import VALIDATION_REPORT as REPORT
-from wildtrain.params import Data, Params
+from wildtrain.params import Data, Params, as_dict
 from wildtrain.tracking.lineage import dataset_hash, hash_tree
 
+KEPT_INFO = ("background",)  # what a source's info says that later stages need (image/mask pairs: class 0's name)
 
 
 def read_source(d: Data, root: Path, out_images: Path) -> tuple[CocoDataset, dict]:
@@ -38,12 +39,13 @@ def read_source(d: Data, root: Path, out_images: Path) -> tuple[CocoDataset, dic
     if not (source.is_dir() or (source.is_file() and is_archive(source))):
         raise WildtrainError(f"params.yaml: data.source: '{d.source}' is neither 'synthetic', a folder, nor a "
                              f"{'/'.join(ARCHIVES)} archive")
+    masks = as_dict(d.masks)
     with open_source(source) as folder:
         if d.format == "auto":
-            fmt, why = formats.detect(folder, d.annotations)
+            fmt, why = formats.detect(folder, d.annotations, masks)
         else:
             fmt, why = d.format, "data.format"
-        raw, ann_file = formats.read(folder, fmt, d.annotations, d.images)
+        raw, ann_file = formats.read(folder, fmt, d.annotations, d.images, masks)
         where = source / ann_file.relative_to(folder) if ann_file != folder else source
         clean, report = validate(raw, out_images, d.invalid_boxes, d.group_regex, where=str(where),
                                  unannotated=d.unannotated)
@@ -72,7 +74,8 @@ def prepare(p: Params, root: Path) -> dict:
     with replaced_dir(root / p.paths.raw) as tmp:
         ds, report = read_source(d, root, tmp / IMAGES)
         lineage = source_lineage(d, root)
-        ds.info = {"description": f"wildtrain raw dataset ({d.source})", "image_root": IMAGES}
+        kept = {k: ds.info[k] for k in KEPT_INFO if k in ds.info}
+        ds.info = {"description": f"wildtrain raw dataset ({d.source})", "image_root": IMAGES, **kept}
         ds.save(tmp / ANNOTATIONS)
         files = hash_tree(tmp)
         digest = dataset_hash(files)

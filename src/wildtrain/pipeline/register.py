@@ -1,8 +1,8 @@
-"""Stages `register`, `register_classifier`, `register_two_stage`: export and log the pipeline's model of a family
-with its lineage, register a version, and gate the aliases on the same test set (wildtrain.registry); then publish
-it (wildtrain.publish): parity-checked exports, a STAC-MLM item, an Esri .dlpk and a model card in
-`publish/<family>/`, also logged to the version's run as `publish/v<N>/`. An export that fails parity stops the
-stage before anything is registered."""
+"""Stages `register`, `register_classifier`, `register_two_stage`, `register_segmenter`: export and log the
+pipeline's model of a family with its lineage, register a version, and gate the aliases on the same test set
+(wildtrain.registry); then publish it (wildtrain.publish): parity-checked exports, a STAC-MLM item, an Esri .dlpk
+and a model card in `publish/<family>/`, also logged to the version's run as `publish/v<N>/`. An export that fails
+parity stops the stage before anything is registered."""
 
 from __future__ import annotations
 
@@ -26,10 +26,12 @@ FRAMEWORK_REQUIREMENTS = {"yolo": ("ultralytics==", "opencv-python=="),
                           "lightning": ("albumentations==", "opencv-python-headless==")}
 
 
-def requirements(root: Path, card: ModelCard, model_dir: Path) -> list[str]:
-    """The pinned lines of requirements.txt the served model imports (each part's, for a two-stage model)."""
+def requirements(root: Path, family, card: ModelCard, model_dir: Path) -> list[str]:
+    """The pinned lines of requirements.txt the served model imports (each part's framework, for a two-stage model;
+    and the family's own packages)."""
     frameworks = {card.framework} | {ModelCard.load(model_dir / sub).framework for sub in card.components.values()}
-    wanted = SERVING + tuple(x for f in sorted(frameworks) for x in FRAMEWORK_REQUIREMENTS.get(f, ()))
+    wanted = SERVING + tuple(x for f in sorted(frameworks) for x in FRAMEWORK_REQUIREMENTS.get(f, ())) \
+        + family.requirements
     req = root / "requirements.txt"
     lines = req.read_text().splitlines() if req.is_file() else []
     return sorted({ln.strip() for ln in lines if ln.strip().startswith(wanted)})
@@ -107,7 +109,7 @@ def register(p: Params, root: Path, family: str = "detector") -> dict:
             artifacts.append(root / p.paths.metrics / "data.json")
         result = register_model(run_id=run_id, name=r.model_name, gate_metric=r.gate_metric, metrics=metrics,
                                 evaluation=ev["evaluation_hash"], tags=tags, model_dir=model_dir, artifacts=artifacts,
-                                pip_requirements=requirements(root, card, model_dir),
+                                pip_requirements=requirements(root, fam, card, model_dir),
                                 signature=signature(predictor, p), reevaluate=reevaluate)
         final = release(card, r.model_name, result["version"], aliases=result["aliases"], run_id=run_id,
                         tracking_uri=tracking_uri(root), git=git, git_remote=git_remote(root))

@@ -1,5 +1,5 @@
-"""Stages `train` and `train_classifier`: fit a model family on the canonical data, tracked in MLflow + dvclive,
-and write its model folder (model.json + weights).
+"""Stages `train`, `train_classifier`, `train_segmenter`: fit a model family on the canonical data, tracked in
+MLflow + dvclive, and write its model folder (model.json + weights).
 
 `resume: auto` continues an interrupted training with the same params and data from the framework's own last
 checkpoint, in the same MLflow run (tracking.resume); anything else starts afresh.
@@ -107,6 +107,8 @@ def train(p: Params, root: Path, family: str = "detector", *, on_epoch: EpochCal
             trained = fam.train(cfg, data, workdir, resume=start.resume, on_epoch=log_epoch)
         finally:
             logger.close()
+        if trained.extra.get("dataset_stats"):  # what the family measured of its data (mean/std, class frequencies)
+            mlflow.log_params({f"data.{k}": v for k, v in flatten(trained.extra["dataset_stats"]).items()})
         repro = env.reproducibility(getattr(cfg, "device", "cpu"))
         mlflow.set_tags(repro)
         model_dir = fam.model_dir(p, root)

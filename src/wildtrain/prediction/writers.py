@@ -1,7 +1,11 @@
 """What `wildtrain predict` writes under --out: COCO detections, a CSV of boxes (image_path,xmin,ymin,xmax,ymax,
 label,score — the layout ecologists read), the census (counts per class per image and in total), GeoJSON for
 georeferenced images (boxes in map coordinates, and in WGS84 as GeoJSON requires), annotated copies with
---draw, and report.json (what was predicted, what was skipped and why). Files appear whole at the end."""
+--draw, and report.json (what was predicted, what was skipped and why). Files appear whole at the end.
+
+A segmenter's class maps go to masks/<image>.png (palette PNGs: pixel value = class index; a GeoTIFF also as
+masks/<image>.tif with its georeferencing) and the area of each class per image to areas.csv (pixels, and the
+area of one pixel in the raster's CRS units when it has one)."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wildtrain.families.base import Detections, ModelCard
+from wildtrain.families.base import Detections, ModelCard, Segmentation
 from wildtrain.io import write_json, write_text
 from wildtrain.prediction.sources import Geo, Item
 
@@ -46,6 +50,7 @@ class Outputs:
         self.counts: dict[str, dict[str, int]] = {}
         self.features: list[dict] = []
         self.skipped: list[dict] = []
+        self.areas: dict[str, dict] = {}  # segmenter: image -> pixels per class (+ the pixel's map area)
 
     def skip(self, item: Item, reason: str) -> None:
         self.skipped.append({"file": item.name, "reason": reason})
@@ -55,6 +60,9 @@ class Outputs:
         image_id = len(self.images) + 1
         self.images.append({"id": image_id, "file_name": item.name, "width": w, "height": h,
                             **({"crs": geo.crs, "transform": list(geo.transform)} if geo else {})})
+        if isinstance(pred, Segmentation):
+            self._add_mask(item, image, geo, pred)
+            return
         if not isinstance(pred, Detections):  # a classifier: one label per image
             label = self.names[pred.label]
             self.boxes.append([item.name, label, round(pred.scores[pred.label], 5)])
@@ -80,6 +88,38 @@ class Outputs:
         if self.draw:
             self._draw(item, image, pred)
 
+    def _add_mask(self, item: Item, image: np.ndarray, geo: Geo | None, pred: Segmentation) -> None:
+        from wildtrain.io import write_bytes
+
+        pixels = dict(zip(self.names, pred.areas(len(self.names))))
+        a, b, _, d, e, _ = geo.transform[:6] if geo else (0,) * 6
+        self.areas[item.name] = {**pixels, "pixel_area": abs(a * e - b * d) if geo else None}
+        stem = Path(item.name).with_suffix("")
+        write_bytes(self.out / "masks" / f"{stem}.png", pred.png())
+        if geo is not None:
+            self._geotiff(self.out / "masks" / f"{stem}.tif", pred.mask, geo)
+        if self.draw:
+            from PIL import Image
+
+            from wildtrain.evaluate.segmentation import overlay
+
+            target = self.out / "draw" / f"{stem}.jpg"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(overlay(image, pred.mask)).save(target, quality=90)
+
+    @staticmethod
+    def _geotiff(path: Path, mask: np.ndarray, geo: Geo) -> None:
+        import rasterio
+        from rasterio.transform import Affine
+
+        from wildtrain.io import atomic_path
+
+        with atomic_path(path) as tmp:
+            with rasterio.open(tmp, "w", driver="GTiff", width=mask.shape[1], height=mask.shape[0], count=1,
+                               dtype="uint8", crs=geo.crs, transform=Affine(*geo.transform[:6]),
+                               compress="deflate") as dst:
+                dst.write(mask, 1)
+
     def _draw(self, item: Item, image: np.ndarray, pred: Detections) -> None:
         from PIL import Image, ImageDraw
 
@@ -95,7 +135,21 @@ class Outputs:
         target.parent.mkdir(parents=True, exist_ok=True)
         canvas.save(target, quality=90)
 
+    def _close_masks(self, summary: dict) -> dict:
+        total = {n: sum(a[n] for a in self.areas.values()) for n in self.names}
+        rows = [[name, *(a[n] for n in self.names), sum(a[n] for n in self.names),
+                 "" if a["pixel_area"] is None else a["pixel_area"]] for name, a in self.areas.items()]
+        write_text(self.out / "areas.csv", _csv(rows + [["TOTAL", *total.values(), sum(total.values()), ""]],
+                                                ["image_path", *self.names, "total", "pixel_area"]))
+        report = {**summary, "images_in": len(self.images) + len(self.skipped), "predicted": len(self.images),
+                  "skipped": self.skipped, "unit": "pixels", "total": total, "per_image": self.areas,
+                  "files": sorted(p.name for p in self.out.iterdir() if p.is_file()) + ["report.json"]}
+        write_json(self.out / "report.json", report)
+        return report
+
     def close(self, summary: dict) -> dict:
+        if self.card.task == "semantic-segmentation":
+            return self._close_masks(summary)
         if self.card.task == "object-detection":
             write_text(self.out / "detections.csv",
                        _csv(self.boxes, ["image_path", "xmin", "ymin", "xmax", "ymax", "label", "score"]))

@@ -22,7 +22,8 @@ def progress_line(epoch: int, epochs: int, metrics: dict) -> str:
     parts = [f"epoch {epoch + 1}/{epochs}"]
     for key, value in metrics.items():
         name = clean_metric_name(key)
-        if isinstance(value, (int, float)) and ("loss" in name or "mAP" in name or name.startswith("val/acc")):
+        shown = "loss" in name or "mAP" in name or name.startswith(("val/acc", "val/miou"))
+        if isinstance(value, (int, float)) and shown:
             parts.append(f"{name} {float(value):.4g}")
     return "  ".join(parts)
 

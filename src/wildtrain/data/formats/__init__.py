@@ -2,6 +2,8 @@
 
 Every reader maps its format to the canonical `CocoDataset`; every writer writes from it, so any format
 converts to any other through COCO. Readers leave bad entries in place for `data.validate` to count.
+Image/mask folder pairs (`masks`) are named by their mask folder and class list (`data.masks`), not an
+annotation file.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from pathlib import Path
 from typing import Callable
 
 from wildtrain.data.coco import CocoDataset
-from wildtrain.data.formats import coco, csv, voc, yolo
+from wildtrain.data.formats import coco, csv, mask_pairs, voc, yolo
 from wildtrain.errors import WildtrainError
 
-FORMATS = ("coco", "voc", "yolo", "csv")
+BOX_FORMATS = ("coco", "voc", "yolo", "csv")  # boxes round-trip exactly; masks hold class maps, not boxes
+FORMATS = (*BOX_FORMATS, "masks")
 WRITERS: dict[str, Callable[[CocoDataset, Path, Path], Path]] = {
-    "coco": coco.write, "voc": voc.write, "yolo": yolo.write, "csv": csv.write}
+    "coco": coco.write, "voc": voc.write, "yolo": yolo.write, "csv": csv.write, "masks": mask_pairs.write}
+MASK_DEFAULTS = {"folder": mask_pairs.MASKS, "classes": mask_pairs.CLASSES, "ignore": mask_pairs.IGNORE}
 
 
 def _is_coco(path: Path) -> bool:
@@ -60,8 +64,10 @@ def find_annotations(root: Path, fmt: str, annotations: str, strict: bool = Fals
     return found[0] if found else None
 
 
-def detect(root: Path, annotations: str) -> tuple[str, str]:
-    """(format, why) for a source folder: the named annotation file decides, else what the folder holds."""
+def detect(root: Path, annotations: str, masks: dict | None = None) -> tuple[str, str]:
+    """(format, why) for a source folder: the named annotation file decides, else what the folder holds.
+    `masks`: data.masks ({folder, classes, ignore}) — where image/mask pairs would be."""
+    m = {**MASK_DEFAULTS, **(masks or {})}
     named = root / annotations if annotations else None
     if named is not None and named.is_file():
         by_suffix = {".json": "coco", ".csv": "csv", ".yaml": "yolo", ".yml": "yolo"}
@@ -76,19 +82,27 @@ def detect(root: Path, annotations: str) -> tuple[str, str]:
     xmls = [p for p in sorted(root.rglob("*.xml"))[:20] if voc.is_voc(p)]
     if xmls:
         found.append(("voc", f"found VOC XML files ({xmls[0].relative_to(root)}, ...)"))
+    if mask_pairs.is_pairs(root, m["folder"], m["classes"]):
+        found.append(("masks", f"found {m['folder']}/ and {m['classes']} (image/mask pairs)"))
     if not found:
         raise WildtrainError(f"{root}: no annotations found (looked for a COCO .json, VOC .xml files, a YOLO yaml "
-                             f"with names, a CSV with {','.join(csv.COLUMNS)})")
+                             f"with names, a CSV with {','.join(csv.COLUMNS)}, a {m['folder']}/ folder with "
+                             f"{m['classes']})")
     if len(found) > 1:
         raise WildtrainError(f"{root}: several annotation formats found ({'; '.join(w for _, w in found)}); "
                              f"set data.format")
     return found[0]
 
 
-def read(root: Path, fmt: str, annotations: str, images: str) -> tuple[CocoDataset, Path]:
+def read(root: Path, fmt: str, annotations: str, images: str, masks: dict | None = None) -> tuple[CocoDataset, Path]:
     """Read a source folder in `fmt` into a lenient CocoDataset (see formats.base) + the annotation file read."""
     if fmt == "voc":
         return voc.read(root, images), root
+    if fmt == "masks":
+        m = {**MASK_DEFAULTS, **(masks or {})}
+        if not (root / m["folder"]).is_dir():
+            raise WildtrainError(f"{root / m['folder']}: no mask folder (data.masks.folder: '{m['folder']}')")
+        return mask_pairs.read(root, images, m["folder"], m["classes"], int(m["ignore"])), root / m["classes"]
     ann = find_annotations(root, fmt, annotations)
     if ann is None:
         raise WildtrainError(f"{root / annotations if annotations else root}: no {fmt} annotation file "

@@ -49,6 +49,7 @@ class ClassifierFamily:
     name, task = "classifier", "classification"
     train_section, evaluate_section, register_section = "classifier", "classifier_evaluate", "classifier_register"
     suffix = "_classifier"  # metrics/eval_classifier.json, metrics/register_classifier.json, metrics/train_classifier/
+    requirements = ()  # served-model packages beyond the framework's
     plot_files = ("classifier_confusion.png", "classifier_misclassified.png")
 
     def model_dir(self, p, root: Path) -> Path:
@@ -107,7 +108,7 @@ class ClassifierFamily:
 
         from wildtrain.data.images import load_rgb
         from wildtrain.families.classifier.data import scan_split
-        from wildtrain.families.classifier.export import export
+        from wildtrain.families.torch_export import export
 
         predictor = self.load(model_dir, "cpu")
         card = predictor.card

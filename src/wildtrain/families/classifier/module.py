@@ -6,16 +6,16 @@ stopping see the same numbers on every rank.
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
 import torch
 import torchmetrics
 
 from wildtrain.families.classifier.backbones import build
+from wildtrain.families.lightning_module import SupervisedModule
 
 MONITOR = {"f1_macro": ("val/f1_macro", "max"), "accuracy": ("val/accuracy", "max"), "loss": ("val/loss", "min")}
 
 
-class CropClassifier(pl.LightningModule):
+class CropClassifier(SupervisedModule):
     def __init__(self, backbone: str, num_classes: int, lr: float, weight_decay: float, optimizer: str,
                  scheduler: str, epochs: int, class_weights: list[float] | None = None, pretrained: bool = False,
                  weights: str = ""):
@@ -28,15 +28,6 @@ class CropClassifier(pl.LightningModule):
         self.val_acc = torchmetrics.Accuracy(**task)
         self.val_f1 = torchmetrics.F1Score(average="macro", **task)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = self.loss(self(x), y)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
-        return loss
-
     def validation_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
@@ -45,17 +36,3 @@ class CropClassifier(pl.LightningModule):
         self.log("val/loss", self.loss(logits, y), on_epoch=True, sync_dist=True, batch_size=len(y))
         self.log("val/accuracy", self.val_acc, on_epoch=True, batch_size=len(y))
         self.log("val/f1_macro", self.val_f1, on_epoch=True, batch_size=len(y))
-
-    def configure_optimizers(self):
-        h = self.hparams
-        params = self.parameters()
-        if h.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=h.lr, momentum=0.9, weight_decay=h.weight_decay)
-        elif h.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=h.lr, weight_decay=h.weight_decay)
-        else:
-            opt = torch.optim.AdamW(params, lr=h.lr, weight_decay=h.weight_decay)
-        if h.scheduler == "none":
-            return opt
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, h.epochs))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

@@ -1,36 +1,18 @@
-"""Fit the classifier with Lightning: callbacks, devices/DDP, AMP and resume from the last checkpoint.
-
-Lightning checkpoints are full pickles (optimizer, callback and loop state): they are loaded with
-`weights_only=False`, and only from `runs/classifier/`, which this pipeline alone writes. Weights
-handed to later stages are a plain state dict (`models_classifier/model.pt`, loaded with
-`weights_only=True`).
-"""
+"""The classifier's Lightning module built from its params, and fitted (wildtrain.families.lightning_fit) with
+its epochs reported through a Lightning logger (lightning_logger.EpochLoggerBridge)."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
-import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor
 
+from wildtrain.families import lightning_fit
 from wildtrain.families.classifier.datamodule import CropDataModule
 from wildtrain.families.classifier.lightning_logger import EpochLoggerBridge
 from wildtrain.families.classifier.module import MONITOR, CropClassifier
-from wildtrain.devices import lightning_devices
-from wildtrain.errors import WildtrainError
-
-LAST, BEST = "last.ckpt", "best.ckpt"
-
-
-@dataclass(frozen=True)
-class FitResult:
-    state_dict: dict | None  # best weights of the backbone (rank 0 only; None on other DDP ranks)
-    epochs_completed: int
-    best_score: float | None
-    resumed_after_epochs: int | None  # epochs the resumed checkpoint had completed
+from wildtrain.families.lightning_fit import FitResult
 
 
 def build_module(cfg, dm: CropDataModule, root: Path) -> CropClassifier:
@@ -41,40 +23,7 @@ def build_module(cfg, dm: CropDataModule, root: Path) -> CropClassifier:
                           pretrained=cfg.pretrained, weights=weights or "")
 
 
-def _backbone_state(ckpt: Path) -> dict:
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]  # our own checkpoint
-    return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-
-
 def fit(cfg, dm: CropDataModule, module: CropClassifier, workdir: Path, on_epoch, resume: bool) -> FitResult:
-    metric, mode = MONITOR[cfg.monitor]
-    accelerator, devices = lightning_devices(cfg.device, cfg.devices, "classifier.device")
-    last = workdir / LAST
-    ckpt_path = last if resume and last.is_file() else None
-    # A checkpoint is saved when an epoch's validation ends, so it holds `epoch` + 1 completed epochs.
-    resumed_from = torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1 if ckpt_path else None
     bridge = EpochLoggerBridge(on_epoch)
-    checkpoint = ModelCheckpoint(dirpath=workdir, filename=BEST.removesuffix(".ckpt"), monitor=metric, mode=mode,
-                                 save_top_k=1, save_last=True, enable_version_counter=False)
-    callbacks = [checkpoint, EarlyStopping(monitor=metric, mode=mode, patience=cfg.patience),
-                 LearningRateMonitor(logging_interval="epoch"), bridge]
-    try:
-        trainer = pl.Trainer(max_epochs=cfg.epochs, accelerator=accelerator, devices=devices,
-                             strategy=cfg.strategy if cfg.devices > 1 or isinstance(devices, list) else "auto",
-                             precision=cfg.precision, accumulate_grad_batches=cfg.accumulate_grad_batches,
-                             callbacks=callbacks, logger=bridge, default_root_dir=workdir, log_every_n_steps=1,
-                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
-    except (ValueError, RuntimeError) as e:  # Lightning's MisconfigurationException is a ValueError
-        raise WildtrainError(f"classifier: {str(e).splitlines()[0]}") from None
-    if accelerator == "cpu" and devices == 1:
-        # One thread per core, stated rather than inherited: the thread count changes the weights, and a parent
-        # process that imported Ultralytics has set OMP_NUM_THREADS=1 in the environment stages inherit.
-        torch.set_num_threads(len(os.sched_getaffinity(0)))
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=False)
-    if not trainer.is_global_zero:
-        return FitResult(None, trainer.current_epoch, None, resumed_from)
-    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else last
-    score = checkpoint.best_model_score
-    return FitResult(_backbone_state(best), trainer.current_epoch, None if score is None else float(score),
-                     resumed_from)
+    return lightning_fit.fit("classifier", cfg, dm, module, workdir, resume, MONITOR[cfg.monitor],
+                             [LearningRateMonitor(logging_interval="epoch"), bridge], logger=bridge)

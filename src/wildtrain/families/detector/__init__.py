@@ -64,6 +64,7 @@ class DetectorFamily:
     name, task = "detector", "object-detection"
     train_section, evaluate_section, register_section = "train", "evaluate", "register"
     suffix = ""  # metrics/eval.json, metrics/register.json, metrics/train/
+    requirements = ()  # served-model packages beyond the framework's
     plot_files = ("pr_curve.png", "confusion.png", "gallery.png")  # in Paths.plots, logged with the model
 
     def model_dir(self, p, root: Path) -> Path:

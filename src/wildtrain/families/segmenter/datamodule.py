@@ -1,0 +1,58 @@
+"""The canonical train/val split files as a LightningDataModule, and the dataset statistics the run records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader
+
+from wildtrain.families.segmenter.data import MaskDataset, Split, class_weights, reseed_worker, transforms
+
+
+class MaskDataModule(pl.LightningDataModule):
+    def __init__(self, coco: dict[str, Path], cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.train_split = Split(coco["train"], cfg.missing_masks)
+        self.val_split = Split(coco["val"], cfg.missing_masks)
+        self.classes = self.train_split.class_names
+        self._counts = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def pixel_counts(self):
+        """Labelled pixels per class in the training split (computed once)."""
+        if self._counts is None:
+            self._counts = self.train_split.pixel_counts()
+        return self._counts
+
+    def class_weights(self) -> list[float] | None:
+        return class_weights(self.pixel_counts(), self.cfg.class_weights)
+
+    def stats(self, seed: int) -> dict:
+        """What the run records about its data: image mean/std, class pixel frequencies, sizes, masks."""
+        from wildtrain.data.stats import mean_std
+
+        counts = self.pixel_counts()
+        ms = mean_std(self.train_split.dataset, self.train_split.root, seed)
+        return {"train_images": len(self.train_split), "val_images": len(self.val_split),
+                "mean": ms["mean"], "std": ms["std"],
+                "pixel_frequency": {c: round(float(n / max(1, counts.sum())), 6) for c, n in zip(self.classes, counts)},
+                "annotations_with_mask": self.train_split.with_mask,
+                "annotations_without_mask": self.train_split.without_mask}
+
+    def _loader(self, split: Split, train: bool) -> DataLoader:
+        c = self.cfg
+        ds = MaskDataset(split, transforms(c.imgsz, c.augment if train else None, seed=c.seed))
+        return DataLoader(ds, batch_size=c.batch, shuffle=train, num_workers=c.workers,
+                          persistent_workers=c.workers > 0, worker_init_fn=reseed_worker if c.workers > 0 else None,
+                          drop_last=train and len(ds) > c.batch)  # no batch of 1 for BatchNorm
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_split, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_split, train=False)
