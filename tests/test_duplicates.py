@@ -204,8 +204,9 @@ def test_near_pair_search_matches_brute_force_and_scales_to_50k_hashes():
 @pytest.mark.parametrize("policy", ["negative", "skip"])
 @pytest.mark.parametrize("fmt", formats.FORMATS)
 def test_unannotated_policy_is_the_same_for_every_format(tmp_path, fmt, policy):
-    """Each format's explicit negative (COCO entry, VOC XML, empty YOLO .txt, CSV empty row) is kept either way;
-    an image no annotation file mentions follows data.unannotated."""
+    """Each format's explicit negative (COCO entry, VOC XML, empty YOLO .txt, CSV empty row, all-background mask)
+    is kept either way; an image no annotation file mentions (for image/mask pairs: no mask) follows
+    data.unannotated."""
     ds = canonical(tmp_path / "imgs")
     formats.write(ds, tmp_path / "imgs", tmp_path / "src", fmt)
     image_dir = "JPEGImages" if fmt == "voc" else "images"
@@ -219,8 +220,10 @@ def test_unannotated_policy_is_the_same_for_every_format(tmp_path, fmt, policy):
         assert rep["images"]["quarantined"] == 0
     else:
         assert len(names) == 3 and "extra.png" not in names and rep["images"]["negatives"] == 1
-        assert rep["quarantined"] == [{"file": "extra.png", "reason": "unannotated",
-                                       "detail": "no annotation file mentions it (data.unannotated: skip)"}]
+        why = ("missing_mask", "no mask file with its name in the mask folder") if fmt == "masks" else \
+            ("unannotated", "no annotation file mentions it")
+        assert rep["quarantined"] == [{"file": "extra.png", "reason": why[0],
+                                       "detail": f"{why[1]} (data.unannotated: skip)"}]
     assert f"1 without an annotation file (data.unannotated: {policy})" in summary_line(rep)
 
 

@@ -232,8 +232,8 @@ def validate(ds: CocoDataset, out_images: Path, policy: str = "clip", group_rege
             rep.quarantine(im, "duplicate_file_name", f"file name used twice")
         elif im.get("_path") is None:
             rep.quarantine(im, "missing_file", "image file not found")
-        elif "_mask" in im and im["_mask"] is None:
-            rep.quarantine(im, "missing_mask", "no mask file with its name in the mask folder")
+        elif "_mask" in im and im["_mask"] is None and unannotated == "skip":
+            rep.quarantine(im, "missing_mask", "no mask file with its name in the mask folder (data.unannotated: skip)")
         elif im.get("_unlisted") and unannotated == "skip":
             rep.quarantine(im, "unannotated", "no annotation file mentions it (data.unannotated: skip)")
         else:

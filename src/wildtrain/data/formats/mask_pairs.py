@@ -46,8 +46,8 @@ def class_list(path: Path) -> list[str]:
 
 
 def read(root: Path, images: str, folder: str = MASKS, classes: str = CLASSES, ignore: int = IGNORE) -> CocoDataset:
-    """The lenient dataset: every image with its mask file (`_mask`, None when missing); classes 1..n-1 as
-    categories with id = pixel value; masks without an image are listed in `info._orphan_masks`."""
+    """The lenient dataset: every image with its mask file (`_mask`, None when missing, then `_unlisted`); classes
+    1..n-1 as categories with id = pixel value; masks without an image are listed in `info._orphan_masks`."""
     names = class_list(root / classes)
     if 0 <= ignore < len(names):
         raise WildtrainError(f"data.masks.ignore: {ignore} is the value of class '{names[ignore]}' in "
@@ -63,7 +63,11 @@ def read(root: Path, images: str, folder: str = MASKS, classes: str = CLASSES, i
             continue  # images/ missing, so the source root is the image folder: its masks are not images
         name = relative_name(path, base, root)
         stem = Path(name).with_suffix("").as_posix()
-        out.append({"id": len(out) + 1, "file_name": name, "_path": path, "_mask": by_stem.get(stem)})
+        mask = by_stem.get(stem)
+        # An image without a mask is one no annotation mentions: data.unannotated decides (skip: quarantined as
+        # missing_mask; negative: all background), as for an image without a label file in every format.
+        out.append({"id": len(out) + 1, "file_name": name, "_path": path, "_mask": mask,
+                    **({"_unlisted": True} if mask is None else {})})
         used.add(stem)
     cats = [{"id": v, "name": n} for v, n in enumerate(names) if v > 0]
     orphans = sorted(by_stem[s].relative_to(root).as_posix() for s in set(by_stem) - used)
