@@ -51,20 +51,20 @@ def test_source_hash_is_in_every_lineage_record(pipeline_repo):
     assert md5.endswith(".dir")
     for record in ("data/raw/manifest.json", "data/reports/validation.json", "metrics/data.json"):
         assert json.loads((repo / record).read_text())["data_source_md5"] == md5, record
-    for card in ("models/model.json", "models_classifier/model.json"):
+    for card in ("models/model.json", "models_classifier/model.json", "models_segmenter/model.json"):
         assert json.loads((repo / card).read_text())["training"]["data_source_md5"] == md5, card
     runs = json.loads(mlflow_query(pipeline_repo, (
         "runs = c.search_runs([mlflow.get_experiment_by_name('wildtrain').experiment_id], "
         "filter_string=\"tags.mlflow.runName LIKE 'train-%'\"); "
         "print(json.dumps([[r.data.tags.get('data_source_md5'), r.data.params.get('data.data_source_md5'), "
         "r.data.tags.get('data_source')] for r in runs]))")))
-    assert len(runs) == 2 and all(r == [md5, md5, SOURCE] for r in runs), runs  # detector + classifier training
+    assert len(runs) == 3 and all(r == [md5, md5, SOURCE] for r in runs), runs  # detector, classifier, segmenter
     versions = json.loads(mlflow_query(pipeline_repo, (
         "print(json.dumps([[v.tags.get('data_source_md5'), v.tags.get('git_commit'), v.tags.get('dvc_stage.prepare')] "
-        "for name in ('wildtrain-detector', 'wildtrain-classifier', 'wildtrain-two-stage') "
+        "for name in ('wildtrain-detector', 'wildtrain-classifier', 'wildtrain-two-stage', 'wildtrain-segmenter') "
         "for v in c.search_model_versions(f\"name='{name}'\")]))")))
     first_commit = pipeline_repo.sh("git", "rev-parse", "HEAD~1").stdout.strip()  # "tiny config, survey source"
-    assert len(versions) == 3 and all(v[0] == md5 and v[1] == first_commit and v[2] for v in versions), versions
+    assert len(versions) == 4 and all(v[0] == md5 and v[1] == first_commit and v[2] for v in versions), versions
 
 
 def test_editing_the_tracked_source_reruns_prepare(pipeline_repo, tmp_path: Path):
