@@ -15,7 +15,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 .DEFAULT_GOAL := help
 MMDET_MODEL ?= retinanet_r18
 
-.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter evaluate register tune test test-fast dag metrics plots mlflow-ui bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-serve clean
+.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter evaluate register tune test test-fast dag metrics plots mlflow-ui services services-down bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-serve clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
@@ -91,6 +91,12 @@ metrics: $(STAMP) ## Show metrics, and their diff against HEAD
 
 plots: $(STAMP) ## Render DVC plots to dvc_plots/index.html
 	dvc plots show
+
+services: $(STAMP) ## Team set-up on loopback: PostgreSQL + mlflow server on it, in .services/ (PG_PORT=55432 MLFLOW_PORT=5050 [ARTIFACTS=s3://bucket/path])
+	python -m wildtrain.services up
+
+services-down: $(STAMP) ## Stop what `make services` started (data kept in .services/)
+	python -m wildtrain.services down
 
 mlflow-ui: $(STAMP) ## Browse runs and the model registry at http://127.0.0.1:5000
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1
