@@ -123,3 +123,20 @@ def stop(server: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+@pytest.fixture(scope="session")
+def services():
+    """A real PostgreSQL + `mlflow server` on free loopback ports (wildtrain.services, what `make services` runs), in a
+    temporary folder; stopped at the end of the session, also when tests fail. The folder is outside pytest's
+    basetemp (mode 0700): as root, PostgreSQL runs as the `postgres` user, which must reach it."""
+    import tempfile
+
+    from wildtrain import services as svc
+
+    folder = Path(tempfile.mkdtemp(prefix="wildtrain-services-"))
+    try:
+        yield svc.up(folder, free_port(), free_port())
+    finally:
+        svc.down(folder)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -150,6 +150,8 @@ def repro(stage: Optional[str] = typer.Argument(None, help="Run up to this stage
 @app.command()
 def tune(workers: int = typer.Option(1, min=1, help="Worker processes on the same study storage."),
          apply: bool = typer.Option(False, "--apply", help="Then run `dvc exp run -S <best params>`."),
+         first_worker: int = typer.Option(0, min=0, help="Number of this machine's first worker (sampler seed "
+                                          "tune.seed + number): give each machine sharing a storage its own range."),
          worker: Optional[int] = typer.Option(None, hidden=True, help="Internal: run as worker N.")) -> None:
     """Optuna search over params.yaml `tune.space` with the real train/evaluate stages (resumable)."""
     from wildtrain import tune as sweep
@@ -157,7 +159,8 @@ def tune(workers: int = typer.Option(1, min=1, help="Worker processes on the sam
     if worker is not None:
         run(lambda p, root: sweep.work(p, root, worker))
     else:
-        run(lambda p, root: sweep.launch(p, root, workers=workers, apply=apply))
+        run(lambda p, root: sweep.launch(p, root, workers=workers, apply=apply,
+                                                first_worker=first_worker))
 
 
 @config_app.command("apply")

@@ -128,6 +128,9 @@ def start_postgres(folder: Path, port: int, password: str) -> int:
     running = pg_running_port(folder)
     if running:
         return running
+    if not port_free(port):
+        raise WildtrainError(f"services: port {port} on 127.0.0.1 is taken by another program; choose another "
+                             f"(make services PG_PORT=...)")
     pg = _pg_dir(folder)
     data = pg / "data"
     if not (data / "PG_VERSION").is_file():
@@ -145,9 +148,6 @@ def start_postgres(folder: Path, port: int, password: str) -> int:
         if out.returncode != 0:
             raise WildtrainError(f"services: PostgreSQL cannot start: initdb failed "
                                  f"({(out.stderr or out.stdout).strip().splitlines()[-1:]})")
-    if not port_free(port):
-        raise WildtrainError(f"services: port {port} on 127.0.0.1 is taken by another program; choose another "
-                             f"(make services PG_PORT=...)")
     log = pg / "server.log"
     # unix_socket_directories='': TCP on loopback only, no socket file in a path that may be too long for one
     opts = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories=''"
@@ -263,6 +263,8 @@ def up(folder: Path, pg_port: int = PG_PORT, mlflow_port: int = MLFLOW_PORT, art
     """Start (or reuse) PostgreSQL and the MLflow server kept in `folder`."""
     folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:  # the `postgres` user must reach its data folder inside
+        folder.chmod(folder.stat().st_mode | 0o011)
     password = _password(folder)
     pg_port = start_postgres(folder, pg_port, password)
     svc = Services(folder, pg_port, mlflow_port, password)

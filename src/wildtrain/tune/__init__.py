@@ -109,31 +109,40 @@ def _fail_dead(p: Params, root: Path, study, parent_run_id: str) -> None:
 
 
 def work(p: Params, root: Path, worker: int = 0) -> None:
-    """One worker: claim and run trials until the study has n_trials or the timeout passes."""
+    """One worker: claim and run trials until the study has n_trials or the timeout passes.
+
+    Trials are claimed under the storage's own lock (study.claim_lock), so workers on other machines that share
+    nothing but tune.storage (and the MLflow server) never overshoot n_trials. A storage that stops answering
+    stops the worker with one line; rerunning `wildtrain tune` resumes the study."""
     t = p.tune
     dims = space.parse(t.space, p)
-    study = study_mod.open_study(t, p.train, root, worker)
-    parent = study.user_attrs.get(study_mod.PARENT_RUN_ATTR)
-    if not parent:
-        raise WildtrainError(f"tune: study '{t.study}' has no MLflow parent run; start it with `wildtrain tune`")
-    lock = root / trial_mod.TRIALS_DIR / f"{t.study}.lock"
-    start, failures = time.monotonic(), 0
-    while not (t.timeout and time.monotonic() - start >= t.timeout):
-        trial = study_mod.claim(study, t.n_trials, lock)
-        if trial is None:
-            return
-        if trial_mod.run(p, root, study, trial, dims, parent) == "FAIL":
-            failures += 1
-            if failures >= t.n_trials:
-                print(f"tune: worker {worker} stops: {failures} of its trials failed", file=sys.stderr)
+    url = study_mod.storage_url(t.storage, root)
+    try:
+        study = study_mod.open_study(t, p.train, root, worker)
+        parent = study.user_attrs.get(study_mod.PARENT_RUN_ATTR)
+        if not parent:
+            raise WildtrainError(f"tune: study '{t.study}' has no MLflow parent run; start it with `wildtrain tune`")
+        start, failures = time.monotonic(), 0
+        while not (t.timeout and time.monotonic() - start >= t.timeout):
+            trial = study_mod.claim(study, t.n_trials, study_mod.claim_lock(url, t.study))
+            if trial is None:
                 return
+            if trial_mod.run(p, root, study, trial, dims, parent) == "FAIL":
+                failures += 1
+                if failures >= t.n_trials:
+                    print(f"tune: worker {worker} stops: {failures} of its trials failed", file=sys.stderr)
+                    return
+    except Exception as e:
+        if isinstance(e, WildtrainError) or not study_mod.storage_error(e):
+            raise
+        raise study_mod.storage_down(t.storage, e) from None
     print(f"tune: worker {worker}: timeout of {t.timeout} s reached")
 
 
-def _run_workers(root: Path, workers: int) -> list[int]:
+def _run_workers(root: Path, workers: int, first: int = 0) -> list[int]:
     """Worker subprocesses on the same storage; Ctrl-C is passed on so each records its trial."""
     cmd = [sys.executable, "-m", "wildtrain.cli", "tune", "--worker"]
-    procs = [subprocess.Popen([*cmd, str(i)], cwd=root) for i in range(workers)]
+    procs = [subprocess.Popen([*cmd, str(first + i)], cwd=root) for i in range(workers)]
     try:
         return [proc.wait() for proc in procs]
     except KeyboardInterrupt:
@@ -149,10 +158,22 @@ def _run_workers(root: Path, workers: int) -> list[int]:
         raise
 
 
-def launch(p: Params, root: Path, workers: int = 1, apply: bool = False) -> dict:
-    """`wildtrain tune`: run the study to n_trials, write its outputs, optionally apply the best trial."""
-    t = p.tune
+def launch(p: Params, root: Path, workers: int = 1, apply: bool = False, first_worker: int = 0) -> dict:
+    """`wildtrain tune`: run the study to n_trials, write its outputs, optionally apply the best trial.
+
+    `first_worker`: the number of this machine's first worker (its sampler seed is tune.seed + number), so that
+    machines sharing one storage do not propose the same parameters."""
     check_inputs(p, root)
+    try:
+        return _launch(p, root, workers, apply, first_worker)
+    except Exception as e:
+        if isinstance(e, WildtrainError) or not study_mod.storage_error(e):
+            raise
+        raise study_mod.storage_down(p.tune.storage, e) from None
+
+
+def _launch(p: Params, root: Path, workers: int, apply: bool, first_worker: int) -> dict:
+    t = p.tune
     study = study_mod.open_study(t, p.train, root, create=True)
     parent = _parent_run(p, root, study)
     _fail_dead(p, root, study, parent)
@@ -161,9 +182,9 @@ def launch(p: Params, root: Path, workers: int = 1, apply: bool = False) -> dict
     codes: list[int] = []
     try:
         if workers == 1:
-            work(p, root)
+            work(p, root, first_worker)
         else:
-            codes = _run_workers(root, workers)
+            codes = _run_workers(root, workers, first_worker)
     except BaseException:
         _close_parent(p, root, parent, None, "KILLED")
         raise

@@ -1,7 +1,13 @@
 """The Optuna study on its storage: open or resume it, fail trials whose worker died, claim trials exactly.
 
-Several worker processes share one storage. A trial is claimed (counted and asked) under a file lock, so
-workers on one machine never run more than `n_trials` between them; RUNNING trials count as claimed.
+Several workers share one storage, on one machine or many. A trial is claimed (counted and asked) under a lock
+that the storage itself holds, so workers anywhere never run more than `n_trials` between them; RUNNING trials
+count as claimed:
+- PostgreSQL: a session-level advisory lock (the server drops it if the worker's connection dies);
+- MySQL: GET_LOCK, likewise;
+- sqlite (one machine only: it corrupts on shared file systems): a file lock beside the database file;
+- JournalStorage on a file (`journal:PATH`, clusters without a database): Optuna's own lock file beside the
+  journal, which works on NFS.
 Each trial records its worker's host and pid, so a rerun can tell a trial whose worker was killed
 (SIGKILL, power loss) from one still running elsewhere, and mark only the former failed.
 """
@@ -13,6 +19,7 @@ import contextlib
 import fcntl
 import os
 import socket
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -22,13 +29,19 @@ from wildtrain.params import Train, Tune
 FINISHED = ("COMPLETE", "PRUNED")  # what counts toward n_trials; FAIL trials are kept but do not count
 CLAIMED = (*FINISHED, "RUNNING")  # WAITING (enqueued) trials are not claimed until asked
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
+JOURNAL = "journal:"  # tune.storage `journal:PATH`: Optuna's JournalStorage on a file (no database needed)
+
+
+class StorageDown(WildtrainError):
+    """The study's storage stopped answering: the worker stops; a rerun resumes the study."""
 
 
 def storage_url(url: str, root: Path) -> str:
-    """A relative sqlite path is taken from the repo root, not from wherever the command runs."""
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url[len(prefix):].startswith("/") and url != prefix + ":memory:":
-        return prefix + str(root / url[len(prefix):])
+    """A relative sqlite or journal path is taken from the repo root, not from wherever the command runs."""
+    for prefix in ("sqlite:///", JOURNAL):
+        rest = url[len(prefix):]
+        if url.startswith(prefix) and rest and not rest.startswith("/") and rest != ":memory:":
+            return prefix + str(root / rest)
     return url
 
 
@@ -42,10 +55,38 @@ def redact(url: str) -> str:
         return url.split("@")[-1]
 
 
+def storage_error(e: BaseException) -> bool:
+    """Whether `e` (or what caused it) says the storage is unreachable rather than that a trial went wrong."""
+    from sqlalchemy.exc import DBAPIError
+
+    import optuna
+
+    while e is not None:
+        if isinstance(e, (DBAPIError, optuna.exceptions.StorageInternalError)):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def storage_down(url: str, e: BaseException) -> StorageDown:
+    text = " ".join(str(getattr(e, "orig", None) or e).split())[:200] or type(e).__name__
+    return StorageDown(f"tune.storage: '{redact(url)}' stopped answering ({text}); rerun `wildtrain tune` once it "
+                       f"is back: trials cut short are marked failed and the study resumes to n_trials")
+
+
 def open_storage(url: str):
     import optuna
 
-    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    if url.startswith(JOURNAL):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(url[len(JOURNAL):])
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        except OSError as e:
+            raise WildtrainError(f"tune.storage: cannot open journal '{path}' ({e.strerror or e})") from None
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     except Exception as e:  # bad URL, missing driver, unreachable server
@@ -119,7 +160,7 @@ def fail_dead_trials(study) -> list[int]:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -129,9 +170,60 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def claim(study, n_trials: int, lock: Path):
-    """The next trial to run (enqueued ones first), or None once COMPLETE + PRUNED + RUNNING reach n_trials."""
-    with _locked(lock):
+@contextlib.contextmanager
+def _journal_lock(path: Path) -> Iterator[None]:
+    from optuna.storages.journal import JournalFileOpenLock
+
+    lock = JournalFileOpenLock(str(path))
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def _database_lock(url: str, study_name: str) -> Iterator[None]:
+    """A lock the database server holds for this connection; a worker that dies loses it with its connection."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+    key = zlib.crc32(f"wildtrain-tune:{study_name}".encode())  # the same key on every machine
+    postgres = engine.dialect.name == "postgresql"
+    take = "SELECT pg_advisory_lock(:k)" if postgres else "SELECT GET_LOCK(:k, -1)"
+    give = "SELECT pg_advisory_unlock(:k)" if postgres else "SELECT RELEASE_LOCK(:k)"
+    k = key if postgres else f"wildtrain-tune:{study_name}"
+    try:
+        with engine.connect() as con:
+            con.execute(sqlalchemy.text(take), {"k": k})
+            con.commit()
+            try:
+                yield
+            finally:
+                con.execute(sqlalchemy.text(give), {"k": k})
+                con.commit()
+    finally:
+        engine.dispose()
+
+
+def claim_lock(url: str, study_name: str):
+    """The lock under which trials of `study_name` on the storage at `url` (resolved) are counted and asked."""
+    if url.startswith(JOURNAL):
+        return _journal_lock(Path(url[len(JOURNAL):] + f".{study_name}.claims.lock"))
+    if url.startswith("sqlite:///"):
+        return _file_lock(Path(url[len("sqlite:///"):] + f".{study_name}.claims.lock"))
+    if url.split(":", 1)[0].split("+")[0] in ("postgresql", "mysql"):
+        return _database_lock(url, study_name)
+    raise WildtrainError(f"tune.storage: '{redact(url)}' has no lock to claim trials under; use postgresql://, "
+                         f"mysql://, sqlite:/// (one machine) or journal:PATH")
+
+
+def claim(study, n_trials: int, lock):
+    """The next trial to run (enqueued ones first), or None once COMPLETE + PRUNED + RUNNING reach n_trials.
+
+    `lock`: claim_lock(...) of the study's storage; counting and asking happen while it is held."""
+    with lock:
         c = counts(study)
         if sum(c.get(s, 0) for s in CLAIMED) >= n_trials:
             return None

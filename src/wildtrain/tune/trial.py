@@ -134,6 +134,10 @@ def run(p: Params, root: Path, study, trial, dims: list[space.Dim], parent_run_i
         finish("FAIL", str(e))
         raise
     except Exception as e:  # a crashing trial must not end the study
+        from wildtrain.tune.study import storage_error
+
+        if storage_error(e):  # the storage is gone: nothing can be recorded; the worker stops (tune.work)
+            raise
         finish("FAIL", one_line(e))
         print(f"tune: trial {n} failed: {one_line(e)}", file=sys.stderr)
         return "FAIL"
