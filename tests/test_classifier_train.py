@@ -182,3 +182,56 @@ def test_ddp_two_cpu_processes_through_the_cli(tmp_path):
     card = json.loads((tmp_path / "models_classifier/model.json").read_text())
     assert card["training"]["epochs_completed"] == 1
     assert out.count("train: classifier mobilenet_v3_small, 1 epochs") == 1  # only rank 0 writes outputs and tracks
+
+
+def _node_env(root: Path, launcher: str, node: int, port: int, shards: Path) -> dict:
+    """The environment of node `node` of 2 (one process each) on loopback: torchrun sets RANK/WORLD_SIZE itself;
+    under SLURM, srun would set these."""
+    env = {**_env(root), "SHARD_LOG": str(shards), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(Path(__file__).parent)])}
+    if launcher == "slurm":
+        env.update(SLURM_NTASKS="2", SLURM_NNODES="2", SLURM_NTASKS_PER_NODE="1", SLURM_PROCID=str(node),
+                   SLURM_LOCALID="0", SLURM_NODEID=str(node), SLURM_JOB_NAME="wildtrain", SLURM_JOB_ID="4242",
+                   SLURM_NODELIST="127.0.0.1")
+    return env
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["torchrun", "slurm"])
+def test_two_nodes_one_process_each_on_loopback(tmp_path, launcher):
+    """2 nodes x 1 process (gloo on loopback), each node in its own folder with its own copy of the data, as on two
+    machines: one DDP group, global rank 0 alone tracks and writes outputs, the ranks' training shards are disjoint."""
+    from conftest import free_port
+
+    nodes, shards, port = [tmp_path / "node0", tmp_path / "node1"], tmp_path / "shards", free_port()
+    shards.mkdir()
+    for node in nodes:
+        write_crops(node, SMALL)
+        tiny_params(node, epochs=1, num_nodes=2, devices=1)
+    script = [str(Path(__file__).with_name("ddp_shards.py")), "train", "classifier"]
+    procs = []
+    for i, node in enumerate(nodes):
+        if launcher == "torchrun":
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+                   "--node-rank", str(i), "--master-addr", "127.0.0.1", "--master-port", str(port), *script]
+        else:
+            cmd = [sys.executable, *script]
+        procs.append(subprocess.Popen(cmd, cwd=node, env=_node_env(node, launcher, i, port, shards),
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outs = [p.communicate(timeout=400)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[-3000:] for o in outs]
+    assert "MEMBER: 1/2" in outs[0] + outs[1] and "MEMBER: 2/2" in outs[0] + outs[1]
+
+    # rank 0 (node 0) tracked and wrote; rank 1 (node 1) wrote nothing: no model, no metrics, no MLflow store
+    card = json.loads((nodes[0] / "models_classifier/model.json").read_text())
+    assert card["training"]["epochs_completed"] == 1 and (nodes[0] / "mlflow.db").is_file()
+    assert (nodes[0] / "metrics/train_classifier/metrics.json").is_file()
+    assert "train: classifier" in outs[0] and "train: classifier" not in outs[1]
+    for path in ("models_classifier", "metrics", "mlflow.db", "mlruns"):
+        assert not (nodes[1] / path).exists(), path
+
+    # the training sampler's first epoch: each rank half of the 36 crops, together all of them, none twice
+    first = [json.loads((shards / f"rank{r}.json").read_text())[0] for r in (0, 1)]
+    assert all(f["dataset"] == 36 and f["shuffle"] for f in first)
+    a, b = set(first[0]["indices"]), set(first[1]["indices"])
+    assert len(a) == len(b) == 18 and not a & b and a | b == set(range(36))

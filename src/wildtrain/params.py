@@ -225,6 +225,7 @@ class Classifier:
     accumulate_grad_batches: int = 1
     device: str = "auto"
     devices: int = 1
+    num_nodes: int = 1  # machines; > 1: launched by torchrun or SLURM on each (README "Multi-node training")
     strategy: Literal["auto", "ddp"] = "auto"
     workers: int = 2
     seed: int = 0
@@ -273,6 +274,7 @@ class Segmenter:
     accumulate_grad_batches: int = 1
     device: str = "auto"
     devices: int = 1
+    num_nodes: int = 1  # machines; > 1: launched by torchrun or SLURM on each (README "Multi-node training")
     strategy: Literal["auto", "ddp"] = "auto"
     workers: int = 2
     seed: int = 0
@@ -409,6 +411,7 @@ def _check_values(p: Params, file: str) -> None:
         (p.classifier.batch >= 1, "classifier.batch", "must be >= 1"),
         (p.classifier.lr > 0, "classifier.lr", "must be > 0"),
         (p.classifier.devices >= 1, "classifier.devices", "must be >= 1"),
+        (p.classifier.num_nodes >= 1, "classifier.num_nodes", "must be >= 1"),
         (p.classifier.accumulate_grad_batches >= 1, "classifier.accumulate_grad_batches", "must be >= 1"),
         (p.classifier_evaluate.split in ("train", "val", "test"), "classifier_evaluate.split",
          "must be train, val or test"),
@@ -421,6 +424,7 @@ def _check_values(p: Params, file: str) -> None:
         (p.segmenter.lr > 0, "segmenter.lr", "must be > 0"),
         (p.segmenter.focal_gamma >= 0, "segmenter.focal_gamma", "must be >= 0"),
         (p.segmenter.devices >= 1, "segmenter.devices", "must be >= 1"),
+        (p.segmenter.num_nodes >= 1, "segmenter.num_nodes", "must be >= 1"),
         (p.segmenter.accumulate_grad_batches >= 1, "segmenter.accumulate_grad_batches", "must be >= 1"),
         (p.segmenter_evaluate.split in ("train", "val", "test"), "segmenter_evaluate.split",
          "must be train, val or test"),

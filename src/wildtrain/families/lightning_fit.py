@@ -1,5 +1,6 @@
 """Fit a Lightning family (classifier, segmenter): best checkpoint and early stopping on the family's monitored
-val metric, devices/DDP, AMP, gradient accumulation, and resume from the last checkpoint.
+val metric, devices/DDP (also across machines: num_nodes under torchrun or SLURM), AMP, gradient accumulation, and
+resume from the last checkpoint. Rank 0 alone tracks and writes outputs (pipeline.train.is_rank_zero).
 
 Lightning checkpoints are full pickles (optimizer, callback and loop state): they are loaded with
 `weights_only=False`, and only from `runs/<family>/`, which this pipeline alone writes. Weights handed to later
@@ -49,8 +50,12 @@ def fit(family: str, cfg, dm: pl.LightningDataModule, module: pl.LightningModule
     checkpoint = ModelCheckpoint(dirpath=workdir, filename=BEST.removesuffix(".ckpt"), monitor=metric, mode=mode,
                                  save_top_k=1, save_last=True, enable_version_counter=False)
     try:
+        # Several machines (num_nodes): Lightning reads the launcher's environment (torchrun's RANK/WORLD_SIZE/
+        # MASTER_ADDR, or SLURM's SLURM_PROCID/SLURM_NTASKS/SLURM_NODEID) and joins one DDP group over all of them.
+        distributed = cfg.devices > 1 or isinstance(devices, list) or cfg.num_nodes > 1
         trainer = pl.Trainer(max_epochs=cfg.epochs, accelerator=accelerator, devices=devices,
-                             strategy=cfg.strategy if cfg.devices > 1 or isinstance(devices, list) else "auto",
+                             num_nodes=cfg.num_nodes, strategy="ddp" if cfg.num_nodes > 1 else
+                             cfg.strategy if distributed else "auto",
                              precision=cfg.precision, accumulate_grad_batches=cfg.accumulate_grad_batches,
                              callbacks=[checkpoint, EarlyStopping(monitor=metric, mode=mode, patience=cfg.patience),
                                         *callbacks],
