@@ -63,3 +63,51 @@ def test_workers_sharing_only_the_storage_claim_exactly_n_trials(kind, services,
     assert sorted(t.number for t in trials) == list(range(n))
     assert states.count("COMPLETE") + states.count("PRUNED") == n
     assert sum(1 for r in ran if r) >= 2  # they really shared the work
+
+
+def restart_mlflow(services) -> None:
+    svc.stop_mlflow(services.folder)
+    svc.up(services.folder, services.pg_port, services.mlflow_port)
+
+
+@pytest.mark.slow
+def test_per_epoch_metrics_wait_for_a_server_that_went_away(services, tmp_path, monkeypatch):
+    """Epochs logged while the MLflow server is down cost the training nothing and reach the run once it is back; a
+    server still away when the training ends is one line (the metrics are not silently dropped)."""
+    import time
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from wildtrain.tracking.live import FLUSH_TIMEOUT, EpochLogger
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", services.tracking_uri)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    mlflow.set_tracking_uri(services.tracking_uri)
+    try:
+        mlflow.set_experiment("buffered")
+        run_ids = []
+        for _ in range(2):
+            with mlflow.start_run() as run:
+                run_ids.append(run.info.run_id)
+        logger = EpochLogger(tmp_path / "live", run_ids[0])
+        logger.log_epoch(0, {"loss": 3.0})
+        svc.stop_mlflow(services.folder)
+        t0 = time.perf_counter()
+        for epoch in (1, 2, 3):
+            logger.log_epoch(epoch, {"loss": 3.0 - epoch})
+        assert time.perf_counter() - t0 < 1.0  # the epochs did not wait for the server
+        restart_mlflow(services)
+        logger.close()
+        history = MlflowClient().get_metric_history(run_ids[0], "loss")
+        assert sorted((m.step, m.value) for m in history) == [(0, 3.0), (1, 2.0), (2, 1.0), (3, 0.0)]
+
+        logger = EpochLogger(tmp_path / "live2", run_ids[1])
+        svc.stop_mlflow(services.folder)
+        logger.log_epoch(0, {"loss": 1.0, "acc": 0.5})
+        monkeypatch.setenv(FLUSH_TIMEOUT, "3")
+        with pytest.raises(WildtrainError, match=r"MLflow: 2 per-epoch metric values of run .* could not reach"):
+            logger.close()
+    finally:
+        restart_mlflow(services)
+        mlflow.set_tracking_uri(None)

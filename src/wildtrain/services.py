@@ -85,6 +85,7 @@ def _own(path: Path) -> None:
 
 def port_free(port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: a port in TIME_WAIT is free
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -32,3 +32,11 @@ def run(stage: Callable, *args: str, params_file: str = "params.yaml") -> None:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as e:
+        mlflow_errors = sys.modules.get("mlflow.exceptions")
+        if mlflow_errors is None or not isinstance(e, mlflow_errors.MlflowException):
+            raise
+        # a tracking server that is down or refuses: one line, not a traceback
+        print(f"error: MLflow ({env.tracking_uri(Path(root))}): {' '.join(str(e).split())[:300]}; rerun once the "
+              f"tracking server answers", file=sys.stderr)
+        sys.exit(2)

@@ -105,8 +105,10 @@ def train(p: Params, root: Path, family: str = "detector", *, on_epoch: EpochCal
 
         try:
             trained = fam.train(cfg, data, workdir, resume=start.resume, on_epoch=log_epoch)
-        finally:
-            logger.close()
+        except BaseException:
+            logger.close(check=False)
+            raise
+        logger.close()
         if trained.extra.get("dataset_stats"):  # what the family measured of its data (mean/std, class frequencies)
             mlflow.log_params({f"data.{k}": v for k, v in flatten(trained.extra["dataset_stats"]).items()})
         repro = env.reproducibility(getattr(cfg, "device", "cpu"))

@@ -1,14 +1,24 @@
 """Per-epoch metrics to both dvclive (for `dvc exp show` / `dvc plots`) and MLflow, behind one call.
 
-Adapters call `EpochLogger.log_epoch` and never import dvclive or mlflow themselves.
+Adapters call `EpochLogger.log_epoch` and never import dvclive or mlflow themselves. MLflow gets them from a
+background thread (`MetricSender`): an epoch never waits for a remote tracking server, and a server that goes away
+for a while loses nothing (batches are kept and sent again, in order, once it answers).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import threading
+import time
 from pathlib import Path
+
+from wildtrain.errors import WildtrainError
+
+FLUSH_TIMEOUT = "WILDTRAIN_MLFLOW_FLUSH_TIMEOUT"  # seconds the end of a training waits for unsent metrics (300)
+MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
 
 
 def clean_metric_name(name: str) -> str:
@@ -28,6 +38,62 @@ def progress_line(epoch: int, epochs: int, metrics: dict) -> str:
     return "  ".join(parts)
 
 
+class MetricSender:
+    """Sends metrics to one MLflow run from a background thread, retrying while the server does not answer."""
+
+    def __init__(self, run_id: str):
+        from mlflow.tracking import MlflowClient
+
+        self.run_id, self.client = run_id, MlflowClient()
+        self.pending: list = []
+        self.error: str | None = None  # the last failure, while metrics wait
+        self._lock, self._wake, self._closing = threading.Lock(), threading.Event(), False
+        self._thread = threading.Thread(target=self._loop, name="wildtrain-mlflow-metrics", daemon=True)
+        self._thread.start()
+
+    def put(self, metrics: list) -> None:
+        with self._lock:
+            self.pending.extend(metrics)
+        self._wake.set()
+
+    def _loop(self) -> None:
+        delay = 1.0
+        while True:
+            self._wake.wait(timeout=delay)
+            self._wake.clear()
+            with self._lock:
+                batch = self.pending[:MAX_BATCH]
+            if not batch:
+                if self._closing:
+                    return
+                continue
+            try:
+                self.client.log_batch(self.run_id, metrics=batch)
+            except Exception as e:  # noqa: BLE001 — server away, timeouts, 5xx: keep them and try again
+                self.error = " ".join(str(e).split())[:200] or type(e).__name__
+                delay = min(delay * 2, 30.0)
+                continue
+            with self._lock:
+                del self.pending[:len(batch)]
+                more = bool(self.pending)
+            self.error, delay = None, 1.0
+            if more:
+                self._wake.set()
+
+    def close(self, timeout: float) -> int:
+        """Wait up to `timeout` s for everything to be sent; returns how many metrics were not."""
+        self._closing = True
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self.pending:
+                    break
+            self._wake.set()
+            time.sleep(0.1)
+        with self._lock:
+            return len(self.pending)
+
+
 class EpochLogger:
     def __init__(self, live_dir: str | Path, mlflow_run_id: str | None, resume: bool = False):
         from dvclive import Live
@@ -41,11 +107,7 @@ class EpochLogger:
         # dvcyaml=None: our dvc.yaml declares these files; dvclive must not rewrite it or save its own exp.
         self.live = Live(str(live_dir), resume=resume, dvcyaml=None, save_dvc_exp=False, report=None)
         self.run_id = mlflow_run_id
-        self._client = None
-        if mlflow_run_id:
-            from mlflow.tracking import MlflowClient
-
-            self._client = MlflowClient()
+        self._sender = MetricSender(mlflow_run_id) if mlflow_run_id else None
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         clean = {clean_metric_name(k): float(v) for k, v in metrics.items()
@@ -54,13 +116,23 @@ class EpochLogger:
         for k, v in clean.items():
             self.live.log_metric(k, v)
         self.live.next_step()
-        if self._client is not None and clean:
-            import time
-
+        if self._sender is not None and clean:
             from mlflow.entities import Metric
 
             ts = int(time.time() * 1000)
-            self._client.log_batch(self.run_id, metrics=[Metric(k, v, ts, epoch) for k, v in clean.items()])
+            self._sender.put([Metric(k, v, ts, epoch) for k, v in clean.items()])
 
-    def close(self) -> None:
+    def close(self, check: bool = True) -> None:
+        """End dvclive; wait for MLflow to have every epoch (a server still away: one line, the run is resumable).
+
+        `check=False` when the training already failed: that error is the one to report."""
         self.live.end()
+        if self._sender is None:
+            return
+        unsent = self._sender.close(float(os.environ.get(FLUSH_TIMEOUT) or 300) if check else 5.0)
+        if unsent and check:
+            from wildtrain.env import tracking_uri
+
+            raise WildtrainError(f"MLflow: {unsent} per-epoch metric values of run {self.run_id} could not reach "
+                                 f"{tracking_uri()} ({self._sender.error}); the training's checkpoints are kept: "
+                                 f"rerun the stage once the server answers")
