@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import os
 import socket
+import warnings
 import zlib
 from pathlib import Path
 from typing import Iterator
@@ -30,6 +31,7 @@ FINISHED = ("COMPLETE", "PRUNED")  # what counts toward n_trials; FAIL trials ar
 CLAIMED = (*FINISHED, "RUNNING")  # WAITING (enqueued) trials are not claimed until asked
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 JOURNAL = "journal:"  # tune.storage `journal:PATH`: Optuna's JournalStorage on a file (no database needed)
+HEARTBEAT = "WILDTRAIN_TUNE_HEARTBEAT"  # seconds between a running trial's heartbeats (RDB storages; default 30)
 
 
 class StorageDown(WildtrainError):
@@ -87,8 +89,13 @@ def open_storage(url: str):
         except OSError as e:
             raise WildtrainError(f"tune.storage: cannot open journal '{path}' ({e.strerror or e})") from None
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    beat = max(1, int(os.environ.get(HEARTBEAT) or 30))
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5: one warning per open, noise
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # heartbeats: a trial whose worker died on any machine is failed after 4 missed beats (fail_stale)
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=beat,
+                                              grace_period=4 * beat)
     except Exception as e:  # bad URL, missing driver, unreachable server
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise WildtrainError(f"tune.storage: cannot open '{redact(url)}' ({msg})") from None
@@ -219,11 +226,53 @@ def claim_lock(url: str, study_name: str):
                          f"mysql://, sqlite:/// (one machine) or journal:PATH")
 
 
+@contextlib.contextmanager
+def heartbeat(study, trial) -> Iterator[None]:
+    """Record the trial's heartbeat from a thread while it runs (storages with heartbeats: RDB)."""
+    import threading
+
+    storage = study._storage  # the trial id and heartbeats are storage-level; Optuna has no study-level call
+    interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                storage.record_heartbeat(trial._trial_id)
+            except Exception:  # noqa: BLE001 — a storage away: the trial itself will say so
+                pass
+
+    storage.record_heartbeat(trial._trial_id)
+    thread = threading.Thread(target=beat, name="wildtrain-trial-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def fail_stale(study) -> list[int]:
+    """RUNNING trials whose heartbeat stopped (their worker died, on any machine) -> FAIL; their numbers."""
+    import optuna
+    from optuna.trial import TrialState
+
+    before = {tr.number for tr in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    optuna.storages.fail_stale_trials(study)
+    after = {tr.number for tr in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    return sorted(before - after)
+
+
 def claim(study, n_trials: int, lock):
     """The next trial to run (enqueued ones first), or None once COMPLETE + PRUNED + RUNNING reach n_trials.
 
-    `lock`: claim_lock(...) of the study's storage; counting and asking happen while it is held."""
+    `lock`: claim_lock(...) of the study's storage; counting and asking happen while it is held. Trials whose
+    heartbeat stopped are failed first, so a worker that died on another machine does not hold a claim forever."""
     with lock:
+        fail_stale(study)
         c = counts(study)
         if sum(c.get(s, 0) for s in CLAIMED) >= n_trials:
             return None

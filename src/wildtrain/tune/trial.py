@@ -121,8 +121,11 @@ def run(p: Params, root: Path, study, trial, dims: list[space.Dim], parent_run_i
         study.tell(trial, state=getattr(optuna.trial.TrialState, state))
         mark_child(client, child_run(client, experiment_id, parent_run_id, n), state, error)
 
+    from wildtrain.tune.study import heartbeat
+
     try:
-        value, metrics = _objective(p, root, trial, dims, tags)
+        with heartbeat(study, trial):
+            value, metrics = _objective(p, root, trial, dims, tags)
     except optuna.TrialPruned as e:
         finish("PRUNED")
         print(f"tune: trial {n} {e}")
