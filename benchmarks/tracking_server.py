@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -40,6 +41,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still stops the servers (finally below)
     work = scratch_project("wildtrain-bench-server-")
     folder = Path(tempfile.mkdtemp(prefix="wildtrain-bench-services-"))
     from wildtrain import services

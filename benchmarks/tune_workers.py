@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=3)
     args = ap.parse_args()
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still stops the servers (finally below)
     work = scratch_project("wildtrain-bench-tune-")
     folder = Path(tempfile.mkdtemp(prefix="wildtrain-bench-services-"))
     from wildtrain import services

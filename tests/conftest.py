@@ -130,10 +130,16 @@ def services():
     """A real PostgreSQL + `mlflow server` on free loopback ports (wildtrain.services, what `make services` runs), in a
     temporary folder; stopped at the end of the session, also when tests fail. The folder is outside pytest's
     basetemp (mode 0700): as root, PostgreSQL runs as the `postgres` user, which must reach it."""
+    import signal
     import tempfile
 
     from wildtrain import services as svc
 
+    def interrupted(signum, frame):  # a CI timeout's SIGTERM: tear down like Ctrl-C, servers included
+        raise KeyboardInterrupt
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, interrupted)
     folder = Path(tempfile.mkdtemp(prefix="wildtrain-services-"))
     try:
         yield svc.up(folder, free_port(), free_port())

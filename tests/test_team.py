@@ -176,10 +176,10 @@ def test_the_classifier_chain_against_the_server_that_stops_mid_training(pipelin
     assert run.info.status == "FINISHED" and run.data.tags["model_sha256"] == card["hashes"]["weights_sha256"]
     assert [m.step for m in client.get_metric_history(run_id, "val/f1_macro")] == list(range(epochs))
 
-    for stage in ("evaluate_classifier", "register_classifier"):
-        done = subprocess.run(["dvc", "repro", "-s", "-f", stage], cwd=ws.path, env=env, capture_output=True,
-                              text=True, timeout=600)
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    # the same weights as the fixture's (bit-identical retraining), so its evaluation stands; register on the server
+    done = subprocess.run(["dvc", "repro", "-s", "-f", "register_classifier"], cwd=ws.path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     reg = json.loads((ws.path / "metrics/register_classifier.json").read_text())
     assert reg["run_id"] == run_id and reg["decision"] == "champion" and reg["aliases"] == ["challenger", "champion"]
     mv = client.get_model_version_by_alias(reg["model_name"], "champion")
@@ -219,7 +219,7 @@ def test_three_workers_on_postgresql_survive_its_outage_with_exact_accounting(pi
     from wildtrain.tune import study as study_mod
 
     ws = pipeline_repo.clone(tmp_path / "repo")
-    n_trials, study_name = 4, "team-outage"
+    n_trials, study_name = 3, "team-outage"
 
     def set_train(**train) -> None:
         raw = yaml.safe_load((ws.path / "params.yaml").read_text())

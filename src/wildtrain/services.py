@@ -4,7 +4,8 @@ Both run as plain processes kept in one project-local folder (`.services/`, giti
 `initdb` + `pg_ctl` (Debian's `postgresql` package, installed with apt-get when missing; no system service), MLflow
 with `--backend-store-uri postgresql://...` and a proxied artifact store (`--artifacts-destination`: a local folder,
 or `s3://...` with AWS_* and MLFLOW_S3_ENDPOINT_URL taken from the environment). A second `up` reuses what runs.
-The test suite starts its own pair in a temporary folder through the same functions (tests/services_fixture.py).
+The test suite starts its own pair in a temporary folder through the same functions (the `services` fixture,
+tests/conftest.py).
 """
 
 from __future__ import annotations
