@@ -75,10 +75,12 @@ def train(p: Params, root: Path, family: str = "detector", *, on_epoch: EpochCal
     cfg = getattr(p, fam.train_section)
     data = train_data(p, root)
     workdir = root / p.paths.runs / fam.name
-    if not is_rank_zero():  # an extra process of distributed training: rank 0 owns tracking and outputs
-        fam.train(cfg, data, workdir, resume=True, on_epoch=None)
-        return None
     digest = resume.fingerprint(fam.name, as_dict(cfg), data.dataset_hash, inputs_hash(p, root))
+    if not is_rank_zero():  # an extra process of distributed training: rank 0 owns tracking and outputs
+        # On rank 0's machine this reads what rank 0 just decided; on another machine (num_nodes), a folder that
+        # rank 0 never recorded (or one of other params, or finished) does not resume from a stale checkpoint.
+        fam.train(cfg, data, workdir, resume=resume.resumable(workdir, digest, cfg.resume), on_epoch=None)
+        return None
     start = resume.begin(workdir, digest, cfg.resume)
     with mlflow_run.run(p.tracking.experiment, run_id=start.run_id, run_name=f"train-{fam.name}", root=root,
                         tags=run_tags) as run:

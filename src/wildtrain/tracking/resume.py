@@ -28,12 +28,19 @@ class Start:
     run_id: str | None  # its MLflow run (None: open a new one)
 
 
+def resumable(workdir: Path, digest: str, policy: str) -> bool:
+    """Whether the work folder holds an unfinished training started with `digest` (read only: the extra ranks of a
+    distributed training ask this of their own folder, rank 0 alone empties and records it)."""
+    path = workdir / STATE_FILE
+    state = read_json(path) if path.is_file() else {}
+    return policy == "auto" and state.get("fingerprint") == digest and not state.get("complete")
+
+
 def begin(workdir: Path, digest: str, policy: str) -> Start:
     """Decide whether to resume; when not, empty the work folder and record `digest` there."""
     path = workdir / STATE_FILE
-    state = read_json(path) if path.is_file() else {}
-    if policy == "auto" and state.get("fingerprint") == digest and not state.get("complete"):
-        return Start(True, state.get("run_id"))
+    if resumable(workdir, digest, policy):
+        return Start(True, read_json(path).get("run_id"))
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     write_json(path, {"fingerprint": digest, "complete": False, "run_id": None})
