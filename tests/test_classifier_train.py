@@ -74,6 +74,8 @@ def test_train_evaluate_register_tracks_and_registers(tmp_path, monkeypatch):
     assert ev["crops"] == 12 and 0 <= ev["f1_macro"] <= 1 and set(ev["per_class"]) == set(card["class_names"])
     assert np.asarray(ev["confusion"]).sum() == 12 and len(ev["evaluation_hash"]) == 64
     assert len(json.loads((tmp_path / "metrics/plots/classifier_confusion.json").read_text())) == 12
+    assert ev["explained"] == 8 and ev["explained_misclassified"] == min(4, ev["misclassified"])
+    assert (tmp_path / "metrics/plots/classifier_explanations.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     reg = register(p, tmp_path, "classifier")
     assert reg["version"] == 1 and reg["aliases"] == ["challenger", "champion"]
     assert reg["exports"] == ["onnx", "torchscript"]
@@ -86,7 +88,7 @@ def test_train_evaluate_register_tracks_and_registers(tmp_path, monkeypatch):
     assert "eval/f1_macro" in run.data.metrics and run.data.tags["model_sha256"] == card["hashes"]["weights_sha256"]
     assert run.data.tags["repro.cpu_kernels"] in ("avx2", "native")
     logged = {a.path for a in client.list_artifacts(run_id, "artifacts")}
-    assert "artifacts/classifier_misclassified.png" in logged
+    assert {"artifacts/classifier_misclassified.png", "artifacts/classifier_explanations.png"} <= logged
     published = {a.path for a in client.list_artifacts(run_id, "publish/v1")}
     assert {"publish/v1/model.onnx", "publish/v1/model.torchscript.pt", "publish/v1/stac-item.json",
             "publish/v1/wildtrain-classifier.dlpk", "publish/v1/MODEL_CARD.md"} <= published

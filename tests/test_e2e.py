@@ -37,9 +37,10 @@ def in_order(ran: list[str], chain: list[str]) -> bool:
 def assert_full_repro(ran: list[str]) -> None:
     """Every stage once: data first, then each model family's chain in order (DVC may interleave them), the
     two-stage model after both of its parts are registered."""
-    assert sorted(ran) == sorted(["prepare", "convert", *DETECTOR, *CLASSIFIER, *TWO_STAGE, *SEGMENTER]), ran
+    assert sorted(ran) == sorted(["prepare", "convert", "rebalance_crops", *DETECTOR, *CLASSIFIER, *TWO_STAGE,
+                                  *SEGMENTER]), ran
     assert ran[:2] == ["prepare", "convert"], ran
-    assert in_order(ran, DETECTOR) and in_order(ran, CLASSIFIER) and in_order(ran, TWO_STAGE), ran
+    assert in_order(ran, DETECTOR) and in_order(ran, ["rebalance_crops", *CLASSIFIER]) and in_order(ran, TWO_STAGE), ran
     assert in_order(ran, SEGMENTER), ran
     assert ran.index("register_two_stage") > max(ran.index("register"), ran.index("register_classifier")), ran
 
@@ -73,6 +74,13 @@ def test_tiny_pipeline_end_to_end(pipeline_repo):
     assert reg["version"] == 1 and "champion" in reg["aliases"] and "challenger" in reg["aliases"]
     ev_cls = json.loads((repo / "metrics/eval_classifier.json").read_text())
     assert {"accuracy", "f1_macro", "precision_macro", "recall_macro", "per_class", "confusion"} <= set(ev_cls)
+    assert ev_cls["explained"] >= 1 and (repo / "metrics/plots/classifier_explanations.png").is_file()
+    rebalanced = json.loads((repo / "metrics/rebalance.json").read_text())  # on in configs/tiny.yaml
+    assert rebalanced["enabled"] and rebalanced["crops"] == sum(c["before"] for c in rebalanced["per_class"].values())
+    assert rebalanced["showings"] == sum(c["after"] for c in rebalanced["per_class"].values())
+    cls_card = json.loads((repo / "models_classifier/model.json").read_text())
+    assert cls_card["extra"]["rebalanced"] is True
+    assert sum(cls_card["extra"]["class_counts"].values()) == rebalanced["showings"]  # it trained on the plan
     reg_cls = json.loads((repo / "metrics/register_classifier.json").read_text())
     assert reg_cls["model_name"] == "wildtrain-classifier" and reg_cls["aliases"] == ["challenger", "champion"]
     two = json.loads((repo / "metrics/eval_two_stage.json").read_text())

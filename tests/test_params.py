@@ -12,7 +12,7 @@ def test_repo_params_load_and_list_every_key():
     p = params.load(REPO / "params.yaml")
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     defaults = params.as_dict(params.Params())
-    for section in ("data", "convert", "train", "evaluate", "register", "tracking", "tune", "classifier",
+    for section in ("data", "convert", "train", "evaluate", "register", "tracking", "tune", "rebalance", "classifier",
                     "classifier_evaluate", "classifier_register", "two_stage", "segmenter", "segmenter_evaluate",
                     "segmenter_register", "predict"):
         assert set(raw[section]) == set(defaults[section]), section  # the file documents every key
@@ -23,7 +23,7 @@ def test_dvc_yaml_paths_match_params_paths():
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     paths = params.Paths()
     outs = {o if isinstance(o, str) else next(iter(o)) for s in dvc["stages"].values() for o in s.get("outs", [])}
-    assert outs == {paths.raw, paths.coco, paths.yolo, paths.crops, paths.models, paths.predictions, paths.classifier,
+    assert outs == {paths.raw, paths.coco, paths.yolo, paths.crops, paths.rebalance, paths.models, paths.predictions, paths.classifier,
                     f"{paths.predictions}_two_stage", paths.segmenter, *(f"{paths.publish}/{family}" for family in families.FAMILIES)}
     assert all(paths.source in s["deps"] for name, s in dvc["stages"].items() if name == "prepare")
     assert "metrics/train/metrics.json" in dvc["metrics"]

@@ -42,6 +42,15 @@ def convert() -> None:
     run(stage)
 
 
+@app.command()
+def rebalance() -> None:
+    """Plan how often each classifier training crop is shown per epoch: clusters per class, capped and repeated
+    (params: rebalance; a no-op plan while rebalance.enabled is false)."""
+    from wildtrain.pipeline.rebalance import rebalance as stage
+
+    run(stage)
+
+
 @train_app.command("detector")
 def train_detector(framework: Optional[str] = typer.Option(None, help="Override train.framework (yolo or mmdet).")) -> None:
     """Train the detector configured in params.yaml `train`."""

@@ -26,7 +26,8 @@ OFFLINE_ENV = {
 # x86 CPUs choose kernels by instruction set (AVX2, AVX-512, AMX), and each choice rounds differently: the
 # same training gave other weights, and test mAP50 0.629 instead of 0.653, on another host of the same
 # machine kind. Pinning PyTorch's own kernels, oneDNN (convolutions) and MKL (matrix products) to their AVX2
-# code paths makes a run bit-identical on every x86-64 CPU with AVX2 (measured: README "Reproducibility").
+# code paths makes Xeons with and without AVX-512 agree. It does not make CPU vendors agree: an AMD EPYC
+# pinned the same way trained other weights than the Xeon (README "Reproducibility").
 CPU_KERNEL_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
 KERNELS_SWITCH = "WILDTRAIN_CPU_KERNELS"  # avx2 (default) | native: fastest kernels, bits depend on the host
 
@@ -81,7 +82,7 @@ def reproducibility(device: str) -> dict[str, str]:
             "repro.cpu": _cpu_model(),
             "repro.cpu_capability": torch.backends.cpu.get_cpu_capability(),
             # CUDA training uses kernels (atomics in convolution backward, upsampling) that are not bit-exact
-            "repro.bit_exact": "false (CUDA)" if cuda else "true (CPU, pinned kernels)"}
+            "repro.bit_exact": "false (CUDA)" if cuda else "true on this CPU model (pinned kernels)"}
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:

@@ -20,6 +20,7 @@ class Paths:
     coco: str = "data/coco"
     yolo: str = "data/yolo"
     crops: str = "data/crops"
+    rebalance: str = "data/rebalance"  # rebalance_crops: how often each training crop is shown per epoch
     reports: str = "data/reports"
     predictions: str = "data/predictions"
     models: str = "models"  # the detector's model folder
@@ -38,6 +39,8 @@ VALIDATION_REPORT = "validation.json"  # in Paths.reports
 TILES, FULL, SHARDS = "tiles", "full", "shards"
 # data/crops (convert): how the ROI crops were cut, so a two-stage model cuts detections the same way
 CROPS_INFO = "crops.json"
+# data/rebalance (rebalance_crops): showings per epoch of each training crop, read by the classifier
+REBALANCE_PLAN = "train.json"
 # data/yolo (convert)
 YOLO_DATASET = "dataset.yaml"
 # every trained model folder: its card (family, framework, classes, input, hashes, MLflow run) + the files it names

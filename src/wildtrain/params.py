@@ -88,6 +88,10 @@ class Mmdet:
     optimizer: str = "auto"  # auto: the model config's optimizer; or SGD, Adam, AdamW (with train.lr0 etc.)
 
 
+Backbone = Literal["resnet18", "resnet34", "resnet50", "efficientnet_b0", "mobilenet_v3_small", "mobilenet_v3_large",
+                   "vit_b_16"]  # torchvision backbones of the classifier (families/classifier/backbones.py)
+
+
 @dataclass(frozen=True)
 class Train:
     framework: Literal["yolo", "mmdet"] = "yolo"
@@ -207,8 +211,7 @@ class Augment:
 
 @dataclass(frozen=True)
 class Classifier:
-    backbone: Literal["resnet18", "resnet34", "resnet50", "efficientnet_b0", "mobilenet_v3_small",
-                      "mobilenet_v3_large", "vit_b_16"] = "resnet18"
+    backbone: Backbone = "resnet18"
     pretrained: bool = False
     weights: str = ""
     imgsz: int = 64
@@ -234,11 +237,25 @@ class Classifier:
 
 
 @dataclass(frozen=True)
+class Rebalance:
+    enabled: bool = False
+    embed: Literal["backbone", "pixels"] = "backbone"
+    backbone: Backbone = "resnet18"
+    weights: str = ""
+    imgsz: int = 64
+    clusters: int = 4
+    target: int = 0
+    max_copies: int = 3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class ClassifierEvaluate:
     split: str = "test"
     batch: int = 64
     device: str = "auto"
     misclassified: int = 16  # most misclassified crops drawn in the PNG logged to MLflow
+    explain: int = 8  # test crops shown with Grad-CAM heatmaps (half misclassified where there are); 0 = none
 
 
 @dataclass(frozen=True)
@@ -307,6 +324,7 @@ class Params:
     register: Register = field(default_factory=Register)
     tracking: Tracking = field(default_factory=Tracking)
     tune: Tune = field(default_factory=Tune)
+    rebalance: Rebalance = field(default_factory=Rebalance)
     classifier: Classifier = field(default_factory=Classifier)
     classifier_evaluate: ClassifierEvaluate = field(default_factory=ClassifierEvaluate)
     classifier_register: ClassifierRegister = field(default_factory=ClassifierRegister)
@@ -391,6 +409,10 @@ def _check_values(p: Params, file: str) -> None:
         (p.train.epochs >= 1, "train.epochs", "must be >= 1"),
         (p.train.imgsz >= 32 and p.train.imgsz % 32 == 0, "train.imgsz", "must be a multiple of 32, >= 32"),
         (p.train.batch >= 1, "train.batch", "must be >= 1"),
+        (p.rebalance.clusters >= 1, "rebalance.clusters", "must be >= 1"),
+        (p.rebalance.target >= 0, "rebalance.target", "must be >= 0 (0: the median class count)"),
+        (p.rebalance.max_copies >= 1, "rebalance.max_copies", "must be >= 1"),
+        (p.classifier_evaluate.explain >= 0, "classifier_evaluate.explain", "must be >= 0 (0: none)"),
         (p.train.lr0 > 0, "train.lr0", "must be > 0"),
         (p.train.mmdet.lr >= 0, "train.mmdet.lr", "must be >= 0 (0: the model config's own)"),
         (p.data.synthetic.num_images >= 3, "data.synthetic.num_images", "must be >= 3 (one per split)"),

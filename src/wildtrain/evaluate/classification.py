@@ -1,5 +1,5 @@
 """Classification metrics with torchmetrics (accuracy, macro P/R/F1, per-class F1, confusion matrix),
-and a PNG of misclassified crops for humans (logged to MLflow by register)."""
+and PNGs for humans (logged to MLflow by register): misclassified crops, and Grad-CAM heatmaps of a sample."""
 
 from __future__ import annotations
 
@@ -91,4 +91,8 @@ def evaluate_classifier(predictor, p, root: Path, write_outputs: bool) -> dict:
         plots.confusion_png(plot_dir / f"{CONFUSION}.png", rows, names)
         metrics["misclassified"] = misclassified_png(plot_dir / MISCLASSIFIED, split.files, split.labels, probs, names,
                                                      e.misclassified)
+        if e.explain:
+            from wildtrain.evaluate.explain import EXPLANATIONS, explain
+
+            metrics.update(explain(predictor, split.files, split.labels, probs, e.explain, plot_dir / EXPLANATIONS))
     return metrics

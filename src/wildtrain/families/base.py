@@ -44,6 +44,7 @@ class TrainData:
     source_md5: str = "none"  # its DVC hash (from its .dvc file; "none" when DVC does not version it)
     tiling: dict | None = None  # {"size", "overlap"} when the detector trains on tiles
     image_size: int = 0  # long side (px) of a typical training image or tile: predict slices large images to this
+    crops_plan: Path | None = None  # showings per epoch of each training crop (rebalance_crops); None: each once
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from wildtrain.data.coco import load_coco
 from wildtrain.errors import WildtrainError
 from wildtrain.families.base import EpochCallback, ModelCard, TrainData
 from wildtrain.io import copy_file, read_json, replaced_dir, sha256_file
-from wildtrain.layout import CROPS_INFO, MANIFEST, SPLITS, YOLO_DATASET, image_root
+from wildtrain.layout import CROPS_INFO, MANIFEST, REBALANCE_PLAN, SPLITS, YOLO_DATASET, image_root
 from wildtrain.params import Params, as_dict, flatten
 from wildtrain.tracking import mlflow_run, resume
 from wildtrain.tracking.lineage import git_commit
@@ -39,13 +39,15 @@ def train_data(p: Params, root: Path) -> TrainData:
                      dataset_hash=manifest.get("dataset_hash", "unknown"),
                      source=str(manifest.get("data_source") or "unknown"),
                      source_md5=manifest.get("data_source_md5") or "none", tiling=tiling,
-                     image_size=int(tiling["size"]) if tiling else int(statistics.median(sides)) if sides else 0)
+                     image_size=int(tiling["size"]) if tiling else int(statistics.median(sides)) if sides else 0,
+                     crops_plan=root / p.paths.rebalance / REBALANCE_PLAN)
 
 
 def inputs_hash(p: Params, root: Path) -> str:
     """What convert made of the data (split files, crops): a training resumes only on the same. Names and sizes
     of the crops (a stat each), the split files' bytes."""
-    parts = [sha256_file(f) if f.is_file() else None for f in (root / p.paths.coco / f"{s}.json" for s in SPLITS)]
+    files = [root / p.paths.coco / f"{s}.json" for s in SPLITS] + [root / p.paths.rebalance / REBALANCE_PLAN]
+    parts = [sha256_file(f) if f.is_file() else None for f in files]
     crops = root / p.paths.crops
     parts += sorted(f"{f.relative_to(crops)}:{f.stat().st_size}" for f in crops.rglob("*") if f.is_file()) \
         if crops.is_dir() else []

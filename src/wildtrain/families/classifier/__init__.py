@@ -50,7 +50,7 @@ class ClassifierFamily:
     train_section, evaluate_section, register_section = "classifier", "classifier_evaluate", "classifier_register"
     suffix = "_classifier"  # metrics/eval_classifier.json, metrics/register_classifier.json, metrics/train_classifier/
     requirements = ()  # served-model packages beyond the framework's
-    plot_files = ("classifier_confusion.png", "classifier_misclassified.png")
+    plot_files = ("classifier_confusion.png", "classifier_misclassified.png", "classifier_explanations.png")
 
     def model_dir(self, p, root: Path) -> Path:
         return root / p.paths.classifier
@@ -63,7 +63,7 @@ class ClassifierFamily:
         from wildtrain.families.classifier.trainer import build_module, fit
         from wildtrain.io import write_torch
 
-        dm = CropDataModule(data.crops, cfg)
+        dm = CropDataModule(data.crops, cfg, plan=data.crops_plan)
         module = build_module(cfg, dm, data.root)
         result = fit(cfg, dm, module, workdir, on_epoch, resume=resume)
         if result.state_dict is None:
@@ -79,7 +79,8 @@ class ClassifierFamily:
                        tensors_sha256=tensors_sha256(result.state_dict), class_names=dm.classes,
                        extra={"monitor": cfg.monitor,
                               "best_val": result.best_score, "resumed_after_epochs": result.resumed_after_epochs,
-                              "class_counts": dict(zip(dm.classes, dm.train_split.counts(dm.num_classes)))})
+                              "class_counts": dict(zip(dm.classes, dm.train_split.counts(dm.num_classes))),
+                              "rebalanced": dm.rebalanced})
 
     def load(self, model_dir: Path, device: str = "auto") -> ClassifierPredictor:
         import torch

@@ -88,3 +88,31 @@ def build(name: str, num_classes: int, pretrained: bool = False, weights: str | 
     elif pretrained:
         _load_into(model, _imagenet_state_dict(name), f"ImageNet {name}", num_classes, "classifier.pretrained")
     return model
+
+
+def _head_prefix(model, name: str) -> str:
+    if name.startswith("resnet"):
+        return "fc."
+    if name.startswith("vit"):
+        return "heads.head."
+    return f"classifier.{len(model.classifier) - 1}."
+
+
+def feature_extractor(name: str, weights: str | Path = "", key: str = "rebalance.weights") -> "torch.nn.Module":
+    """The backbone without its head (pooled features out): from a local state dict — one of our classifiers, an
+    ImageNet-style file, whatever its number of classes — or, without one, the backbone's seeded initialisation."""
+    import torch.nn as nn
+
+    num_classes = 2
+    if weights:
+        state = _load_local(Path(weights), key)
+        head = state.get(_head_prefix(build(name, 2), name) + "weight")
+        num_classes = int(head.shape[0]) if head is not None else 2
+    model = build(name, num_classes, weights=weights, key=key)
+    if name.startswith("resnet"):
+        model.fc = nn.Identity()
+    elif name.startswith("vit"):
+        model.heads.head = nn.Identity()
+    else:
+        model.classifier[-1] = nn.Identity()
+    return model.eval()

@@ -8,17 +8,38 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
+from wildtrain.errors import WildtrainError
 from wildtrain.families.classifier.data import CropDataset, Split, reseed_worker, scan_classes, scan_split, transforms
+from wildtrain.io import read_json
+
+
+def apply_plan(split: Split, train_dir: Path, plan_file: Path | None) -> tuple[Split, bool]:
+    """The training split with each crop repeated as the rebalancing plan says (0: left out this epoch)."""
+    plan = read_json(plan_file, "rebalancing plan") if plan_file is not None and plan_file.is_file() else {}
+    if not plan.get("enabled"):
+        return split, False
+    copies = plan.get("copies", {})
+    names = [f.relative_to(train_dir).as_posix() for f in split.files]
+    if set(names) != set(copies):
+        odd = sorted(set(names) ^ set(copies))[0]
+        raise WildtrainError(f"{plan_file}: does not match {train_dir} (e.g. '{odd}'): rerun the rebalance_crops "
+                             f"stage (dvc repro rebalance_crops)")
+    files, labels = [], []
+    for f, name, label in zip(split.files, names, split.labels):
+        files += [f] * int(copies[name])
+        labels += [label] * int(copies[name])
+    return Split(files, labels), True
 
 
 class CropDataModule(pl.LightningDataModule):
     """Train/val loaders over the crops; class imbalance by a weighted sampler when `imbalance: sampler`."""
 
-    def __init__(self, root: Path, cfg):
+    def __init__(self, root: Path, cfg, plan: Path | None = None):
         super().__init__()
         self.root, self.cfg = Path(root), cfg
         self.classes = scan_classes(self.root / "train")
-        self.train_split = scan_split(self.root / "train", self.classes, require_all=True)
+        self.train_split, self.rebalanced = apply_plan(
+            scan_split(self.root / "train", self.classes, require_all=True), self.root / "train", plan)
         self.val_split = scan_split(self.root / "val", self.classes, require_all=True)
 
     @property

@@ -109,6 +109,17 @@ def replay_results_csv(path: Path, on_epoch: EpochCallback, skip: set[int]) -> s
     return seen
 
 
+def _thread_per_core(trainer) -> None:
+    """Ultralytics trains on min(8, cores - 1) threads (a core left for its data loader); here the loader's
+    workers are light and a second thread makes an epoch about 1.x times faster. Stated rather than inherited:
+    the thread count changes the weights."""
+    import os
+
+    import torch
+
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+
+
 def train_args(cfg, data: TrainData, workdir: Path) -> dict:
     args = {k: getattr(cfg, k) for k in TRAIN_KEYS}
     args.update(data=str(data.yolo_yaml), device=ultralytics_device(cfg.device), project=str(workdir.parent),
@@ -142,6 +153,8 @@ def train(cfg, data: TrainData, workdir: Path, resume: bool, on_epoch: EpochCall
     model = YOLO(str(last) if resume else source)
     reported: set[int] = set()
     model.add_callback("on_fit_epoch_end", _epoch_reporter(on_epoch, reported))
+    if args["device"] == "cpu":
+        model.add_callback("on_pretrain_routine_start", _thread_per_core)
     with _offline_amp_check(args["device"]):
         if resume:
             print(f"train: resuming from {last}")
