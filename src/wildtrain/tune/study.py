@@ -276,7 +276,9 @@ def claim(study, n_trials: int, lock):
         c = counts(study)
         if sum(c.get(s, 0) for s in CLAIMED) >= n_trials:
             return None
-        trial = study.ask()
+        with warnings.catch_warnings():  # we beat the heart ourselves (heartbeat()); Optuna warns outside optimize()
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+            trial = study.ask()
         trial.set_user_attr("worker_host", socket.gethostname())
         trial.set_user_attr("worker_pid", os.getpid())
         return trial
