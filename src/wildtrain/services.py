@@ -222,7 +222,10 @@ def start_mlflow(folder: Path, port: int, backend: str, artifacts: str) -> int:
         raise WildtrainError(f"services: port {port} on 127.0.0.1 is taken by another program; choose another "
                              f"(make services MLFLOW_PORT=...)")
     log = folder / "mlflow.log"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           # MLflow 3 also starts a job runner (3 huey consumers, 15 worker threads) for its GenAI jobs, which a
+           # training pipeline never submits: seen taking CPU from training on a 2-core machine
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
                                  "--backend-store-uri", backend, "--artifacts-destination", artifacts,
