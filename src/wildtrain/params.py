@@ -88,6 +88,32 @@ class Mmdet:
     optimizer: str = "auto"  # auto: the model config's optimizer; or SGD, Adam, AdamW (with train.lr0 etc.)
 
 
+@dataclass(frozen=True)
+class Mine:
+    """Hard-negative mining after a phase (train.phases[k].mine): the phase's best weights predict the empty
+    training images the next phase would not include; those with a detection at >= score join it as negatives."""
+
+    score: float = 0.3
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One entry of train.phases: keys left out (None) take train's own value, not the previous phase's."""
+
+    epochs: int | None = None
+    lr0: float | None = None
+    lrf: float | None = None
+    freeze: int | None = None  # Ultralytics' freeze: the first N layers of the model
+    imgsz: int | None = None
+    mosaic: float | None = None
+    close_mosaic: int | None = None
+    batch: int | None = None
+    optimizer: str | None = None
+    warmup_epochs: float | None = None
+    empty_ratio: float = 1.0  # fraction of the empty training images (no boxes) included; images with boxes: all
+    mine: Mine | None = None  # hard negatives for the next phase (not allowed on the last phase)
+
+
 Backbone = Literal["resnet18", "resnet34", "resnet50", "efficientnet_b0", "mobilenet_v3_small", "mobilenet_v3_large",
                    "vit_b_16"]  # torchvision backbones of the classifier (families/classifier/backbones.py)
 
@@ -122,6 +148,7 @@ class Train:
     resume: Literal["auto", "never"] = "auto"
     plots: bool = False
     mmdet: Mmdet = field(default_factory=Mmdet)
+    phases: list[Phase] = field(default_factory=list)  # framework yolo: train in phases (README "Training in phases")
 
 
 @dataclass(frozen=True)
@@ -338,6 +365,10 @@ class Params:
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is Literal:
         return " | ".join(repr(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if tp is type(None):
+        return "null"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -347,6 +378,15 @@ def _coerce(value: Any, tp: Any, key: str, file: str) -> Any:
 
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key, file)
+    if typing.get_origin(tp) is list:
+        if not isinstance(value, list):
+            raise bad()
+        (item,) = typing.get_args(tp)
+        return [_coerce(v, item, f"{key}[{i}]", file) for i, v in enumerate(value)]
+    if tp is type(None):
+        if value is not None:
+            raise bad()
+        return None
     if typing.get_origin(tp) is Literal:
         if value not in typing.get_args(tp):
             raise bad()
@@ -368,7 +408,12 @@ def _coerce(value: Any, tp: Any, key: str, file: str) -> Any:
             raise bad()
         return str(value)
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        for arg in typing.get_args(tp):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        if len(args) == 2 and type(None) in args:  # an optional value: the error of its one type (names the key)
+            return _coerce(value, next(a for a in args if a is not type(None)), key, file)
+        for arg in args:
             try:
                 return _coerce(value, arg, key, file)
             except WildtrainError:
@@ -457,9 +502,32 @@ def _check_values(p: Params, file: str) -> None:
         (p.predict.slice in ("auto", "off") or (p.predict.slice.isdigit() and int(p.predict.slice) >= 32),
          "predict.slice", "must be auto, off or a window size in px (>= 32)"),
     ]
+    checks += _phase_checks(p.train)
     for ok, key, msg in checks:
         if not ok:
             raise WildtrainError(f"{file}: {key}: {msg}")
+
+
+def _phase_checks(t: Train) -> list[tuple[bool, str, str]]:
+    if not t.phases:
+        return []
+    checks = [(t.framework == "yolo", "train.phases",
+               f"training in phases is for framework yolo only (framework is {t.framework}): set phases: []")]
+    for k, ph in enumerate(t.phases):
+        key = f"train.phases[{k}]"
+        checks += [
+            (ph.epochs is None or ph.epochs >= 1, f"{key}.epochs", "must be >= 1"),
+            (ph.imgsz is None or (ph.imgsz >= 32 and ph.imgsz % 32 == 0), f"{key}.imgsz",
+             "must be a multiple of 32, >= 32"),
+            (ph.batch is None or ph.batch >= 1, f"{key}.batch", "must be >= 1"),
+            (ph.lr0 is None or ph.lr0 > 0, f"{key}.lr0", "must be > 0"),
+            (ph.freeze is None or ph.freeze >= 0, f"{key}.freeze", "must be >= 0 (the first N layers)"),
+            (0 <= ph.empty_ratio <= 1, f"{key}.empty_ratio", "must be in [0, 1]"),
+            (ph.mine is None or 0 < ph.mine.score < 1, f"{key}.mine.score", "must be in (0, 1)"),
+            (ph.mine is None or k < len(t.phases) - 1, f"{key}.mine",
+             "mines hard negatives for the next phase: the last phase has none"),
+        ]
+    return checks
 
 
 def as_dict(obj: Any) -> dict:
@@ -473,6 +541,8 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
         key = f"{prefix}{k}"
         if isinstance(v, dict):
             out.update(flatten(v, f"{key}."))
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):  # train.phases -> train.phases.0.epochs
+            out.update(flatten({str(i): x for i, x in enumerate(v)}, f"{key}."))
         else:
             out[key] = v
     return out

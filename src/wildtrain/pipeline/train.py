@@ -100,10 +100,13 @@ def train(p: Params, root: Path, family: str = "detector", *, on_epoch: EpochCal
             mlflow.set_tags(lineage)
         logger = EpochLogger(root / p.paths.metrics / f"train{fam.suffix}", run_id, resume=start.resume)
         epochs = getattr(cfg, "epochs", 0)
+        # a training in phases numbers its epochs on across phases (each phase's epochs: its own or train's)
+        phases = [ph.epochs or epochs for ph in getattr(cfg, "phases", None) or ()] or None
+        epochs = sum(phases) if phases else epochs
 
         def log_epoch(epoch: int, metrics: dict) -> None:
             logger.log_epoch(epoch, metrics)
-            print(progress_line(epoch, epochs, metrics), flush=True)
+            print(progress_line(epoch, epochs, metrics, phases), flush=True)
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
 

@@ -27,9 +27,18 @@ def clean_metric_name(name: str) -> str:
     return re.sub(r"_+", "_", name).strip("_")
 
 
-def progress_line(epoch: int, epochs: int, metrics: dict) -> str:
-    """One console line per epoch (frameworks run quietly under `dvc repro`)."""
+def progress_line(epoch: int, epochs: int, metrics: dict, phases: list[int] | None = None) -> str:
+    """One console line per epoch (frameworks run quietly under `dvc repro`).
+
+    `phases`: the epochs of each phase of a training in phases, whose epochs are numbered on across phases:
+    "phase 2/2 epoch 3/10" for the 13th epoch of phases of 10 and 10."""
     parts = [f"epoch {epoch + 1}/{epochs}"]
+    if phases:
+        k, start = 0, 0
+        while k < len(phases) - 1 and epoch >= start + phases[k]:
+            start += phases[k]
+            k += 1
+        parts = [f"phase {k + 1}/{len(phases)} epoch {epoch - start + 1}/{phases[k]}"]
     for key, value in metrics.items():
         name = clean_metric_name(key)
         shown = "loss" in name or "mAP" in name or name.startswith(("val/acc", "val/miou"))

@@ -74,6 +74,9 @@ class DetectorFamily:
         if not data.coco["train"].is_file():
             raise WildtrainError(f"{data.coco['train']}: not found; the detector trains on convert's output "
                                  f"(dvc repro convert)")
+        if getattr(cfg, "phases", None) and cfg.framework != "yolo":
+            raise WildtrainError(f"train.phases: training in phases is for framework yolo only (framework is "
+                                 f"{cfg.framework}): set phases: []")
         trained = framework(cfg.framework).train(cfg, data, workdir, resume, on_epoch)
         overlap = data.tiling["overlap"] if data.tiling else DEFAULT_OVERLAP
         return dataclasses.replace(

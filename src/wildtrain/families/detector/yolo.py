@@ -141,6 +141,10 @@ def _slim_checkpoint(src: Path, dst: Path, imgsz: int) -> str:
 
 
 def train(cfg, data: TrainData, workdir: Path, resume: bool, on_epoch: EpochCallback) -> Trained:
+    if getattr(cfg, "phases", None):  # train.phases: several trainings in a row (families/detector/phases.py)
+        from wildtrain.families.detector import phases
+
+        return phases.train(cfg, data, workdir, resume, on_epoch)
     from wildtrain.env import configure_ultralytics
 
     configure_ultralytics()
