@@ -39,6 +39,14 @@ def test_dvc_yaml_paths_match_params_paths():
     ("train:\n  imgsz: 100\n", "train.imgsz: must be a multiple of 32"),
     ("data: [1, 2]\n", "data: expected a mapping"),
     ("train: {epochs: [\n", "unreadable params file"),
+    ("train:\n  phases:\n    - {epoch: 3}\n", "unknown key 'train.phases[0].epoch'"),
+    ("train:\n  phases:\n    - {epochs: abc}\n", "train.phases[0].epochs: expected int, got 'abc'"),
+    ("train:\n  phases: {epochs: 3}\n", "train.phases: expected a list of Phase"),
+    ("train:\n  phases:\n    - {empty_ratio: 1.5}\n", "train.phases[0].empty_ratio: must be in [0, 1]"),
+    ("train:\n  phases:\n    - {imgsz: 100}\n", "train.phases[0].imgsz: must be a multiple of 32"),
+    ("train:\n  phases:\n    - {mine: {score: 0.3}}\n", "train.phases[0].mine: mines hard negatives for the next"),
+    ("train:\n  phases:\n    - {mine: {scor: 0.3}}\n    - {}\n", "unknown key 'train.phases[0].mine.scor'"),
+    ("train:\n  framework: mmdet\n  phases:\n    - {epochs: 1}\n", "train.phases: training in phases is for framework yolo only"),
 ])
 def test_bad_params_are_one_clear_line(tmp_path, text, message):
     f = tmp_path / "params.yaml"
