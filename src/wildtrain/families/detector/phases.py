@@ -212,12 +212,10 @@ def train(cfg, data: TrainData, workdir: Path, resume: bool, on_epoch: EpochCall
     source = resolve_model_source(cfg.model, data.root)
     images = train_images(data, cfg.seed)
     state_file = workdir / STATE
-    if resume and state_file.is_file():
-        done = read_json(state_file, "phases state")["phases"]
-    else:
-        done = []
+    done = read_json(state_file, "phases state")["phases"] if resume and state_file.is_file() else []
+    if not resume:  # a fresh training: another training's phase folders are never resumed from
         state_file.unlink(missing_ok=True)
-        for k in range(len(cfg.phases)):  # another training's phase folders: never resumed from
+        for k in range(len(cfg.phases)):
             shutil.rmtree(workdir / f"phase{k + 1}", ignore_errors=True)
     total, offset, start, negatives = len(cfg.phases), 0, source, []
     resumed = bool(done)
