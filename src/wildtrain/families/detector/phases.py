@@ -127,10 +127,14 @@ def _log_mined(n: int, count: int, listing: Path) -> None:
 
 
 def _finished(last: Path) -> bool:
-    """Whether Ultralytics completed the training of this last.pt (its final step marks it epoch -1)."""
+    """Whether this last.pt holds a phase's last epoch: marked epoch -1 by Ultralytics' final step, or saved at the
+    last epoch and killed before that step (Ultralytics refuses to resume either: "nothing to resume")."""
     import torch
 
-    return torch.load(last, map_location="cpu", weights_only=False).get("epoch") == -1  # this run's own file
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)  # this run's own file
+    epoch = ckpt.get("epoch", -1)
+    epochs = (ckpt.get("train_args") or {}).get("epochs")
+    return epoch == -1 or (epochs is not None and epoch + 1 >= int(epochs))
 
 
 def _finished_record(folder: Path, args: dict) -> dict:
