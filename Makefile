@@ -20,9 +20,24 @@ MMDET_MODEL ?= retinanet_r18
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
 
+# uv installs the same pinned set as pip, 3-4x faster (parallel downloads, a shared cache), from wherever pip is
+# configured to look (PIP_* variables or pip.conf: index, extra indexes, find-links, constraints), and like pip it
+# takes each pinned version from whichever index has it (unsafe-best-match). If uv cannot be had or fails: pip.
+UV_VERSION := 0.13.9
+pip_setting = $${PIP_$(1):-$$($(VENV)/bin/python -m pip config get global.$(2) 2>/dev/null || true)}
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q -r requirements.txt
+	@$(VENV)/bin/python -m pip install -q uv==$(UV_VERSION) && \
+	  index="$(call pip_setting,INDEX_URL,index-url)" extra="$(call pip_setting,EXTRA_INDEX_URL,extra-index-url)" \
+	  links="$(call pip_setting,FIND_LINKS,find-links)" constraint="$(call pip_setting,CONSTRAINT,constraint)" && \
+	  echo "uv pip install -r requirements.txt" && \
+	  $(VENV)/bin/python -m uv pip install -q --python $(VENV)/bin/python --compile-bytecode \
+	    --index-strategy unsafe-best-match $${index:+--index-url "$$index"} \
+	    $$(for u in $$extra; do printf -- '--extra-index-url %s ' "$$u"; done) \
+	    $$(for l in $$links; do printf -- '--find-links %s ' "$$l"; done) \
+	    $${constraint:+--constraint "$$constraint"} -r requirements.txt || \
+	  { echo "uv unavailable or failed: pip install -r requirements.txt"; \
+	    $(VENV)/bin/python -m pip install -q -r requirements.txt; }
 	$(VENV)/bin/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
@@ -76,8 +91,9 @@ WORKERS ?= 1
 tune: $(STAMP) ## Optuna search over params.yaml tune.space (resumable; WORKERS=2 runs 2 processes on one storage)
 	wildtrain tune --workers $(WORKERS)
 
-test: $(STAMP) ## Run all tests (unit + slow end-to-end), as CI does
-	python -m pytest -q
+TEST_WORKERS ?= 2
+test: $(STAMP) ## Run all tests (unit + slow end-to-end), as CI does, in TEST_WORKERS=2 pytest-xdist workers
+	python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 test-fast: $(STAMP) ## Run the fast unit tests only
 	python -m pytest -q -m "not slow"

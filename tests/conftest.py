@@ -23,6 +23,31 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
+def _share_cpus_between_workers() -> None:
+    """Under pytest-xdist (`make test` runs 2 workers), each worker and every process it starts keep to their own
+    share of the CPUs. Two trainings that each use every core slow each other down several times (their OpenMP
+    threads spin on the same cores); the pipeline sizes torch's threads from this affinity and records the count
+    (MLflow tag repro.torch_threads), so a worker's runs are as reproducible as a single process's."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    index, cpus = int(worker.removeprefix("gw")), sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, cpus[index::count] or [cpus[index % len(cpus)]])
+
+
+_share_cpus_between_workers()
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests on the shared pipeline first, then the other slow ones, then the fast ones (a stable sort: file
+    order within each). With `--dist worksteal` the first worker starts on the pipeline's one `dvc repro` while the
+    other runs the rest, and whichever is done first takes over half of what the other has left."""
+    def rank(item) -> int:
+        return 0 if "pipeline_repo" in item.fixturenames else 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)
+
+
 def copy_repo(dst: Path) -> Path:
     """The pipeline's files (no data, runs or venv) in a fresh git repo, as a user's clone would be."""
     for entry in REPO_ENTRIES:
@@ -64,10 +89,13 @@ def repo_copy(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def pipeline_repo(tmp_path_factory):
     """The repo after one tiny `dvc repro` on a DVC-versioned user dataset. READ-ONLY: mutate a
-    `pipeline_repo.clone(dst)` instead. Full contract: the docstring of tests/pipeline_fixture.py."""
-    from pipeline_fixture import build
+    `pipeline_repo.clone(dst)` instead. Full contract: the docstring of tests/pipeline_fixture.py.
+    Under pytest-xdist the workers share one build: the first to need it builds it, the others wait and load it."""
+    from pipeline_fixture import build, shared_build
 
-    return build(tmp_path_factory.mktemp("pipeline"))
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build(tmp_path_factory.mktemp("pipeline"))
+    return shared_build(tmp_path_factory.getbasetemp().parent / "pipeline")  # the session's folder, not the worker's
 
 
 @pytest.fixture

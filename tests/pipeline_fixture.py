@@ -105,6 +105,28 @@ def write_survey(dst: Path, num_images: int = 24, image_size: int = 160, max_obj
     return dst
 
 
+def shared_build(folder: Path) -> Pipeline:
+    """One build for all pytest-xdist workers of a session: the first caller builds it in `folder` (under a file
+    lock), the others wait for it and load it. A failed build fails them all with its message, without a retry."""
+    from filelock import FileLock
+
+    done, failed = folder / "built", folder / "failed"
+    with FileLock(f"{folder}.lock"):
+        if failed.exists():
+            raise AssertionError(f"the shared pipeline fixture failed in another worker:\n{failed.read_text()}")
+        if done.exists():
+            netlog = folder / "network.log"
+            return Pipeline(folder / "repo", pipeline_env(folder / "repo", netlog), netlog, done.read_text())
+        try:
+            pipeline = build(folder)
+        except BaseException as e:
+            folder.mkdir(parents=True, exist_ok=True)
+            failed.write_text(f"{type(e).__name__}: {e}"[-6000:])
+            raise
+        done.write_text(pipeline.repro)
+        return pipeline
+
+
 def build(tmp: Path) -> Pipeline:
     """Make the fixture repository and run its one `dvc repro` (a few minutes on 2 CPU cores)."""
     repo = copy_repo(tmp / "repo")
