@@ -96,7 +96,7 @@ test: $(STAMP) ## Run all tests (unit + slow end-to-end), as CI does, in TEST_WO
 	python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 test-fast: $(STAMP) ## Run the fast unit tests only
-	python -m pytest -q -m "not slow"
+	python -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 dag: $(STAMP) ## Show the pipeline DAG
 	dvc dag

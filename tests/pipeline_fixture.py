@@ -1,5 +1,9 @@
 """One tiny `dvc repro` shared by every end-to-end test of a session (the `pipeline_repo` fixture, conftest.py).
 
+With pytest-xdist (`make test` runs 2 workers) it is still one build: the first worker to need it builds it under
+a file lock in the session's shared temp folder (`shared_build`) and the others load it from there, so the
+fixture's read-only contract below matters across processes too.
+
 Contract of `pipeline_repo` (a `Pipeline`):
 - `path`: a git repository made by `copy_repo()` with `configs/tiny.yaml` applied to params.yaml and a user
   dataset added through the real `wildtrain data add`: the built-in generator's 24 scenes at 160 px written
