@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wildtrain.errors import WildtrainError
+from wildtrain.processes import alive
 
 FOLDER = ".services"
 USER = "wildtrain"
@@ -193,18 +194,6 @@ def _save_state(folder: Path, **kw) -> None:
     (folder / "state.json").write_text(json.dumps({**_state(folder), **kw}, indent=1))
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def healthy(uri: str) -> bool:
     try:
         with urllib.request.urlopen(f"{uri}/health", timeout=3) as r:
@@ -216,7 +205,7 @@ def healthy(uri: str) -> bool:
 def start_mlflow(folder: Path, port: int, backend: str, artifacts: str) -> int:
     """`mlflow server` on 127.0.0.1:port with the PostgreSQL backend and proxied artifacts; returns its pid."""
     state = _state(folder)
-    if _alive(state.get("mlflow_pid")) and healthy(f"http://127.0.0.1:{state.get('mlflow_port')}"):
+    if alive(state.get("mlflow_pid")) and healthy(f"http://127.0.0.1:{state.get('mlflow_port')}"):
         return state["mlflow_pid"]
     if not port_free(port):
         raise WildtrainError(f"services: port {port} on 127.0.0.1 is taken by another program; choose another "
@@ -247,14 +236,14 @@ def start_mlflow(folder: Path, port: int, backend: str, artifacts: str) -> int:
 def stop_mlflow(folder: Path) -> None:
     pid = _state(folder).get("mlflow_pid")
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not _alive(pid):
+        if not alive(pid):
             break
         try:
             os.killpg(pid, sig)
         except (ProcessLookupError, PermissionError):
             break
         deadline = time.monotonic() + 20
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             try:  # reap it when it is our child (the test fixture); else wait for it to go
                 if os.waitpid(pid, os.WNOHANG)[0]:
                     break
@@ -279,7 +268,7 @@ def up(folder: Path, pg_port: int = PG_PORT, mlflow_port: int = MLFLOW_PORT, art
         raise WildtrainError(f"services: PostgreSQL on 127.0.0.1:{pg_port} refused the set-up "
                              f"({' '.join(str(e).split())[:300]})") from None
     state = _state(folder)
-    if _alive(state.get("mlflow_pid")) and state.get("mlflow_port"):
+    if alive(state.get("mlflow_pid")) and state.get("mlflow_port"):
         mlflow_port = state["mlflow_port"]
     artifacts = artifacts or state.get("artifacts") or str(folder / "artifacts")
     start_mlflow(folder, mlflow_port, svc.pg_url("mlflow"), artifacts)

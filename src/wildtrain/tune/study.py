@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterator
 
 from wildtrain.errors import WildtrainError
+from wildtrain.processes import alive
 from wildtrain.params import Train, Tune
 
 FINISHED = ("COMPLETE", "PRUNED")  # what counts toward n_trials; FAIL trials are kept but do not count
@@ -139,16 +140,6 @@ def counts(study) -> dict[str, int]:
     return dict(collections.Counter(tr.state.name for tr in study.get_trials(deepcopy=False)))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def fail_dead_trials(study) -> list[int]:
     """RUNNING trials whose worker on this host is gone -> FAIL (kept in the study, with the reason)."""
     from optuna.trial import TrialState
@@ -157,7 +148,7 @@ def fail_dead_trials(study) -> list[int]:
     storage = study._storage
     for tr in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = tr.user_attrs.get("worker_pid")
-        if tr.user_attrs.get("worker_host") != host or not isinstance(pid, int) or _alive(pid):
+        if tr.user_attrs.get("worker_host") != host or not isinstance(pid, int) or alive(pid):
             continue
         # FrozenTrial has no public id; the storage API needs it.
         storage.set_trial_user_attr(tr._trial_id, "error", f"interrupted: worker {host}:{pid} died")
