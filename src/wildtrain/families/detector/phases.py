@@ -154,29 +154,16 @@ def _train_phase(model_source: str, args: dict, folder: Path, resume: bool, on_e
     """One Ultralytics training in `folder` (fresh, or resumed from its own last.pt); returns its record."""
     from ultralytics import YOLO
 
-    from wildtrain.families.detector.yolo import _epoch_reporter, _offline_amp_check, _thread_per_core, \
-        replay_results_csv
+    from wildtrain.families.detector.yolo import fit
 
     last = folder / "weights" / "last.pt"
     resume = resume and last.is_file()
     if resume and _finished(last):  # trained to its end, killed before its record was written: not retrained
         return _finished_record(folder, args), True
     model = YOLO(str(last) if resume else model_source)
-    reported: set[int] = set()
-    if on_epoch is not None:
-        model.add_callback("on_fit_epoch_end", _epoch_reporter(on_epoch, reported))
     if not resume:
         model.add_callback("on_pretrain_routine_end", _record_start(folder))
-    if args["device"] == "cpu":
-        model.add_callback("on_pretrain_routine_start", _thread_per_core)
-    with _offline_amp_check(args["device"]):
-        if resume:
-            print(f"train: resuming from {last}")
-            model.train(resume=str(last), data=args["data"], device=args["device"], workers=args["workers"])
-        else:
-            model.train(**args)
-    if not reported and on_epoch is not None:
-        reported |= replay_results_csv(folder / "results.csv", on_epoch, reported)
+    reported = fit(model, args, last if resume else None, folder, on_epoch)
     trainer = model.trainer
     best = Path(trainer.best) if Path(trainer.best).is_file() else Path(trainer.last)
     start = read_json(folder / START) if (folder / START).is_file() else {}

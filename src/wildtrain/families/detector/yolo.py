@@ -140,6 +140,27 @@ def _slim_checkpoint(src: Path, dst: Path, imgsz: int) -> str:
     return tensors_sha256(model.state_dict())
 
 
+def fit(model, args: dict, resume_from: Path | None, workdir: Path, on_epoch: EpochCallback | None) -> set[int]:
+    """Run one Ultralytics training of `model` (or resume it from `resume_from`) with our callbacks: epochs reported
+    as they end (replayed from results.csv if Ultralytics skipped the callback), one torch thread per core on CPU,
+    and no AMP check that would download weights. Shared by the one training and each of `train.phases`.
+    Returns the epochs reported (0-based)."""
+    reported: set[int] = set()
+    if on_epoch is not None:
+        model.add_callback("on_fit_epoch_end", _epoch_reporter(on_epoch, reported))
+    if args["device"] == "cpu":
+        model.add_callback("on_pretrain_routine_start", _thread_per_core)
+    with _offline_amp_check(args["device"]):
+        if resume_from is not None:
+            print(f"train: resuming from {resume_from}")
+            model.train(resume=str(resume_from), data=args["data"], device=args["device"], workers=args["workers"])
+        else:
+            model.train(**args)
+    if not reported and on_epoch is not None:
+        reported |= replay_results_csv(workdir / "results.csv", on_epoch, reported)
+    return reported
+
+
 def train(cfg, data: TrainData, workdir: Path, resume: bool, on_epoch: EpochCallback) -> Trained:
     if getattr(cfg, "phases", None):  # train.phases: several trainings in a row (families/detector/phases.py)
         from wildtrain.families.detector import phases
@@ -155,18 +176,7 @@ def train(cfg, data: TrainData, workdir: Path, resume: bool, on_epoch: EpochCall
     last = workdir / "weights" / "last.pt"
     resume = resume and last.is_file()  # killed before the first checkpoint: start over in the same run
     model = YOLO(str(last) if resume else source)
-    reported: set[int] = set()
-    model.add_callback("on_fit_epoch_end", _epoch_reporter(on_epoch, reported))
-    if args["device"] == "cpu":
-        model.add_callback("on_pretrain_routine_start", _thread_per_core)
-    with _offline_amp_check(args["device"]):
-        if resume:
-            print(f"train: resuming from {last}")
-            model.train(resume=str(last), data=args["data"], device=args["device"], workers=args["workers"])
-        else:
-            model.train(**args)
-    if not reported:
-        reported |= replay_results_csv(workdir / "results.csv", on_epoch, reported)
+    reported = fit(model, args, last if resume else None, workdir, on_epoch)
     trainer = model.trainer
     best = Path(trainer.best) if Path(trainer.best).is_file() else Path(trainer.last)
     slim = workdir / WEIGHTS
