@@ -115,6 +115,25 @@ def test_coco_keeps_extra_fields_and_non_contiguous_ids(tmp_path):
     assert ds.annotations[0]["iscrowd"] == 1 and ds.annotations[0]["observer"] == "x"
 
 
+@pytest.mark.parametrize("layout", ["label_studio", "cvat"])
+def test_coco_file_names_relative_to_the_source_or_to_images(tmp_path, layout):
+    """Label Studio: result.json beside images/, file_name "images/a.png"; CVAT: bare names under images/."""
+    noise_image(tmp_path / "images" / "a.png", 30, 30)
+    noise_image(tmp_path / "images" / "b.png", 30, 30, seed=1)
+    prefix = "images/" if layout == "label_studio" else ""
+    coco = {"images": [{"id": 1, "file_name": f"{prefix}a.png", "width": 30, "height": 30},
+                       {"id": 2, "file_name": f"{prefix}b.png", "width": 30, "height": 30}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 0, "bbox": [1, 2, 10, 8]}],
+            "categories": [{"id": 0, "name": "zebra"}]}
+    name = "result.json" if layout == "label_studio" else "annotations.json"
+    (tmp_path / name).write_text(json.dumps(coco))
+    fmt, _ = formats.detect(tmp_path, "annotations.json")
+    raw, _ = formats.read(tmp_path, fmt, "annotations.json", "images")
+    ds, report = validate(raw, tmp_path / "out", "fail")
+    assert fmt == "coco" and report["images"]["kept"] == 2 and report["boxes"]["kept"] == 1
+    assert report["images"]["in"] == 2 and sorted(im["file_name"] for im in ds.images) == ["a.png", "b.png"]
+
+
 def test_auto_detect_refuses_ambiguous_and_empty_folders(tmp_path):
     noise_image(tmp_path / "a.png", 10, 10)
     with pytest.raises(WildtrainError, match="no annotations found"):

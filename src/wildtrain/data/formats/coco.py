@@ -1,11 +1,14 @@
-"""COCO detection JSON: non-contiguous category ids, `iscrowd`, images without boxes and extra fields kept."""
+"""COCO detection JSON: non-contiguous category ids, `iscrowd`, images without boxes and extra fields kept.
+
+file_name may be relative to the images folder (CVAT, most tools) or to the source root (Label Studio).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from wildtrain.data.coco import CocoDataset
-from wildtrain.data.formats.base import add_unlisted, images_dir, unsafe_name
+from wildtrain.data.formats.base import add_unlisted, images_dir, relative_name, unsafe_name
 from wildtrain.errors import WildtrainError
 from wildtrain.io import link_or_copy, read_json
 
@@ -34,8 +37,12 @@ def read(root: Path, ann_file: Path, images: str) -> CocoDataset:
         if unsafe_name(name):
             out_images.append({**im, "_path": None, "_problem": "file_name is absolute or contains '..'"})
             continue
-        path = base / name
-        out_images.append({**im, "_path": path if path.is_file() else None})
+        # Label Studio exports `result.json` beside `images/` with file_name "images/<name>" (relative to the
+        # source root), CVAT bare names relative to `images/`: a name is looked up under both.
+        path = next((p for p in (base / name, root / name) if p.is_file()), None)
+        if path is not None:
+            im["file_name"] = relative_name(path, base, root)
+        out_images.append({**im, "_path": path})
     anns = [dict(a) if isinstance(a, dict) else {"_problem": "annotation is not an object"} for a in raw["annotations"]]
     ds = CocoDataset(images=out_images, annotations=anns, categories=[dict(c) for c in cats],
                      info=raw.get("info") if isinstance(raw.get("info"), dict) else {})
