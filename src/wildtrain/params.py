@@ -22,7 +22,7 @@ PARAMS_FILE = "params.yaml"
 
 @dataclass(frozen=True)
 class Synthetic:
-    num_images: int = 120
+    num_images: int = 170
     image_size: int = 320
     max_objects: int = 8
     empty_fraction: float = 0.1
@@ -71,8 +71,8 @@ class Tile:
 @dataclass(frozen=True)
 class Convert:
     seed: int = 0
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
+    val_fraction: float = 0.1
+    test_fraction: float = 0.4
     crops: Crops = field(default_factory=Crops)
     tile: Tile = field(default_factory=Tile)
     shards: bool = False
