@@ -8,57 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
+from tiny_models import SIZE, scene, yolo_detector
 from wildtrain import env, families
-from wildtrain.families.base import ModelCard, tensors_sha256
-from wildtrain.io import write_torch
-
-CLASSES = ["elephant", "zebra", "antelope", "bird"]
-SIZE = 160
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("yolo_model")
     env.configure(folder)
-    from ultralytics.nn.tasks import DetectionModel
-
-    torch.manual_seed(0)
-    model = DetectionModel("yolo11n.yaml", nc=len(CLASSES), verbose=False)
-    # untrained, its outputs hardly depend on the image: calibrate its BatchNorm statistics on a few scenes and lift
-    # the class biases, so that boxes and scores differ from image to image (and between RGB and BGR)
-    rng = np.random.default_rng(0)
-    calibration = torch.from_numpy(np.stack([scene(rng, SIZE, SIZE) for _ in range(16)]))
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None  # a plain average over the calibration batch
-            m.reset_running_stats()
-    model.train()
-    with torch.no_grad():
-        model(calibration.permute(0, 3, 1, 2).float() / 255)
-    model.eval()
-    for branch in model.model[-1].cv3:
-        torch.nn.init.constant_(branch[-1].bias, -3.0)
-    model.names = dict(enumerate(CLASSES))
-    model.args = {"task": "detect", "imgsz": SIZE, "single_cls": False}  # as yolo._slim_checkpoint writes it
-    model.half()
-    write_torch(folder / "model.pt", {"model": model, "train_args": model.args})
-    ModelCard(family="detector", task="object-detection", framework="yolo", architecture="yolo11n",
-              class_names=CLASSES, weights="model.pt",
-              input={"size": SIZE, "image_size": SIZE, "overlap": 0.2, "tiling": None, "channels": "RGB",
-                     "dtype": "uint8"},
-              hashes={"tensors_sha256": tensors_sha256(model.state_dict())},
-              extra={"category_ids": [1, 2, 3, 4]}).save(folder)
-    return folder
-
-
-def scene(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    img = rng.integers(60, 200, (h, w, 3), dtype=np.uint8)
-    for _ in range(6):  # a few blobs, so the boxes differ from image to image
-        y, x = rng.integers(0, h - 20), rng.integers(0, w - 20)
-        img[y:y + rng.integers(8, 20), x:x + rng.integers(8, 20)] = rng.integers(0, 255, 3, dtype=np.uint8)
-    return img
+    return yolo_detector(folder)
 
 
 def reference(model_dir, images, **kw):
