@@ -51,9 +51,9 @@ exp: $(STAMP) ## A DVC experiment with the project's tools, no venv to activate:
 	dvc exp run $(foreach kv,$(S),-S $(kv))
 
 OUT ?= predictions
-predict: $(STAMP) ## Run the champion (two-stage, else detector) on your images: make predict SRC=folder|archive|image [OUT=dir] [MODEL=models:/NAME@ALIAS]
+predict: $(STAMP) ## Run the champion (two-stage, else detector) on your images: make predict SRC=folder|archive|image [OUT=dir] [MODEL=models:/NAME@ALIAS] [OVERWRITE=1] [DRAW=0]
 	@test -n "$(SRC)" || { echo "error: give the images: make predict SRC=path/to/folder-or-archive [OUT=dir]" >&2; exit 2; }
-	wildtrain predict "$(SRC)" --out "$(OUT)" $(if $(MODEL),--model "$(MODEL)") --draw
+	wildtrain predict "$(SRC)" --out "$(OUT)" $(if $(MODEL),--model "$(MODEL)") $(if $(filter 0,$(DRAW)),,--draw) $(if $(filter 1,$(OVERWRITE)),--overwrite)
 
 SERVE_MODEL ?= models:/wildtrain-two-stage@champion
 PORT ?= 5001

@@ -47,6 +47,10 @@ def test_dvc_yaml_paths_match_params_paths():
     ("train:\n  phases:\n    - {mine: {score: 0.3}}\n", "train.phases[0].mine: mines hard negatives for the next"),
     ("train:\n  phases:\n    - {mine: {scor: 0.3}}\n    - {}\n", "unknown key 'train.phases[0].mine.scor'"),
     ("train:\n  framework: mmdet\n  phases:\n    - {epochs: 1}\n", "train.phases: training in phases is for framework yolo only"),
+    ("predict:\n  iou: 0\n", "predict.iou: must be in (0, 1]"),
+    ("predict:\n  max_det: 0\n", "predict.max_det: must be >= 1"),
+    ("predict:\n  merge_ios: 1.5\n", "predict.merge_ios: must be in (0, 1]"),
+    ("predict:\n  slice: 16\n", "predict.slice: must be auto, off or a window size in px (>= 32)"),
 ])
 def test_bad_params_are_one_clear_line(tmp_path, text, message):
     f = tmp_path / "params.yaml"

@@ -130,7 +130,7 @@ def test_predict_refuses_bad_arguments_in_one_line(pipeline_repo, tmp_path):
     for args, needle in ((["no/such/folder"], "no such file or folder"),
                          (["data", "--model", "models:/nope@champion"], "--model models:/nope@champion"),
                          (["data", "--model", "README.md"], "neither a model folder"),
-                         (["data/raw/images", "--model", "models", "--slice", "7"], "slice: expected auto, off")):
+                         (["data/raw/images", "--model", "models", "--slice", "7"], "--slice 7: must be auto, off")):
         proc = predict(ws, *args, "--out", str(tmp_path / "o"), check_code=2)
         errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
         assert len(errors) == 1 and needle in errors[0] and "Traceback" not in proc.stderr, proc.stderr[-2000:]

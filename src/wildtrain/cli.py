@@ -9,13 +9,38 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+import typer.core
 
 from wildtrain import env
 from wildtrain.errors import WildtrainError
 from wildtrain.pipeline.entry import run
 
+class OneLineErrors(typer.core.TyperGroup):
+    """A usage error (a value of the wrong type, an unknown option, a missing argument) as one `error:` line naming
+    it, like every other error of the CLI, instead of a usage block in a box. Exit code 2 as before."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except typer.TyperException as e:  # typer's (vendored) click exceptions
+            if type(e).__name__ == "NoArgsIsHelpError":  # a command alone: its help, as before
+                typer.echo(e.format_message(), err=True)
+                sys.exit(e.exit_code)
+            ctx = getattr(e, "ctx", None)
+            where = f"{ctx.command_path}: " if ctx is not None else ""
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            typer.echo(f"error: {where}{' '.join(e.format_message().split())}{hint}", err=True)
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(help="Reproducible wildlife-detection training pipelines (DVC + MLflow).", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
+                  add_completion=False, pretty_exceptions_enable=False, cls=OneLineErrors)
 train_app = typer.Typer(help="Train a model (reads params.yaml `train`, `classifier` or `segmenter`).",
                         no_args_is_help=True)
 config_app = typer.Typer(help="Compose params.yaml from config overlays.", no_args_is_help=True)
@@ -106,19 +131,37 @@ def register(family: str = FAMILY) -> None:
 def predict(
     source: str = typer.Argument(..., help="An image, a folder (recursive), a .zip/.tar(.gz) archive, or a .txt list "
                                            "of paths."),
-    out: str = typer.Option("predictions", "--out", "-o", help="Output folder."),
-    model: Optional[str] = typer.Option(None, help="models:/NAME@ALIAS, models:/NAME/VERSION or a model folder "
-                                                   "(default: the two-stage champion, else the detector champion)."),
-    slice_: Optional[str] = typer.Option(None, "--slice", help="auto | off | SIZE (px): slice large images."),
-    conf: Optional[float] = typer.Option(None, help="Score threshold (default: params.yaml predict.conf)."),
-    iou: Optional[float] = typer.Option(None, help="NMS IoU threshold."),
-    overlap: Optional[float] = typer.Option(None, help="Slice overlap (fraction)."),
-    batch: Optional[int] = typer.Option(None, help="Images or slices per forward pass."),
-    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda:N."),
-    draw: bool = typer.Option(False, "--draw", help="Also write a copy of each image with its boxes."),
+    out: str = typer.Option("predictions", "--out", "-o", help="Output folder: new, empty, or a previous predict "
+                                                               "run's (with --overwrite)."),
+    model: Optional[str] = typer.Option(None, help="models:/NAME@ALIAS, models:/NAME/VERSION (from "
+                                                   "MLFLOW_TRACKING_URI, else the project's mlflow.db) or a model "
+                                                   "folder (default: the two-stage champion, else the detector "
+                                                   "champion)."),
+    conf: Optional[float] = typer.Option(None, help="Detectors: score threshold, in [0, 1)."),
+    iou: Optional[float] = typer.Option(None, help="Detectors: NMS IoU threshold, in (0, 1]."),
+    max_det: Optional[int] = typer.Option(None, "--max-det", help="Detectors: most boxes kept per image."),
+    slice_: Optional[str] = typer.Option(None, "--slice", help="Detectors, segmenters: auto | off | SIZE (px, >= 32): "
+                                                               "slice large images into windows."),
+    overlap: Optional[float] = typer.Option(None, help="Detectors, segmenters: window overlap, in [0, 1)."),
+    merge_ios: Optional[float] = typer.Option(None, "--merge-ios", help="Detectors: merge same-class boxes of "
+                                                                        "neighbouring windows that overlap this much "
+                                                                        "of the smaller one, in (0, 1]."),
+    batch: Optional[int] = typer.Option(None, help="Images or windows per forward pass (>= 1)."),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N | mps."),
+    draw: bool = typer.Option(False, "--draw", help="Detectors, segmenters: also write a copy of each image with its "
+                                                    "boxes or classes (draw/)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous predict run's outputs in --out: "
+                                                              "removes only the files and folders predict writes "
+                                                              "(report.json, detections.*, counts.csv, areas.csv, "
+                                                              "masks/, draw/, ...); a folder holding anything else "
+                                                              "is refused, never emptied."),
 ) -> None:
     """Run a trained model on your images: COCO JSON, CSV, counts per class (+ GeoJSON for GeoTIFFs) under --out;
     a segmenter: mask PNGs (masks/) and class areas (areas.csv).
+
+    Options default to params.yaml `predict` inside a project, else to the built-in defaults: it runs anywhere with
+    --model (a folder opens no MLflow store) and writes only under --out. An option the model's family does not
+    take is refused.
 
     Exit code 0: every image predicted; 3: some files could not be read (named in report.json); 2: an error."""
     from wildtrain.pipeline.predict import predict as stage
@@ -126,10 +169,11 @@ def predict(
     outcome = {}
 
     def call(p, root):
-        outcome.update(stage(p, root, source, out, model=model, draw=draw, slice=slice_, conf=conf, iou=iou,
-                             overlap=overlap, batch=batch, device=device))
+        outcome.update(stage(p, root, source, out, model=model, draw=draw, overwrite=overwrite, conf=conf, iou=iou,
+                             max_det=max_det, slice=slice_, overlap=overlap, merge_ios=merge_ios, batch=batch,
+                             device=device))
 
-    run(call)
+    run(call, params_optional=True)
     if outcome.get("skipped"):
         raise typer.Exit(3)
 

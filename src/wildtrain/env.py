@@ -85,22 +85,40 @@ def reproducibility(device: str) -> dict[str, str]:
             "repro.bit_exact": "false (CUDA)" if cuda else "true on this CPU model (pinned kernels)"}
 
 
-def project_root(start: str | os.PathLike | None = None) -> Path:
-    """The nearest folder holding dvc.yaml (the pipeline's root), else the current folder."""
+def find_project(start: str | os.PathLike | None = None) -> Path | None:
+    """The nearest folder holding dvc.yaml (the pipeline's root) at or above `start`, or None outside a project."""
     here = Path(start or os.getcwd()).resolve()
     for p in (here, *here.parents):
         if (p / "dvc.yaml").is_file():
             return p
-    return here
+    return None
+
+
+def project_root(start: str | os.PathLike | None = None) -> Path:
+    """The nearest folder holding dvc.yaml (the pipeline's root), else the current folder."""
+    return find_project(start) or Path(start or os.getcwd()).resolve()
+
+
+def cache_dir() -> Path:
+    """Where wildtrain keeps what it needs outside a project (Ultralytics' settings and font, downloaded models):
+    WILDTRAIN_CACHE_DIR, else $XDG_CACHE_HOME/wildtrain, else ~/.cache/wildtrain — never the current folder."""
+    explicit = os.environ.get("WILDTRAIN_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "wildtrain"
 
 
 def configure(root: Path | None = None) -> Path:
-    """Set offline switches (without overriding what the user set) and a project-local Ultralytics dir."""
-    root = root or project_root()
+    """Set offline switches (without overriding what the user set) and Ultralytics' settings folder: the project's
+    `.ultralytics/` inside a project (or under `root` when given), else the user cache (cache_dir()), so that a
+    command run outside a project writes nothing into the current folder. Returns `root`, else the project's
+    root, else the current folder."""
+    project = root or find_project()
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
     pin_cpu_kernels()
-    config_dir = Path(os.environ.setdefault("YOLO_CONFIG_DIR", str(root / ".ultralytics")))
+    settings = project / ".ultralytics" if project else cache_dir() / "ultralytics"
+    config_dir = Path(os.environ.setdefault("YOLO_CONFIG_DIR", str(settings)))
     font_dir = config_dir / "Ultralytics"
     font = font_dir / "Arial.ttf"
     if not font.exists():
@@ -111,7 +129,7 @@ def configure(root: Path | None = None) -> Path:
         font_dir.mkdir(parents=True, exist_ok=True)
         if src.exists():
             shutil.copyfile(src, font)
-    return root
+    return project or Path.cwd()
 
 
 def configure_ultralytics() -> None:

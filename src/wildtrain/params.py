@@ -199,6 +199,20 @@ class Predict:
     device: str = "auto"
 
 
+# The values each predict option accepts (params.yaml `predict`, and `wildtrain predict --OPTION`): one table, so
+# the file and the command refuse the same values with the same words.
+PREDICT_CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+    "conf": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "iou": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "max_det": (lambda v: v >= 1, "must be >= 1"),
+    "slice": (lambda v: v in ("auto", "off") or (v.isdigit() and int(v) >= 32),
+              "must be auto, off or a window size in px (>= 32)"),
+    "overlap": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "merge_ios": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "batch": (lambda v: v >= 1, "must be >= 1"),
+}
+
+
 def _default_space() -> dict:
     return {"train.lr0": {"type": "float", "low": 0.0001, "high": 0.1, "log": True},
             "train.momentum": {"type": "float", "low": 0.8, "high": 0.98},
@@ -496,12 +510,8 @@ def _check_values(p: Params, file: str) -> None:
         (p.segmenter_evaluate.split in ("train", "val", "test"), "segmenter_evaluate.split",
          "must be train, val or test"),
         (p.segmenter_evaluate.batch >= 1, "segmenter_evaluate.batch", "must be >= 1"),
-        (0 <= p.predict.conf < 1, "predict.conf", "must be in [0, 1)"),
-        (0 <= p.predict.overlap < 1, "predict.overlap", "must be in [0, 1)"),
-        (p.predict.batch >= 1, "predict.batch", "must be >= 1"),
-        (p.predict.slice in ("auto", "off") or (p.predict.slice.isdigit() and int(p.predict.slice) >= 32),
-         "predict.slice", "must be auto, off or a window size in px (>= 32)"),
     ]
+    checks += [(ok(getattr(p.predict, key)), f"predict.{key}", msg) for key, (ok, msg) in PREDICT_CHECKS.items()]
     checks += _phase_checks(p.train)
     for ok, key, msg in checks:
         if not ok:

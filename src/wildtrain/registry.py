@@ -159,47 +159,107 @@ def register_model(*, run_id: str, name: str, gate_metric: str, metrics: dict, e
             "champion_reevaluated": decision.reevaluated, "run_id": run_id, "model_uri": f"models:/{name}/{mv.version}"}
 
 
-def resolve(spec: str | None, default_names: list[str], cache: Path) -> Path:
-    """A model folder from a local path, `models:/name@alias` or `models:/name/N` (downloaded once into `cache`),
-    or, without a spec, the champion of the first of `default_names` that has one."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model a command ran: the folder, and where the registry had it (printed, and kept in report.json)."""
 
+    folder: Path
+    name: str | None = None  # a registered model's name, version and the alias it was found by
+    version: str | None = None
+    alias: str | None = None
+    tracking_uri: str | None = None
+
+    def describe(self) -> str:
+        if self.name is None:
+            return f"model folder {self.folder}"
+        alias = f" (@{self.alias})" if self.alias else ""
+        return f"{self.name} v{self.version}{alias} from {self.tracking_uri}"
+
+    def record(self) -> dict:
+        return {"name": self.name, "version": None if self.version is None else int(self.version),
+                "alias": self.alias, "uri": None if self.name is None else f"models:/{self.name}/{self.version}",
+                "tracking_uri": self.tracking_uri, "folder": str(self.folder)}
+
+
+def check_store(uri: str, what: str) -> None:
+    """A local store (sqlite file, file:/path folder) must exist: MLflow would create an empty one (an mlflow.db
+    in the current folder) and then report that the model does not exist."""
+    from urllib.parse import urlparse
+
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    elif uri.startswith("file:") or ("://" not in uri and not uri.startswith("databricks")):
+        path = Path(urlparse(uri).path if uri.startswith("file:") else uri)
+    else:
+        return  # a server: it answers for itself
+    if not path.exists():
+        raise WildtrainError(f"{what}: no MLflow store at {uri} ({path} does not exist); set MLFLOW_TRACKING_URI to "
+                             f"the tracking server or store that holds the model, or give --model a model folder")
+
+
+def resolve_model(spec: str | None, default_names: list[str], cache: Path, tracking_uri: str | None = None
+                  ) -> ModelRef:
+    """A model folder from a local path (no MLflow store is opened), `models:/name@alias` or `models:/name/N`
+    (downloaded once into `cache`), or, without a spec, the champion of the first of `default_names` that has
+    one. Registry errors name the tracking URI searched."""
     if spec and not spec.startswith("models:/"):
         folder = Path(spec)
         if not (folder / "model.json").is_file():
-            raise WildtrainError(f"--model: '{spec}' is neither a model folder (with model.json) nor models:/NAME@ALIAS "
-                                 f"or models:/NAME/VERSION")
-        return folder
-    client = MlflowClient()
+            raise WildtrainError(f"--model: '{spec}' is neither a model folder (with model.json) nor "
+                                 f"models:/NAME@ALIAS or models:/NAME/VERSION")
+        return ModelRef(folder.resolve())
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    check_store(uri, f"--model {spec}" if spec else "the default model (no --model)")
+    mlflow.set_tracking_uri(uri)  # the download below goes through the same store
+    client = MlflowClient(tracking_uri=uri)
     try:
         if spec is None:
             for name in default_names:
                 champion, _ = current_aliases(client, name)
                 if champion is not None:
-                    return _cached(name, champion.version, cache)
-            raise WildtrainError(f"no champion registered for {' or '.join(default_names)}: run `make repro` or give "
-                                 f"--model")
+                    return ModelRef(_cached(name, champion.version, cache), name, str(champion.version), CHAMPION, uri)
+            raise WildtrainError(f"no champion registered for {' or '.join(default_names)} in {uri}: run `make repro` "
+                                 f"or give --model")
         body = spec.removeprefix("models:/")
+        alias = None
         if "@" in body:
             name, alias = body.split("@", 1)
             version = client.get_model_version_by_alias(name, alias).version
         else:
             name, _, version = body.rpartition("/")
             client.get_model_version(name, version)
-        return _cached(name, version, cache)
+        return ModelRef(_cached(name, str(version), cache), name, str(version), alias, uri)
     except MlflowException as e:
-        raise WildtrainError(f"--model {spec}: {_one_line(e)}") from None
+        raise WildtrainError(f"--model {spec}: {_one_line(e)} (tracking URI {uri})") from None
+
+
+def resolve(spec: str | None, default_names: list[str], cache: Path) -> Path:
+    """resolve_model's folder, through the tracking URI MLflow is set to."""
+    return resolve_model(spec, default_names, cache).folder
 
 
 def _cached(name: str, version: str, cache: Path) -> Path:
-    """A registered version's model folder, downloaded once (versions never change)."""
+    """A registered version's model folder, downloaded once (versions never change): into a temporary folder
+    beside it, renamed when complete, so an interrupted download is never taken for a model."""
+    import shutil
+
     folder = cache / name / f"v{version}"
     try:
         return logged_model_dir(folder, f"models:/{name}/{version}")
     except WildtrainError:
-        import shutil
-
         shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        return download_model_dir(f"models:/{name}/{version}", folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".v{version}.", dir=folder.parent))
+    try:
+        download_model_dir(f"models:/{name}/{version}", tmp)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process got it first: its copy is as good
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return logged_model_dir(folder, f"models:/{name}/{version}")

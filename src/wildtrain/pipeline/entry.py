@@ -15,13 +15,20 @@ def missing_module(e: ModuleNotFoundError) -> str:
             f"(source .venv/bin/activate, or make repro / make exp)")
 
 
-def run(stage: Callable, *args: str, params_file: str = "params.yaml") -> None:
-    """Call stage(params, root, *args); a WildtrainError is printed as one line and exits 2 (no traceback)."""
+def run(stage: Callable, *args: str, params_file: str = "params.yaml", params_optional: bool = False) -> None:
+    """Call stage(params, root, *args); a WildtrainError is printed as one line and exits 2 (no traceback).
+
+    `params_optional`: outside a project (no dvc.yaml here or above), or without its params file, the stage gets
+    the built-in defaults (params.py) instead of an error — for commands users run anywhere (`predict`)."""
     root = env.configure()
     try:
         from wildtrain import params as params_mod
 
-        p = params_mod.load(Path(root) / params_file)
+        path = Path(root) / params_file
+        if params_optional and not (env.find_project(root) and path.is_file()):
+            p = params_mod.Params()
+        else:
+            p = params_mod.load(path)
         stage(p, root, *args)
     except WildtrainError as e:
         print(f"error: {e}", file=sys.stderr)
