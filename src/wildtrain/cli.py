@@ -15,6 +15,7 @@ from wildtrain import env
 from wildtrain.errors import WildtrainError
 from wildtrain.pipeline.entry import run
 
+
 class OneLineErrors(typer.core.TyperGroup):
     """A usage error (a value of the wrong type, an unknown option, a missing argument) as one `error:` line naming
     it, like every other error of the CLI, instead of a usage block in a box. Exit code 2 as before."""
