@@ -51,16 +51,12 @@ def _coco_api(dataset: CocoDataset):
     return gt
 
 
-def coco_eval(dataset: CocoDataset, results: list[dict]) -> dict[str, Any]:
-    """Run COCOeval (bbox) and return summary stats, per-class AP and the mean PR curve at IoU 0.5."""
+def run_cocoeval(dataset: CocoDataset, results: list[dict]):
+    """pycocotools' COCOeval (bbox) after evaluate(), accumulate() and summarize(); None with nothing to score."""
     from pycocotools.cocoeval import COCOeval
 
-    names = dict(zip(dataset.category_ids, dataset.class_names))
-    instances = dataset.class_counts()
     if not results or not dataset.annotations:
-        zero = {k: 0.0 for k in STAT_NAMES}
-        per_class = {n: {"ap50_95": 0.0, "ap50": 0.0, "instances": instances[n]} for n in dataset.class_names}
-        return {**zero, "per_class": per_class, "pr_curve": []}
+        return None
     gt = _coco_api(dataset)
     with contextlib.redirect_stdout(io.StringIO()):
         dt = gt.loadRes(results)
@@ -68,6 +64,20 @@ def coco_eval(dataset: CocoDataset, results: list[dict]) -> dict[str, Any]:
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
+    return ev
+
+
+def coco_eval(dataset: CocoDataset, results: list[dict], ev=None) -> dict[str, Any]:
+    """COCOeval (bbox) summary stats, per-class AP and the mean PR curve at IoU 0.5 (`ev`: run_cocoeval's, if
+    already run)."""
+    names = dict(zip(dataset.category_ids, dataset.class_names))
+    instances = dataset.class_counts()
+    if ev is None:
+        ev = run_cocoeval(dataset, results)
+    if ev is None:
+        zero = {k: 0.0 for k in STAT_NAMES}
+        per_class = {n: {"ap50_95": 0.0, "ap50": 0.0, "instances": instances[n]} for n in dataset.class_names}
+        return {**zero, "per_class": per_class, "pr_curve": []}
     stats = {k: max(0.0, float(v)) for k, v in zip(STAT_NAMES, ev.stats)}
     precision = ev.eval["precision"]  # [iou, recall, class, area, maxdet]
     per_class = {}
