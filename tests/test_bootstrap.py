@@ -190,7 +190,7 @@ def test_a_table_survives_save_and_load(tmp_path):
     ds, results = synthetic(2)
     table = table_of(ds, results)
     bootstrap.save(tmp_path / "t.npz", table, {"evaluation_hash": "abc"})
-    again, meta = bootstrap.load(tmp_path / "t.npz")
+    again, meta = bootstrap.load(tmp_path / "t.npz", DetectionTable)
     assert meta["evaluation_hash"] == "abc" and again.units == table.units
     w = bootstrap.weights(len(table.units), 50, 0)
     for k, v in table.scores(w).items():
@@ -198,4 +198,45 @@ def test_a_table_survives_save_and_load(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a table")
     from wildtrain.errors import WildtrainError
     with pytest.raises(WildtrainError, match="bad.npz: not an evaluation table"):
-        bootstrap.load(tmp_path / "bad.npz")
+        bootstrap.load(tmp_path / "bad.npz", DetectionTable)
+
+
+def test_classifier_table_equals_torchmetrics_on_the_test_set_and_resamples():
+    """Per-crop labels grouped by source image; a class with no crop at all (and one never predicted) included."""
+    from wildtrain.evaluate.classification import ClassificationTable, classification_metrics
+
+    rng = np.random.default_rng(0)
+    names = ["antelope", "bird", "zebra", "background", "rhino"]
+    labels = rng.choice(4, 120)
+    predicted = np.where(rng.random(120) < 0.7, labels, rng.choice(4, 120))
+    units = [f"image:{i // 3}" for i in range(120)]
+    table = ClassificationTable.from_labels(units, labels, predicted, names)
+    assert len(table.units) == 40
+    probs = np.eye(len(names))[predicted]
+    expected = classification_metrics(probs, labels.tolist(), names)
+    got = bootstrap.identity(table)
+    for k in ("accuracy", "precision_macro", "recall_macro", "f1_macro"):
+        assert got[k] == pytest.approx(expected[k], abs=1e-6), k
+    for c in names:
+        assert got[f"per_class.{c}.f1"] == pytest.approx(expected["per_class"][c]["f1"], abs=1e-6)
+    w = bootstrap.weights(40, 3, 1)
+    for r in range(3):
+        keep = np.repeat(np.arange(120), w[r][[table.units.index(u) for u in units]])
+        again = classification_metrics(probs[keep], labels[keep].tolist(), names)
+        assert table.scores(w[r:r + 1])["f1_macro"][0] == pytest.approx(again["f1_macro"], abs=1e-6)
+
+
+def test_segmenter_table_sums_per_image_matrices_like_the_evaluation():
+    from wildtrain.evaluate.segmentation import SegmentationTable, confusion, scores
+
+    rng = np.random.default_rng(1)
+    truths = [rng.integers(0, 3, (8, 8)) for _ in range(6)]
+    preds = [np.where(rng.random((8, 8)) < 0.8, t, rng.integers(0, 4, (8, 8))) for t in truths]
+    names = ["background", "a", "b", "never"]
+    mats = np.stack([confusion(t, p, 4) for t, p in zip(truths, preds)])
+    table = SegmentationTable([f"image:{i}" for i in range(6)], mats, names)
+    whole = scores(mats.sum(0), names)
+    got = bootstrap.identity(table)
+    assert got["miou"] == pytest.approx(whole["miou"]) and got["fw_iou"] == pytest.approx(whole["fw_iou"])
+    w = np.array([[2, 0, 1, 0, 3, 0]], np.int32)
+    assert table.scores(w)["miou"][0] == pytest.approx(scores(2 * mats[0] + mats[2] + 3 * mats[4], names)["miou"])

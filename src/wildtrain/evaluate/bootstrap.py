@@ -25,6 +25,8 @@ from wildtrain.io import atomic_path
 
 CI_SUFFIX = "_ci95"  # metrics/eval*.json: `<metric>_ci95: [low, high]` beside `<metric>`
 LOW, HIGH = "_ci95_low", "_ci95_high"  # the same as two scalars: DVC (exp show, metrics) drops list values
+# metrics that also get scalar `_ci95_low` / `_ci95_high` keys (dvc exp show columns); the rest only `_ci95` lists
+HEADLINE = ("map50_95", "map50", "count_mae", "accuracy", "f1_macro", "miou", "dice_macro")
 CHUNK_ELEMENTS = 4_000_000  # per array a table builds while scoring a chunk of resamples (memory bound)
 
 
@@ -89,6 +91,25 @@ def annotate(metrics: dict, found: dict[str, list[float] | None], point: dict[st
     return _ordered(out)
 
 
+def with_intervals(metrics: dict, table: Table, settings) -> dict:
+    """`metrics` with the 95% interval of every metric the table scores (`settings`: params' bootstrap section);
+    table metrics the evaluation did not report (the counting error) are added with their value on the test set.
+    The settings are recorded with what a unit was (image, group of images, crop: the units' key prefix)."""
+    point = {k: v for k, v in identity(table).items() if not _has(metrics, k)}
+    found = intervals(table, settings.resamples, settings.seed)
+    out = annotate(metrics, found, point, scalars=HEADLINE)
+    out["bootstrap"] = {"resamples": settings.resamples, "seed": settings.seed, "units": len(table.units),
+                        "unit": "+".join(sorted({u.split(":", 1)[0] for u in table.units}))}
+    return out
+
+
+def _has(metrics: dict, name: str) -> bool:
+    parts = name.split(".")
+    if parts[0] == "per_class" and len(parts) == 3:
+        return parts[2] in (metrics.get("per_class") or {}).get(parts[1], {})
+    return name in metrics
+
+
 def _place(metrics: dict, name: str, value) -> None:
     parts = name.split(".")
     if parts[0] == "per_class" and len(parts) == 3:
@@ -141,49 +162,50 @@ def save(path: Path, table: Table, meta: dict | None = None) -> None:
             np.savez_compressed(f, meta=np.array(json.dumps(info)), **table.arrays())
 
 
-def load(path: Path) -> tuple[Table, dict]:
-    """(table, meta) from save(); a file that is not one is one clear line."""
+def load(path: Path, kind: type) -> tuple[Table, dict]:
+    """(table, meta) from save(), as a `kind` table (its `from_arrays`); a file that is not one is one clear line."""
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             arrays = {k: z[k] for k in z.files if k != "meta"}
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
         raise WildtrainError(f"{path}: not an evaluation table ({' '.join(str(e).split())[:200]})") from None
-    kind, units = meta.get("kind"), meta.get("units")
-    if kind == "detection":
-        from wildtrain.evaluate.detection_table import DetectionTable
-
-        return DetectionTable.from_arrays(units, arrays), meta
-    if kind in ("classification", "segmentation"):
-        return ConfusionTable(kind, units, arrays["matrices"], [str(c) for c in arrays["class_names"]]), meta
-    raise WildtrainError(f"{path}: unknown evaluation table kind {kind!r}")
+    if meta.get("kind") != kind.kind:
+        raise WildtrainError(f"{path}: a {meta.get('kind')} table, not a {kind.kind} one")
+    try:
+        return kind.from_arrays(meta["units"], arrays), meta
+    except KeyError as e:
+        raise WildtrainError(f"{path}: evaluation table lacks {e}") from None
 
 
 class ConfusionTable:
-    """Per-unit confusion matrices [unit, actual, predicted]: a resample's matrix is their weighted sum, scored like
-    the evaluation itself (classification: torchmetrics' accuracy and macro P/R/F1; segmentation: IoU, Dice)."""
+    """Per-unit confusion matrices [unit, actual, predicted]: a resample's matrix is their weighted sum, scored by
+    the subclass like the evaluation itself (classification.ClassificationTable, segmentation.SegmentationTable)."""
 
-    def __init__(self, kind: str, units: list[str], matrices: np.ndarray, class_names: list[str]):
-        self.kind, self.units, self.class_names = kind, list(units), list(class_names)
+    kind = "confusion"
+
+    def __init__(self, units: list[str], matrices: np.ndarray, class_names: list[str]):
+        self.units, self.class_names = list(units), list(class_names)
         self.matrices = np.asarray(matrices, np.int64)
 
     @classmethod
-    def from_labels(cls, kind: str, unit_of: list[str], actual: np.ndarray, predicted: np.ndarray,
-                    class_names: list[str]) -> "ConfusionTable":
+    def from_labels(cls, unit_of: list[str], actual: np.ndarray, predicted: np.ndarray, class_names: list[str]):
         units = sorted(set(unit_of))
         index = {u: i for i, u in enumerate(units)}
         n = len(class_names)
         flat = (np.array([index[u] for u in unit_of], np.int64) * n + np.asarray(actual, np.int64)) * n \
             + np.asarray(predicted, np.int64)
-        return cls(kind, units, np.bincount(flat, minlength=len(units) * n * n).reshape(len(units), n, n), class_names)
+        return cls(units, np.bincount(flat, minlength=len(units) * n * n).reshape(len(units), n, n), class_names)
+
+    @classmethod
+    def from_arrays(cls, units: list[str], a: dict[str, np.ndarray]):
+        return cls(units, a["matrices"], [str(c) for c in a["class_names"]])
 
     def scores(self, weights: np.ndarray) -> dict[str, np.ndarray]:
-        cm = np.einsum("ru,uij->rij", weights.astype(np.float64), self.matrices)
-        if self.kind == "classification":
-            from wildtrain.evaluate.classification import batch_scores
-        else:
-            from wildtrain.evaluate.segmentation import batch_scores
-        return batch_scores(cm, self.class_names)
+        return self.score(np.einsum("ru,uij->rij", weights.astype(np.float64), self.matrices))
+
+    def score(self, cm: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"matrices": self.matrices, "class_names": np.array(self.class_names)}

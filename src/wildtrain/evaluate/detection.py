@@ -11,7 +11,8 @@ import numpy as np
 
 from wildtrain.data.coco import CocoDataset, load_coco
 from wildtrain.errors import WildtrainError
-from wildtrain.evaluate import evaluation_hash
+from wildtrain.evaluate import bootstrap, evaluation_hash
+from wildtrain.evaluate.detection_table import DetectionTable
 from wildtrain.families.base import Detections
 from wildtrain.io import sha256_file, write_json
 from wildtrain.layout import image_root
@@ -169,9 +170,11 @@ def predict_split(predictor, ds: CocoDataset, images: Path, options: dict, chunk
     return out
 
 
-def evaluate_detector(predictor, p, root: Path, prefix: str | None) -> dict:
-    """Any detector (or two-stage) Predictor scored by COCOeval on the evaluate split. Unless prefix is None, the
-    COCO predictions, PR curve, confusion matrix and error gallery are written too, their names prefixed."""
+def evaluate_detector(predictor, p, root: Path, prefix: str | None) -> tuple[dict, DetectionTable]:
+    """Any detector (or two-stage) Predictor scored by COCOeval on the evaluate split, with bootstrap intervals and
+    the counting error at predict.conf; and its per-image table (what the register gate compares). Unless prefix is
+    None, the COCO predictions, PR curve, confusion matrix and error gallery are written too, their names prefixed."""
+    from wildtrain.data.split import unit_key
     from wildtrain.evaluate import gallery, plots
 
     e, card = p.evaluate, predictor.card
@@ -185,12 +188,16 @@ def evaluate_detector(predictor, p, root: Path, prefix: str | None) -> dict:
         options["overlap"] = tiling["overlap"]
     detections = predict_split(predictor, ds, image_root(coco_file, ds.info), options)
     results = to_coco_results(ds, detections, card.class_names)
-    ev = coco_eval(ds, results)
+    scored = run_cocoeval(ds, results)
+    ev = coco_eval(ds, results, scored)
     pr_curve, curves, recall = ev.pop("pr_curve"), ev.pop("pr_curves_by_class", {}), ev.pop("recall_thresholds", [])
+    table = DetectionTable.build(ds, results, scored, p.predict.conf, unit_key)
     metrics = {"split": e.split, "framework": card.framework, "images": len(ds.images), "detections": len(results),
-               "sliced": bool(tiling), **ev,
+               "sliced": bool(tiling), **ev, "count_conf": p.predict.conf,
                "evaluation_hash": evaluation_hash({"annotations": sha256_file(coco_file),
-                                                   "dataset": ds.info.get("dataset_hash")}, options)}
+                                                   "dataset": ds.info.get("dataset_hash")},
+                                                  {**options, "count_conf": p.predict.conf})}
+    metrics = bootstrap.with_intervals(metrics, table, e.bootstrap)
     if prefix is not None:
         plot_dir = root / p.paths.plots
         rows = confusion_pairs(ds, results, e.confusion_conf, e.confusion_iou)
@@ -203,4 +210,4 @@ def evaluate_detector(predictor, p, root: Path, prefix: str | None) -> dict:
         metrics["gallery"] = gallery.errors_png(plot_dir / f"{prefix}{gallery.FILE}", ds,
                                                 image_root(coco_file, ds.info), results, e.confusion_conf,
                                                 e.confusion_iou)
-    return metrics
+    return metrics, table
