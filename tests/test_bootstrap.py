@@ -240,3 +240,19 @@ def test_segmenter_table_sums_per_image_matrices_like_the_evaluation():
     assert got["miou"] == pytest.approx(whole["miou"]) and got["fw_iou"] == pytest.approx(whole["fw_iou"])
     w = np.array([[2, 0, 1, 0, 3, 0]], np.int32)
     assert table.scores(w)["miou"][0] == pytest.approx(scores(2 * mats[0] + mats[2] + 3 * mats[4], names)["miou"])
+
+
+def test_the_model_card_prints_each_interval_beside_its_metric():
+    from wildtrain.publish.card import metrics_section
+
+    metrics = {"split": "test", "images": 68, "map50": 0.64248, "map50_ci95": [0.59012, 0.69344],
+               "map50_ci95_low": 0.59012, "map50_ci95_high": 0.69344, "map75": 0.3, "evaluation_hash": "h",
+               "bootstrap": {"resamples": 1000, "seed": 0, "units": 68, "unit": "image"},
+               "per_class": {"zebra": {"ap50": 0.9, "ap50_ci95": [0.8, 0.95], "instances": 25},
+                             "rhino": {"ap50": None, "ap50_ci95": None, "instances": 0}}}
+    text = "\n".join(metrics_section(metrics, "metrics/eval.json"))
+    assert "| map50 | 0.6425 | [0.5901, 0.6934] |" in text and "| map75 | 0.3000 | — |" in text
+    assert "map50_ci95_low" not in text  # the scalar copies are for dvc exp show, not rows of their own
+    assert "bootstrap over the 68 test images (1000 resamples, seed 0)" in text
+    assert "| class | ap50 | ap50 95% CI | instances |" in text
+    assert "| zebra | 0.9000 | [0.8000, 0.9500] | 25 |" in text and "| rhino | — | — | 0 |" in text
