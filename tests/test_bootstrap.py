@@ -3,12 +3,10 @@ counting error is what was hand-counted, and the confusion-matrix tables equal t
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import numpy as np
 import pytest
 
+from test_evaluate import _pycocotools_stats as pycocotools_stats  # plain pycocotools, no wildtrain code between
 from wildtrain.data.coco import CocoDataset
 from wildtrain.evaluate import bootstrap
 from wildtrain.evaluate.detection import coco_eval, run_cocoeval
@@ -55,22 +53,6 @@ def synthetic(seed: int = 0, images: int = 14) -> tuple[CocoDataset, list[dict]]
 
 def table_of(ds: CocoDataset, results: list[dict], count_conf: float = 0.5) -> DetectionTable:
     return DetectionTable.build(ds, results, run_cocoeval(ds, results), count_conf, unit)
-
-
-def pycocotools_stats(ds: CocoDataset, results: list[dict]) -> np.ndarray:
-    """Plain pycocotools, on the dataset as written (no wildtrain code between)."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    gt = COCO()
-    gt.dataset = ds.to_dict()
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt.createIndex()
-        ev = COCOeval(gt, gt.loadRes(results), "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return ev.stats
 
 
 def resampled(ds: CocoDataset, results: list[dict], draws: list[int]) -> tuple[CocoDataset, list[dict]]:

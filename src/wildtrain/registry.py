@@ -205,7 +205,8 @@ def register_model(*, run_id: str, name: str, gate_metric: str, metrics: dict, e
                                            artifacts={"model": str(model_dir)}, code_paths=[str(PACKAGE)],
                                            pip_requirements=pip_requirements, signature=signature,
                                            input_example=input_example)
-        ci = metrics.get(gate_metric + bootstrap.CI_SUFFIX)
+        low, high = metrics.get(gate_metric + bootstrap.LOW), metrics.get(gate_metric + bootstrap.HIGH)
+        ci = None if low is None or high is None else [float(low), float(high)]
         version_tags = {**tags, gate_metric: str(value), "evaluation_hash": evaluation,
                         **({f"{gate_metric}{bootstrap.CI_SUFFIX}": str(ci)} if ci else {}),
                         **{f"gate_{k}" if not k.startswith("gate_") else k: str(v) for k, v in gate_record.items()},
