@@ -138,6 +138,17 @@ def test_tables_of_other_test_units_do_not_compare():
     assert not d.champion and "different test units" in d.reason
 
 
+def test_a_gate_metric_without_a_table_is_one_line_before_the_registry_is_touched(tmp_path):
+    table, value = gate_tables.table_file(tmp_path, hits(20), SAME)
+    for metric, message in (("map_small", "'map_small' has no per-image table.*map50_95"),
+                            ("count_bias", "'count_bias' is signed")):
+        with pytest.raises(WildtrainError, match=message):
+            register_model(run_id="0" * 32, name="det", gate_metric=metric,
+                           metrics={"map50_95": value, "map_small": 0.1, "count_bias": 0.0}, evaluation=SAME, tags={},
+                           model_dir=model_folder(tmp_path), artifacts=[], pip_requirements=[], table_file=table,
+                           table_type=DetectionTable, reevaluate=never)
+
+
 def model_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "model"
     folder.mkdir(exist_ok=True)

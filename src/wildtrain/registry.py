@@ -179,6 +179,10 @@ def register_model(*, run_id: str, name: str, gate_metric: str, metrics: dict, e
     table, meta = bootstrap.load(table_file, table_type)
     if meta.get("evaluation_hash") != evaluation:
         raise WildtrainError(f"{table_file}: its evaluation is not the one of the metrics (rerun the evaluate stage)")
+    gated = sorted(k for k in bootstrap.identity(table) if not k.startswith("per_class.") and k not in SIGNED)
+    if gate_metric not in gated:
+        raise WildtrainError(f"gate_metric: '{gate_metric}' has no per-image table to tell a gain from noise "
+                             f"(gate on one of: {', '.join(gated)})")
     client = MlflowClient()
     value = float(metrics[gate_metric])
     champion, aliases_before = current_aliases(client, name)
