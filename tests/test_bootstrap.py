@@ -238,3 +238,21 @@ def test_the_model_card_prints_each_interval_beside_its_metric():
     assert "bootstrap over the 68 test images (1000 resamples, seed 0)" in text
     assert "| class | ap50 | ap50 95% CI | instances |" in text
     assert "| zebra | 0.9000 | [0.8000, 0.9500] | 25 |" in text and "| rhino | — | — | 0 |" in text
+
+
+def test_bootstrap_params_are_checked(tmp_path):
+    import yaml
+
+    from wildtrain import params
+    from wildtrain.errors import WildtrainError
+
+    for section, key, value, message in (("evaluate", "resamples", 20, "evaluate.bootstrap.resamples: must be >= 100"),
+                                         ("segmenter_evaluate", "seed", -1, "segmenter_evaluate.bootstrap.seed"),
+                                         ("register", None, "x", "register.gate_margin: expected float")):
+        f = tmp_path / "params.yaml"
+        body = {section: {"bootstrap": {key: value}}} if key else {section: {"gate_margin": value}}
+        f.write_text(yaml.safe_dump(body))
+        with pytest.raises(WildtrainError, match=message):
+            params.load(f)
+    f.write_text(yaml.safe_dump({"classifier_register": {"gate_margin": 0.01}}))
+    assert params.load(f).classifier_register.gate_margin == 0.01 and params.load(f).evaluate.bootstrap.resamples == 1000

@@ -513,9 +513,11 @@ def _check_values(p: Params, file: str) -> None:
          "must be train, val or test"),
         (p.segmenter_evaluate.batch >= 1, "segmenter_evaluate.batch", "must be >= 1"),
         (0 <= p.predict.conf < 1, "predict.conf", "must be in [0, 1)"),
-        *[(b.resamples >= 100, f"{key}.bootstrap.resamples", "must be >= 100 (a 95% interval needs them)")
-          for key, b in (("evaluate", p.evaluate.bootstrap), ("classifier_evaluate", p.classifier_evaluate.bootstrap),
-                         ("segmenter_evaluate", p.segmenter_evaluate.bootstrap))],
+        *[check for key, b in (("evaluate", p.evaluate.bootstrap), ("classifier_evaluate",
+                                                                   p.classifier_evaluate.bootstrap),
+                               ("segmenter_evaluate", p.segmenter_evaluate.bootstrap))
+          for check in ((b.resamples >= 100, f"{key}.bootstrap.resamples", "must be >= 100 (a 95% interval needs them)"),
+                        (b.seed >= 0, f"{key}.bootstrap.seed", "must be >= 0"))],
         (0 <= p.predict.overlap < 1, "predict.overlap", "must be in [0, 1)"),
         (p.predict.batch >= 1, "predict.batch", "must be >= 1"),
         (p.predict.slice in ("auto", "off") or (p.predict.slice.isdigit() and int(p.predict.slice) >= 32),
