@@ -10,7 +10,7 @@ by the prepare and convert stages in a scratch project. Then, all in this run:
 - COCOeval on --naive resamples written out as datasets (duplicated images under new ids), per resample, and the
   largest difference from the table's mAP on the same resamples (score ties may order differently).
 
-    python benchmarks/bootstrap_cost.py [--naive 20] [--resamples 1000] [--epochs 30]
+    python benchmarks/bootstrap_cost.py [--naive 20] [--resamples 1000] [--epochs 30 | --model FOLDER]
 """
 
 from __future__ import annotations
@@ -64,10 +64,11 @@ def main() -> None:
     ap.add_argument("--naive", type=int, default=20, help="resamples rerun through COCOeval")
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=30, help="of the cached benchmark detector (30: the shared one)")
+    ap.add_argument("--model", type=Path, help="a detector model folder to use instead (e.g. a pipeline's models/)")
     args = ap.parse_args()
 
-    model = pipeline_model() if args.epochs == 30 else pipeline_model(f"yolo11n_320_e{args.epochs}",
-                                                                      epochs=args.epochs)
+    model = args.model.resolve() if args.model else pipeline_model() if args.epochs == 30 else \
+        pipeline_model(f"yolo11n_320_e{args.epochs}", epochs=args.epochs)
     cwd = os.getcwd()
     root = scratch_project("wildtrain-bench-bootstrap-")
     try:

@@ -137,13 +137,13 @@ class DetectionTable:
         sel = self.det_class == k
         n = int(sel.sum())
         if n:
-            tp, fp, images = self.det_tp[sel].T.astype(np.int64), self.det_fp[sel].T.astype(np.int64), \
-                self.det_image[sel]
+            tp, fp, images = self.det_tp[sel].T.astype(np.int32), self.det_fp[sel].T.astype(np.int32), \
+                self.det_image[sel]  # int32: counts never reach 2**31, and half the memory traffic of int64
             need = self._needed(npig)  # [R, recall thr]: TPs for each recall threshold
             step = max(1, CHUNK_ELEMENTS // (t * n))
             for s in range(0, r, step):
-                w = w_img[s:s + step, images][:, None, :]  # [r, 1, n]
-                tpc, fpc = np.cumsum(w * tp, axis=2), np.cumsum(w * fp, axis=2)  # [r, T, n]
+                w = w_img[s:s + step, images][:, None, :].astype(np.int32)  # [r, 1, n]
+                tpc, fpc = np.cumsum(w * tp, axis=2, dtype=np.int32), np.cumsum(w * fp, axis=2, dtype=np.int32)
                 tpf = tpc.astype(np.float64)
                 precision = tpf / (fpc + tpf + EPS)
                 envelope = np.maximum.accumulate(precision[..., ::-1], axis=2)[..., ::-1]
@@ -182,7 +182,7 @@ def _interpolated(tpc: np.ndarray, envelope: np.ndarray, need: np.ndarray) -> np
     all rows: each row is shifted by a multiple of a bound above its counts, so rows never interleave."""
     r, t, n = tpc.shape
     bound = int(tpc[..., -1].max()) + 2
-    shift = (np.arange(r * t, dtype=np.int64) * bound).reshape(r, t, 1)
+    shift = (np.arange(r * t, dtype=np.int64) * bound).reshape(r, t, 1)  # int64: r * t * bound may pass 2**31
     flat = (tpc + shift).ravel()
     queries = need[:, None, :] + shift  # [r, T, recall thr]
     idx = np.searchsorted(flat, queries.ravel(), side="left").reshape(queries.shape) - \
