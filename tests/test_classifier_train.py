@@ -99,11 +99,14 @@ def test_train_evaluate_register_tracks_and_registers(tmp_path, monkeypatch):
     rows = champion.predict(pd.DataFrame({"image": [f.read_bytes() for f in files]}))
     assert [r["label"] for r in rows] and all(abs(sum(r["scores"].values()) - 1) < 1e-4 for r in rows)
 
-    # A second registration with a worse gate value stays challenger: the detector's alias gate, shared.
-    worse = {**ev, "f1_macro": ev["f1_macro"] - 0.5}
-    (tmp_path / "metrics/eval_classifier.json").write_text(json.dumps(worse))
+    # Registering the same model again is a tie (gain 0 [0, 0] on the paired bootstrap): it stays challenger, the
+    # detector's alias gate, shared; the champion's table came from its version (no re-evaluation).
+    low, high = ev["f1_macro_ci95"]
+    assert low <= ev["f1_macro"] <= high and ev["bootstrap"]["unit"] == "crop"  # these crops name no source image
     reg2 = register(p, tmp_path, "classifier")
     assert reg2["version"] == 2 and reg2["decision"] == "challenger" and reg2["aliases"] == ["challenger"]
+    assert reg2["delta"] == 0.0 and reg2["delta_ci95"] == [0.0, 0.0] and "a tie" in reg2["reason"]
+    assert reg2["champion_reevaluated"] is None and reg2["previous_champion_version"] == 1
 
 
 @pytest.mark.slow

@@ -70,8 +70,17 @@ def test_tiny_pipeline_end_to_end(pipeline_repo):
     assert report["boxes"]["kept"] == data["boxes"] == sum(data[s]["boxes"] for s in ("train", "val", "test"))
     ev = json.loads((repo / "metrics/eval.json").read_text())
     assert {"map50_95", "map50", "map75", "per_class"} <= set(ev) and 0 <= ev["map50"] <= 1
+    low, high = ev["map50_ci95"]  # intervals from the bootstrap over the test images, and the counting error
+    assert low <= ev["map50"] <= high and (ev["map50_ci95_low"], ev["map50_ci95_high"]) == (low, high)
+    assert ev["bootstrap"]["units"] == ev["images"] and ev["count_mae_ci95"][0] <= ev["count_mae"]
+    assert all("count_mae" in c and "ap50_ci95" in c for c in ev["per_class"].values())
     reg = json.loads((repo / "metrics/register.json").read_text())
     assert reg["version"] == 1 and "champion" in reg["aliases"] and "challenger" in reg["aliases"]
+    assert reg["gate_value_ci95"] == ev["map50_95_ci95"] and reg["evaluation_table"] == "evaluation/v1/test_tables.npz"
+    for suffix in ("", "_classifier", "_two_stage", "_segmenter"):  # each family's per-image table for the gate
+        assert (repo / f"data/predictions{suffix}/test_tables.npz").is_file(), suffix
+    shown = pipeline_repo.sh("dvc", "metrics", "show").stdout  # DVC drops lists: the scalar copies show
+    assert "map50_ci95_low" in shown and "f1_macro_ci95_high" in shown and "miou_ci95_low" in shown
     ev_cls = json.loads((repo / "metrics/eval_classifier.json").read_text())
     assert {"accuracy", "f1_macro", "precision_macro", "recall_macro", "per_class", "confusion"} <= set(ev_cls)
     assert ev_cls["explained"] >= 1 and (repo / "metrics/plots/classifier_explanations.png").is_file()

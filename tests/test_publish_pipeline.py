@@ -79,12 +79,22 @@ def test_model_cards_print_the_numbers_in_metrics(pipeline_repo):
         text = (repo / "publish" / family / "MODEL_CARD.md").read_text()
         ev = json.loads((repo / f"metrics/eval{suffix}.json").read_text())
         overall = markdown_table(text, "## Evaluation", "metric")
-        numbers = {k: v for k, v in ev.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        numbers = {k: v for k, v in ev.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and not k.endswith(("_ci95_low", "_ci95_high"))}
         assert numbers and {k: row["value"] for k, row in overall.items()} == {k: cell(v) for k, v in numbers.items()}
+        headline = {"": "map50", "_two_stage": "map50", "_classifier": "f1_macro", "_segmenter": "miou"}[suffix]
+        low, high = ev[f"{headline}_ci95"]
+        assert low <= ev[headline] <= high and ev[f"{headline}_ci95_low"] == low  # scalars for `dvc exp show`
+        assert overall[headline]["95% interval"] == f"[{cell(low)}, {cell(high)}]"
+        assert all(row["95% interval"] == (f"[{cell(ev[k + '_ci95'][0])}, {cell(ev[k + '_ci95'][1])}]"
+                                           if ev.get(k + "_ci95") else "—") for k, row in overall.items())
         per_class = markdown_table(text, "Per class:", "class")
         assert set(per_class) == set(ev["per_class"])
         for name, values in ev["per_class"].items():
-            assert per_class[name] == {k: ("—" if v is None else cell(v)) for k, v in values.items()}, (family, name)
+            assert per_class[name] == {
+                (f"{k[:-5]} 95% CI" if k.endswith("_ci95") else k):
+                    ("—" if v is None else f"[{cell(v[0])}, {cell(v[1])}]" if isinstance(v, list) else cell(v))
+                for k, v in values.items()}, (family, name)
         counts = markdown_table(text, "## Data", "split")
         unit = "crops" if family == "classifier" else "classes"
         for split in ("train", "val", "test"):

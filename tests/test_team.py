@@ -12,7 +12,10 @@ from pathlib import Path
 import optuna
 import pytest
 
+import gate_tables
+from wildtrain.evaluate.detection_table import DetectionTable
 from conftest import REPO, free_port, pipeline_env
+from gate_tables import hits
 from wildtrain import services as svc
 from wildtrain.errors import WildtrainError
 
@@ -94,10 +97,12 @@ def test_the_mlflow_server_stops_and_comes_back(services, tmp_path, monkeypatch)
     from wildtrain.registry import CHALLENGER, CHAMPION, register_model
     from wildtrain.tracking.live import FLUSH_TIMEOUT, EpochLogger
 
-    def register(run_id: str, value: float) -> dict:
+    def register(run_id: str, found: int) -> dict:
+        """A model that finds `found` of 40 test images (gate_tables); 16 -> 36 is a gain beyond noise."""
+        table, value = gate_tables.table_file(tmp_path / f"tables-{found}", hits(found), "e" * 64)
         return register_model(run_id=run_id, name="team-det", gate_metric="map50_95", metrics={"map50_95": value},
                               evaluation="e" * 64, tags={}, model_dir=folder, artifacts=[], pip_requirements=[],
-                              reevaluate=lambda mv: 0.0)
+                              table_file=table, table_type=DetectionTable, reevaluate=lambda mv: (0.0, None))
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", services.tracking_uri)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -109,7 +114,7 @@ def test_the_mlflow_server_stops_and_comes_back(services, tmp_path, monkeypatch)
         for _ in range(3):
             with mlflow.start_run() as run:
                 run_ids.append(run.info.run_id)
-        assert register(run_ids[2], 0.4)["aliases"] == [CHALLENGER, CHAMPION]
+        assert register(run_ids[2], 16)["aliases"] == [CHALLENGER, CHAMPION]
         logger = EpochLogger(tmp_path / "live", run_ids[0])
         logger.log_epoch(0, {"loss": 3.0})
 
@@ -124,7 +129,7 @@ def test_the_mlflow_server_stops_and_comes_back(services, tmp_path, monkeypatch)
         with pytest.raises(WildtrainError, match=r"MLflow: 2 per-epoch metric values of run .* could not reach"):
             other.close()
         with pytest.raises(WildtrainError, match=r"cannot look up the champion of 'team-det'.*no alias changed"):
-            register(run_ids[2], 0.5)
+            register(run_ids[2], 36)
 
         monkeypatch.setenv(FLUSH_TIMEOUT, "120")
         restart_mlflow(services)
@@ -134,7 +139,7 @@ def test_the_mlflow_server_stops_and_comes_back(services, tmp_path, monkeypatch)
         assert sorted((m.step, m.value) for m in history) == [(0, 3.0), (1, 2.0), (2, 1.0), (3, 0.0)]
         assert [v.version for v in client.search_model_versions("name='team-det'")] == ["1"]
         assert client.get_registered_model("team-det").aliases == {CHALLENGER: "1", CHAMPION: "1"}
-        out = register(run_ids[2], 0.5)
+        out = register(run_ids[2], 36)
         assert (out["version"], out["decision"], out["previous_champion_version"]) == (2, "champion", 1)
     finally:
         if not svc.healthy(services.tracking_uri):

@@ -39,6 +39,7 @@ VALIDATION_REPORT = "validation.json"  # in Paths.reports
 TILES, FULL, SHARDS = "tiles", "full", "shards"
 # data/crops (convert): how the ROI crops were cut, so a two-stage model cuts detections the same way
 CROPS_INFO = "crops.json"
+CROPS_UNITS = "units.json"  # split -> image stem -> the image's split unit (crops of one image are resampled together)
 # data/rebalance (rebalance_crops): showings per epoch of each training crop, read by the classifier
 REBALANCE_PLAN = "train.json"
 # data/yolo (convert)
@@ -46,6 +47,12 @@ YOLO_DATASET = "dataset.yaml"
 # every trained model folder: its card (family, framework, classes, input, hashes, MLflow run) + the files it names
 MODEL_CARD = "model.json"
 SPLITS = ("train", "val", "test")
+
+
+def tables_file(paths: Paths, suffix: str, split: str) -> str:
+    """A family's per-unit evaluation table (evaluate writes it beside its predictions; register reads it):
+    data/predictions{suffix}/<split>_tables.npz."""
+    return f"{paths.predictions}{suffix}/{split}_tables.npz"
 
 
 def image_root(coco_file: Path, info: dict) -> Path:

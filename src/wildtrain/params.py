@@ -152,6 +152,15 @@ class Train:
 
 
 @dataclass(frozen=True)
+class Bootstrap:
+    """95% intervals of the evaluation metrics: resamples of the test units (images, or the groups the split keeps
+    together), seeded; the register gate's paired test uses the same settings."""
+
+    resamples: int = 1000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Evaluate:
     split: str = "test"
     device: str = "auto"
@@ -162,6 +171,7 @@ class Evaluate:
     confusion_conf: float = 0.25
     confusion_iou: float = 0.5
     merge_ios: float = 0.5
+    bootstrap: Bootstrap = field(default_factory=Bootstrap)
 
 
 @dataclass(frozen=True)
@@ -174,6 +184,7 @@ class Register:
     model_name: str = "wildtrain-detector"
     gate_metric: str = "map50_95"
     export: bool = True  # ONNX + TorchScript, parity-checked (mmdet models export only through mmdeploy)
+    gate_margin: float = 0.0  # champion only if the lower bound of the gain's 95% interval is above this
 
 
 @dataclass(frozen=True)
@@ -183,6 +194,7 @@ class TwoStage:
     model_name: str = "wildtrain-two-stage"
     gate_metric: str = "map50_95"
     export: bool = True
+    gate_margin: float = 0.0  # champion only if the lower bound of the gain's 95% interval is above this
 
 
 @dataclass(frozen=True)
@@ -297,6 +309,7 @@ class ClassifierEvaluate:
     device: str = "auto"
     misclassified: int = 16  # most misclassified crops drawn in the PNG logged to MLflow
     explain: int = 8  # test crops shown with Grad-CAM heatmaps (half misclassified where there are); 0 = none
+    bootstrap: Bootstrap = field(default_factory=Bootstrap)
 
 
 @dataclass(frozen=True)
@@ -304,6 +317,7 @@ class ClassifierRegister:
     model_name: str = "wildtrain-classifier"
     gate_metric: str = "f1_macro"
     export: bool = True  # ONNX + TorchScript, parity-checked against PyTorch
+    gate_margin: float = 0.0  # champion only if the lower bound of the gain's 95% interval is above this
 
 
 @dataclass(frozen=True)
@@ -346,6 +360,7 @@ class SegmenterEvaluate:
     batch: int = 16
     device: str = "auto"
     examples: int = 6  # test images drawn in metrics/plots/segmenter_examples.png (image | truth | prediction)
+    bootstrap: Bootstrap = field(default_factory=Bootstrap)
 
 
 @dataclass(frozen=True)
@@ -353,6 +368,7 @@ class SegmenterRegister:
     model_name: str = "wildtrain-segmenter"
     gate_metric: str = "miou"
     export: bool = True  # ONNX + TorchScript, parity-checked against PyTorch
+    gate_margin: float = 0.0  # champion only if the lower bound of the gain's 95% interval is above this
 
 
 @dataclass(frozen=True)
@@ -510,6 +526,11 @@ def _check_values(p: Params, file: str) -> None:
         (p.segmenter_evaluate.split in ("train", "val", "test"), "segmenter_evaluate.split",
          "must be train, val or test"),
         (p.segmenter_evaluate.batch >= 1, "segmenter_evaluate.batch", "must be >= 1"),
+        *[check for key, b in (("evaluate", p.evaluate.bootstrap), ("classifier_evaluate",
+                                                                   p.classifier_evaluate.bootstrap),
+                               ("segmenter_evaluate", p.segmenter_evaluate.bootstrap))
+          for check in ((b.resamples >= 100, f"{key}.bootstrap.resamples", "must be >= 100 (a 95% interval needs them)"),
+                        (b.seed >= 0, f"{key}.bootstrap.seed", "must be >= 0"))],
     ]
     checks += [(ok(getattr(p.predict, key)), f"predict.{key}", msg) for key, (ok, msg) in PREDICT_CHECKS.items()]
     checks += _phase_checks(p.train)

@@ -1,11 +1,14 @@
 """The MLflow model registry: log a model folder as a pyfunc with its lineage, register a version, gate aliases.
 
-Every new version gets the alias `challenger`; it also becomes `champion` only if its gate metric is at least
-the current champion's *on the same test set with the same evaluator* (the `evaluation_hash` of both). When the
-champion was scored on something else, it is re-evaluated on the current split first (the caller's
-`reevaluate`); where that is impossible, the new version is not promoted and the reason says why. Only "no
-such model" or "no champion alias" means there is no champion: any other registry error stops with one line
-before an alias changes. Aliases, not the deprecated registry stages.
+Every new version gets the alias `challenger`; it also becomes `champion` only if its gain on the gate metric over
+the current champion is beyond noise: a paired bootstrap of challenger minus champion over the same test units
+(both evaluated on the same test set with the same evaluator: the `evaluation_hash` of both), promoted only when
+the lower bound of the gain's 95% interval is above the margin (default 0). A tie, or a gain within noise, stays
+challenger. The champion's per-unit table is logged with its version; when it is missing or was scored on something
+else, the champion is re-evaluated on the current split first (the caller's `reevaluate`); where that is
+impossible, the new version is not promoted and the reason says why. Only "no such model" or "no champion alias"
+means there is no champion: any other registry error stops with one line before an alias changes. Aliases, not the
+deprecated registry stages.
 """
 
 from __future__ import annotations
@@ -16,8 +19,12 @@ from pathlib import Path
 from typing import Callable
 
 from wildtrain.errors import WildtrainError
+from wildtrain.evaluate import bootstrap
 
 CHALLENGER, CHAMPION = "challenger", "champion"
+TABLE_TAG = "evaluation_table"  # version tag: the run artifact path of the version's per-unit evaluation table
+LOWER_IS_BETTER = ("count_mae", "count_rmse")  # gate metrics where a gain is a decrease
+SIGNED = ("count_bias",)  # neither better up nor down: not a gate metric
 PYFUNC_CODE = Path(__file__).with_name("serve.py")  # logged as code, not pickled
 PACKAGE = Path(__file__).parent  # carried with every logged model (code_paths): it loads without this repo
 
@@ -29,6 +36,15 @@ class Decision:
     champion_version_before: str | None
     champion_metric_before: float | None
     reevaluated: dict | None = None  # the champion's score on this test set, when it had to be computed
+    delta: float | None = None  # challenger minus champion on the gate metric
+    delta_ci95: list[float] | None = None  # its paired bootstrap 95% interval
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    resamples: int = 1000
+    seed: int = 0
+    margin: float = 0.0  # the gain's lower bound must be above this
 
 
 def _one_line(e: Exception) -> str:
@@ -52,28 +68,51 @@ def current_aliases(client, name: str) -> tuple[object | None, dict[str, str]]:
                              f"nothing registered, no alias changed") from None
 
 
-def gate(metric: str, value: float, evaluation: str, champion, reevaluate: Callable[[object], float]) -> Decision:
-    """Champion if there is none, or if `value` is at least the champion's `metric` on the same evaluation."""
+def gate(metric: str, value: float, evaluation: str, table, champion, champion_table: Callable[[object], object],
+         reevaluate: Callable[[object], tuple[float, object]], settings: Bootstrap = Bootstrap()) -> Decision:
+    """Champion if there is none, or if the paired bootstrap puts the gain on `metric` over the champion (same test
+    units) above settings.margin at its 95% lower bound. `champion_table(mv)` gives the champion's logged table for
+    this evaluation, or None; then `reevaluate(mv)` scores it here: (its metric, its table)."""
     if champion is None:
         return Decision(True, f"no champion yet; becomes champion with {metric}={value:.4f}", None, None)
     v = champion.version
     recorded = champion.tags.get(metric)
-    if champion.tags.get("evaluation_hash") == evaluation and recorded is not None:
-        current, again = float(recorded), None
-    else:
+    theirs = champion_table(champion) if champion.tags.get("evaluation_hash") == evaluation else None
+    again, why = None, ("its per-unit table is missing" if champion.tags.get("evaluation_hash") == evaluation
+                        else "it was scored on another test set or evaluator")
+    if theirs is None:
         try:
-            current = float(reevaluate(champion))
+            current, theirs = reevaluate(champion)
         except WildtrainError as e:
-            return Decision(False, f"champion v{v} was scored on another test set or evaluator and cannot be "
-                                   f"re-evaluated on this one ({e}); stays challenger — promote by hand if intended",
-                            v, None)
-        again = {"version": int(v), metric: current, "evaluation_hash": evaluation,
+            return Decision(False, f"champion v{v}: {why} and it cannot be re-evaluated on this one ({e}); stays "
+                                   f"challenger — promote by hand if intended", v, None)
+        again = {"version": int(v), metric: float(current), "evaluation_hash": evaluation,
                  "recorded": None if recorded is None else float(recorded)}
-    where = " (re-evaluated on this test set)" if again else ""
-    if value >= current:
-        return Decision(True, f"{metric} {value:.4f} >= champion v{v}'s {current:.4f}{where}", v, current, again)
-    return Decision(False, f"{metric} {value:.4f} < champion v{v}'s {current:.4f}{where}; stays challenger",
-                    v, current, again)
+    try:
+        delta, ci = bootstrap.paired(table, theirs, metric, settings.resamples, settings.seed)
+    except WildtrainError as e:
+        return Decision(False, f"champion v{v} does not compare with this evaluation ({e}); stays challenger", v, None,
+                        again)
+    current = value - delta
+    where = f" (re-evaluated on this test set: {why})" if again else ""
+    head = f"{metric} {value:.4f} vs champion v{v}'s {current:.4f}{where}: "
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    gain = sign * delta
+    low, high = sorted(sign * c for c in ci) if ci else (float("nan"), float("nan"))
+    span = f"gain {gain:+.4f} [{low:+.4f}, {high:+.4f}]" + (" (lower is better)" if sign < 0 else "")
+    if ci and low > settings.margin:
+        why_promoted = f": its lower bound is above the margin {settings.margin:g}" if settings.margin else \
+            " beyond noise"
+        return Decision(True, head + span + why_promoted + "; becomes champion", v, current, again, delta, ci)
+    if ci and high < 0:
+        verdict = "worse than the champion beyond noise"
+    elif ci and low > 0:
+        verdict = f"beyond noise but its lower bound is not above the margin {settings.margin:g}"
+    elif ci and low == high == 0:
+        verdict = "a tie (the same predictions on every test unit)"
+    else:
+        verdict = "within noise"
+    return Decision(False, head + f"{span} {verdict}; stays challenger", v, current, again, delta, ci)
 
 
 def download_model_dir(model_uri: str, dst: Path) -> Path:
@@ -97,12 +136,36 @@ def logged_model_dir(local: Path, where: str) -> Path:
     return folder
 
 
+def champion_table_loader(evaluation: str, dst: Path, table_type: type) -> Callable[[object], object]:
+    """mv -> its logged per-unit table (TABLE_TAG) if it is one of this evaluation, else None (then the gate
+    re-evaluates the champion)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    def load(mv):
+        path = (mv.tags or {}).get(TABLE_TAG)
+        if not path:
+            return None
+        try:
+            local = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=path,
+                                                        dst_path=str(dst / f"v{mv.version}"))
+            table, meta = bootstrap.load(Path(local), table_type)
+        except (MlflowException, WildtrainError, OSError):
+            return None
+        return table if meta.get("evaluation_hash") == evaluation else None
+
+    return load
+
+
 def register_model(*, run_id: str, name: str, gate_metric: str, metrics: dict, evaluation: str, tags: dict[str, str],
-                   model_dir: Path, artifacts: list[Path], pip_requirements: list[str], signature=None,
-                   input_example=None, reevaluate: Callable[[Path], float]) -> dict:
+                   model_dir: Path, artifacts: list[Path], pip_requirements: list[str], table_file: Path,
+                   table_type: type, settings: Bootstrap = Bootstrap(), signature=None, input_example=None,
+                   reevaluate: Callable[[Path], tuple[float, object]]) -> dict:
     """Log the model folder as a pyfunc into `run_id`, register a version, apply the alias gate.
 
-    `reevaluate(folder)` scores a champion's model folder on the current test split (gate_metric)."""
+    `table_file`: the challenger's per-unit evaluation table (wildtrain.evaluate.bootstrap; a `table_type`), logged
+    with the version as `evaluation/v<N>/` so a later challenger can be compared with it. `reevaluate(folder)` scores a champion's
+    model folder on the current test split: (its gate_metric, its table)."""
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -110,18 +173,31 @@ def register_model(*, run_id: str, name: str, gate_metric: str, metrics: dict, e
     if gate_metric not in metrics:
         raise WildtrainError(f"gate_metric: '{gate_metric}' is not an evaluation metric "
                              f"(available: {', '.join(sorted(metrics))})")
+    if gate_metric in SIGNED:
+        raise WildtrainError(f"gate_metric: '{gate_metric}' is signed (neither direction is better): gate on "
+                             f"{' or '.join(LOWER_IS_BETTER)}")
+    table, meta = bootstrap.load(table_file, table_type)
+    if meta.get("evaluation_hash") != evaluation:
+        raise WildtrainError(f"{table_file}: its evaluation is not the one of the metrics (rerun the evaluate stage)")
+    gated = sorted(k for k in bootstrap.identity(table) if not k.startswith("per_class.") and k not in SIGNED)
+    if gate_metric not in gated:
+        raise WildtrainError(f"gate_metric: '{gate_metric}' has no per-image table to tell a gain from noise "
+                             f"(gate on one of: {', '.join(gated)})")
     client = MlflowClient()
     value = float(metrics[gate_metric])
     champion, aliases_before = current_aliases(client, name)
     with tempfile.TemporaryDirectory(prefix="wildtrain-champion-") as tmp:
-        def rescore(mv) -> float:
+        def rescore(mv) -> tuple[float, object]:
             try:
                 folder = download_model_dir(f"models:/{name}/{mv.version}", Path(tmp))
             except MlflowException as e:
                 raise WildtrainError(f"cannot download v{mv.version} ({_one_line(e)})") from None
             return reevaluate(folder)
 
-        decision = gate(gate_metric, value, evaluation, champion, rescore)
+        decision = gate(gate_metric, value, evaluation, table, champion, champion_table_loader(evaluation, Path(tmp), table_type),
+                        rescore, settings)
+    gate_record = {"gate_metric": gate_metric, "gate_margin": settings.margin, "delta": decision.delta,
+                   "delta_ci95": decision.delta_ci95, "decision": "champion" if decision.champion else "challenger"}
     mv = None
     try:
         with mlflow.start_run(run_id=run_id):
@@ -133,8 +209,16 @@ def register_model(*, run_id: str, name: str, gate_metric: str, metrics: dict, e
                                            artifacts={"model": str(model_dir)}, code_paths=[str(PACKAGE)],
                                            pip_requirements=pip_requirements, signature=signature,
                                            input_example=input_example)
-        version_tags = {**tags, gate_metric: str(value), "gate_metric": gate_metric, "evaluation_hash": evaluation}
+        low, high = metrics.get(gate_metric + bootstrap.LOW), metrics.get(gate_metric + bootstrap.HIGH)
+        ci = None if low is None or high is None else [float(low), float(high)]
+        version_tags = {**tags, gate_metric: str(value), "evaluation_hash": evaluation,
+                        **({f"{gate_metric}{bootstrap.CI_SUFFIX}": str(ci)} if ci else {}),
+                        **{f"gate_{k}" if not k.startswith("gate_") else k: str(v) for k, v in gate_record.items()},
+                        "gate_reason": decision.reason[:4000]}
         mv = mlflow.register_model(info.model_uri, name, tags=version_tags)
+        folder = f"evaluation/v{mv.version}"  # a run may register several versions
+        client.log_artifact(run_id, str(table_file), artifact_path=folder)
+        client.set_model_version_tag(name, mv.version, TABLE_TAG, f"{folder}/{table_file.name}")
         client.set_registered_model_alias(name, CHALLENGER, mv.version)
         if decision.champion:
             client.set_registered_model_alias(name, CHAMPION, mv.version)
@@ -151,12 +235,18 @@ def register_model(*, run_id: str, name: str, gate_metric: str, metrics: dict, e
                              f"{'version removed, ' if mv is not None else ''}rerun the stage once the tracking "
                              f"server answers") from None
     return {"model_name": name, "version": int(mv.version), "aliases": aliases,
-            "decision": "champion" if decision.champion else "challenger", "reason": decision.reason,
-            "gate_metric": gate_metric, "gate_value": value, "evaluation_hash": evaluation,
+            "decision": gate_record["decision"], "reason": decision.reason,
+            "gate_metric": gate_metric, "gate_value": value, "gate_value_ci95": ci,
+            "gate_margin": settings.margin, "delta": decision.delta, "delta_ci95": decision.delta_ci95,
+            **({"delta_ci95_low": decision.delta_ci95[0], "delta_ci95_high": decision.delta_ci95[1]}
+               if decision.delta_ci95 else {}),
+            "bootstrap": {"resamples": settings.resamples, "seed": settings.seed},
+            "evaluation_hash": evaluation,
             "previous_champion_version": None if decision.champion_version_before is None
             else int(decision.champion_version_before),
             "previous_champion_value": decision.champion_metric_before,
-            "champion_reevaluated": decision.reevaluated, "run_id": run_id, "model_uri": f"models:/{name}/{mv.version}"}
+            "champion_reevaluated": decision.reevaluated, "run_id": run_id, "model_uri": f"models:/{name}/{mv.version}",
+            "evaluation_table": f"{folder}/{table_file.name}"}
 
 
 @dataclass(frozen=True)

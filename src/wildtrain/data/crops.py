@@ -38,6 +38,11 @@ def _free_window(rng: np.random.Generator, boxes: list[list[float]], width: int,
     return None
 
 
+def image_stem(im: dict) -> str:
+    """The part of a crop's file name that names its image (`<image stem>_<annotation id | bgK>.png`)."""
+    return Path(im["file_name"]).with_suffix("").as_posix().replace("/", "__")
+
+
 def write_crops(splits: dict[str, CocoDataset], image_root: Path, out_dir: Path, padding: float, min_size: int,
                 background_per_image: int, seed: int) -> dict[str, dict[str, int]]:
     """Write crops for every split; return counts per split and class (every box gives exactly one crop)."""
@@ -52,7 +57,7 @@ def write_crops(splits: dict[str, CocoDataset], image_root: Path, out_dir: Path,
         rng = np.random.default_rng([seed, len(split)])
         for im in ds.images:
             anns = by_image[im["id"]]
-            stem = Path(im["file_name"]).with_suffix("").as_posix().replace("/", "__")
+            stem = image_stem(im)
             with Image.open(image_root / im["file_name"]) as img:
                 img = img.convert("RGB")
                 for a in anns:

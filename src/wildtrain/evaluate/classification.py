@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wildtrain.evaluate.bootstrap import ConfusionTable
 from wildtrain.io import atomic_path, write_json
 
 CONFUSION, MISCLASSIFIED = "classifier_confusion", "classifier_misclassified.png"  # in Paths.plots
@@ -29,6 +30,35 @@ def classification_metrics(probs: np.ndarray, labels: list[int], class_names: li
         "per_class": {c: {"f1": float(f), "support": int(s)} for c, f, s in zip(class_names, per_class_f1, support)},
         "confusion": F.multiclass_confusion_matrix(p, y, **kw).tolist(),
     }
+
+
+def batch_scores(cm: np.ndarray, class_names: list[str]) -> dict[str, np.ndarray]:
+    """classification_metrics' numbers from confusion matrices [R, actual, predicted], R at once (bootstrap
+    resamples): torchmetrics' definitions, a class with no true and no predicted crop left out of the macro means."""
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    fp, fn = cm.sum(1) - tp, cm.sum(2) - tp
+    present = (tp + fp + fn) > 0
+
+    def ratio(num, den):
+        return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
+
+    def macro(per_class):
+        return ratio(np.where(present, per_class, 0.0).sum(1), present.sum(1).astype(np.float64))
+
+    f1 = ratio(2 * tp, 2 * tp + fp + fn)
+    out = {"accuracy": ratio(tp.sum(1), cm.sum((1, 2))), "precision_macro": macro(ratio(tp, tp + fp)),
+           "recall_macro": macro(ratio(tp, tp + fn)), "f1_macro": macro(f1)}
+    out.update({f"per_class.{c}.f1": f1[:, k] for k, c in enumerate(class_names)})
+    return out
+
+
+class ClassificationTable(ConfusionTable):
+    """Per test image (the crops cut from it), the crops' confusion matrix."""
+
+    kind = "classification"
+
+    def score(self, cm: np.ndarray) -> dict[str, np.ndarray]:
+        return batch_scores(cm, self.class_names)
 
 
 def confusion_rows(predicted: list[int], labels: list[int], class_names: list[str]) -> list[dict]:
@@ -67,10 +97,25 @@ def misclassified_png(path: Path, files: list[Path], labels: list[int], probs: n
     return len(wrong)
 
 
-def evaluate_classifier(predictor, p, root: Path, write_outputs: bool) -> dict:
-    """A classifier Predictor scored on the held-out crops; with write_outputs, the confusion plot data and PNGs."""
+def crop_units(crops_root: Path, split: str, files: list[Path]) -> list[str]:
+    """Each crop's resampling unit: the unit of the image it was cut from (data/crops/units.json, by image stem; crops
+    of one image are not independent), else the crop itself (crops from before convert recorded units)."""
+    from wildtrain.io import read_json
+    from wildtrain.layout import CROPS_UNITS
+
+    info = crops_root / CROPS_UNITS
+    by_stem = (read_json(info, "crop units") if info.is_file() else {}).get(split) or {}
+    units = [by_stem.get(f.stem.rsplit("_", 1)[0]) for f in files]
+    if None in units:
+        return [f"crop:{f.parent.name}/{f.name}" for f in files]
+    return units
+
+
+def evaluate_classifier(predictor, p, root: Path, write_outputs: bool) -> tuple:
+    """A classifier Predictor scored on the held-out crops, with bootstrap intervals over their source images, and
+    its per-image confusion table; with write_outputs, the confusion plot data and PNGs."""
     from wildtrain.data.images import load_rgb
-    from wildtrain.evaluate import plots
+    from wildtrain.evaluate import bootstrap, plots
     from wildtrain.evaluate import evaluation_hash
     from wildtrain.families.classifier.data import scan_split
     from wildtrain.tracking.lineage import dataset_hash, hash_tree
@@ -84,6 +129,9 @@ def evaluate_classifier(predictor, p, root: Path, write_outputs: bool) -> dict:
     metrics = {"split": e.split, "backbone": card.architecture, "crops": len(split.files),
                **classification_metrics(probs, split.labels, names),
                "evaluation_hash": evaluation_hash({"crops": dataset_hash(hash_tree(folder))}, {"split": e.split})}
+    table = ClassificationTable.from_labels(crop_units(root / p.paths.crops, e.split, split.files),
+                                            np.asarray(split.labels), probs.argmax(1), names)
+    metrics = bootstrap.with_intervals(metrics, table, e.bootstrap)
     if write_outputs:
         plot_dir = root / p.paths.plots
         rows = confusion_rows(probs.argmax(1).tolist(), split.labels, names)
@@ -95,4 +143,4 @@ def evaluate_classifier(predictor, p, root: Path, write_outputs: bool) -> dict:
             from wildtrain.evaluate.explain import EXPLANATIONS, explain
 
             metrics.update(explain(predictor, split.files, split.labels, probs, e.explain, plot_dir / EXPLANATIONS))
-    return metrics
+    return metrics, table

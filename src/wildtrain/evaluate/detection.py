@@ -11,7 +11,8 @@ import numpy as np
 
 from wildtrain.data.coco import CocoDataset, load_coco
 from wildtrain.errors import WildtrainError
-from wildtrain.evaluate import evaluation_hash
+from wildtrain.evaluate import bootstrap, evaluation_hash
+from wildtrain.evaluate.detection_table import DetectionTable
 from wildtrain.families.base import Detections
 from wildtrain.io import sha256_file, write_json
 from wildtrain.layout import image_root
@@ -51,16 +52,12 @@ def _coco_api(dataset: CocoDataset):
     return gt
 
 
-def coco_eval(dataset: CocoDataset, results: list[dict]) -> dict[str, Any]:
-    """Run COCOeval (bbox) and return summary stats, per-class AP and the mean PR curve at IoU 0.5."""
+def run_cocoeval(dataset: CocoDataset, results: list[dict]):
+    """pycocotools' COCOeval (bbox) after evaluate(), accumulate() and summarize(); None with nothing to score."""
     from pycocotools.cocoeval import COCOeval
 
-    names = dict(zip(dataset.category_ids, dataset.class_names))
-    instances = dataset.class_counts()
     if not results or not dataset.annotations:
-        zero = {k: 0.0 for k in STAT_NAMES}
-        per_class = {n: {"ap50_95": 0.0, "ap50": 0.0, "instances": instances[n]} for n in dataset.class_names}
-        return {**zero, "per_class": per_class, "pr_curve": []}
+        return None
     gt = _coco_api(dataset)
     with contextlib.redirect_stdout(io.StringIO()):
         dt = gt.loadRes(results)
@@ -68,6 +65,20 @@ def coco_eval(dataset: CocoDataset, results: list[dict]) -> dict[str, Any]:
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
+    return ev
+
+
+def coco_eval(dataset: CocoDataset, results: list[dict], ev=None) -> dict[str, Any]:
+    """COCOeval (bbox) summary stats, per-class AP and the mean PR curve at IoU 0.5 (`ev`: run_cocoeval's, if
+    already run)."""
+    names = dict(zip(dataset.category_ids, dataset.class_names))
+    instances = dataset.class_counts()
+    if ev is None:
+        ev = run_cocoeval(dataset, results)
+    if ev is None:
+        zero = {k: 0.0 for k in STAT_NAMES}
+        per_class = {n: {"ap50_95": 0.0, "ap50": 0.0, "instances": instances[n]} for n in dataset.class_names}
+        return {**zero, "per_class": per_class, "pr_curve": []}
     stats = {k: max(0.0, float(v)) for k, v in zip(STAT_NAMES, ev.stats)}
     precision = ev.eval["precision"]  # [iou, recall, class, area, maxdet]
     per_class = {}
@@ -159,9 +170,11 @@ def predict_split(predictor, ds: CocoDataset, images: Path, options: dict, chunk
     return out
 
 
-def evaluate_detector(predictor, p, root: Path, prefix: str | None) -> dict:
-    """Any detector (or two-stage) Predictor scored by COCOeval on the evaluate split. Unless prefix is None, the
-    COCO predictions, PR curve, confusion matrix and error gallery are written too, their names prefixed."""
+def evaluate_detector(predictor, p, root: Path, prefix: str | None) -> tuple[dict, DetectionTable]:
+    """Any detector (or two-stage) Predictor scored by COCOeval on the evaluate split, with bootstrap intervals and
+    the counting error at predict.conf; and its per-image table (what the register gate compares). Unless prefix is
+    None, the COCO predictions, PR curve, confusion matrix and error gallery are written too, their names prefixed."""
+    from wildtrain.data.split import unit_key
     from wildtrain.evaluate import gallery, plots
 
     e, card = p.evaluate, predictor.card
@@ -175,12 +188,16 @@ def evaluate_detector(predictor, p, root: Path, prefix: str | None) -> dict:
         options["overlap"] = tiling["overlap"]
     detections = predict_split(predictor, ds, image_root(coco_file, ds.info), options)
     results = to_coco_results(ds, detections, card.class_names)
-    ev = coco_eval(ds, results)
+    scored = run_cocoeval(ds, results)
+    ev = coco_eval(ds, results, scored)
     pr_curve, curves, recall = ev.pop("pr_curve"), ev.pop("pr_curves_by_class", {}), ev.pop("recall_thresholds", [])
+    table = DetectionTable.build(ds, results, scored, p.predict.conf, unit_key)
     metrics = {"split": e.split, "framework": card.framework, "images": len(ds.images), "detections": len(results),
-               "sliced": bool(tiling), **ev,
+               "sliced": bool(tiling), **ev, "count_conf": p.predict.conf,
                "evaluation_hash": evaluation_hash({"annotations": sha256_file(coco_file),
-                                                   "dataset": ds.info.get("dataset_hash")}, options)}
+                                                   "dataset": ds.info.get("dataset_hash")},
+                                                  {**options, "count_conf": p.predict.conf})}
+    metrics = bootstrap.with_intervals(metrics, table, e.bootstrap)
     if prefix is not None:
         plot_dir = root / p.paths.plots
         rows = confusion_pairs(ds, results, e.confusion_conf, e.confusion_iou)
@@ -193,4 +210,4 @@ def evaluate_detector(predictor, p, root: Path, prefix: str | None) -> dict:
         metrics["gallery"] = gallery.errors_png(plot_dir / f"{prefix}{gallery.FILE}", ds,
                                                 image_root(coco_file, ds.info), results, e.confusion_conf,
                                                 e.confusion_iou)
-    return metrics
+    return metrics, table

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from wildtrain.data.masks import IGNORE
+from wildtrain.evaluate.bootstrap import ConfusionTable
 from wildtrain.families import base
 from wildtrain.io import write_json
 
@@ -27,33 +28,58 @@ def confusion(truth: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.
     return np.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> list[float | None]:
-    return [float(n / d) if d > 0 else None for n, d in zip(num, den)]
+def batch_scores(cm: np.ndarray, class_names: list[str]) -> dict[str, np.ndarray]:
+    """scores() of confusion matrices [R, actual, predicted], R at once (bootstrap resamples); nan where scores()
+    says None."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    fp, fn = cm.sum(1) - tp, cm.sum(2) - tp
+    support, total = cm.sum(2), cm.sum((1, 2))
+
+    def ratio(num, den):
+        return np.divide(num, den, out=np.full_like(num, np.nan), where=den > 0)
+
+    iou, dice = ratio(tp, tp + fp + fn), ratio(2 * tp, 2 * tp + fp + fn)
+    defined = ~np.isnan(iou)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {"miou": ratio(np.where(defined, iou, 0).sum(1), defined.sum(1).astype(np.float64)),
+               "dice_macro": ratio(np.where(defined, dice, 0).sum(1), defined.sum(1).astype(np.float64)),
+               "pixel_accuracy": ratio(tp.sum(1), total),
+               "fw_iou": ratio((support * np.where(defined, iou, 0)).sum(1), support.sum(1))}
+    for k, c in enumerate(class_names):
+        out[f"per_class.{c}.iou"], out[f"per_class.{c}.dice"] = iou[:, k], dice[:, k]
+    return out
 
 
-def _mean(values: list[float | None]) -> float | None:
-    kept = [v for v in values if v is not None]
-    return float(np.mean(kept)) if kept else None
+class SegmentationTable(ConfusionTable):
+    """Per test image (or group), its pixel confusion matrix."""
+
+    kind = "segmentation"
+
+    def score(self, cm: np.ndarray) -> dict[str, np.ndarray]:
+        return batch_scores(cm, self.class_names)
 
 
 def scores(matrix: np.ndarray, class_names: list[str] | None = None) -> dict:
     """IoU = TP / (TP + FP + FN), Dice = 2TP / (2TP + FP + FN) per class; mIoU and macro Dice over the classes
     that have any pixel in truth or prediction; pixel accuracy; frequency-weighted IoU (by true pixels)."""
     cm = np.asarray(matrix, dtype=np.int64)
-    tp = np.diag(cm)
-    fp, fn = cm.sum(0) - tp, cm.sum(1) - tp
-    iou, dice = _ratio(tp, tp + fp + fn), _ratio(2 * tp, 2 * tp + fp + fn)
-    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-    support = cm.sum(1)
-    total = int(cm.sum())
-    weighted = [s * v for s, v in zip(support, iou) if v is not None]
     names = class_names or [str(k) for k in range(len(cm))]
+    batch = batch_scores(cm[None], names)
+
+    def value(key: str) -> float | None:
+        v = float(batch[key][0])
+        return None if np.isnan(v) else v
+
+    tp = np.diag(cm)
+    precision, recall = (np.divide(tp, d, out=np.full(len(tp), np.nan), where=d > 0) for d in (cm.sum(0), cm.sum(1)))
     return {
-        "miou": _mean(iou), "dice_macro": _mean(dice),
-        "pixel_accuracy": float(tp.sum() / total) if total else None,
-        "fw_iou": float(sum(weighted) / support.sum()) if support.sum() else None,
-        "per_class": {n: {"iou": i, "dice": d, "precision": p, "recall": r, "pixels": int(s)}
-                      for n, i, d, p, r, s in zip(names, iou, dice, precision, recall, support)},
+        "miou": value("miou"), "dice_macro": value("dice_macro"), "pixel_accuracy": value("pixel_accuracy"),
+        "fw_iou": value("fw_iou"),
+        "per_class": {n: {"iou": value(f"per_class.{n}.iou"), "dice": value(f"per_class.{n}.dice"),
+                          "precision": None if np.isnan(p) else float(p), "recall": None if np.isnan(r) else float(r),
+                          "pixels": int(s)}
+                      for n, p, r, s in zip(names, precision, recall, cm.sum(1))},
     }
 
 
@@ -124,12 +150,14 @@ def examples_png(path: Path, rows: list[tuple[str, np.ndarray, np.ndarray, np.nd
     save_png(fig, path)
 
 
-def evaluate_segmenter(predictor, p, root: Path, write_outputs: bool) -> dict:
+def evaluate_segmenter(predictor, p, root: Path, write_outputs: bool):
     """A segmenter Predictor scored on the held-out split (full images, sliced like the tiles it trained on when
-    convert tiled); with write_outputs, the confusion plot data, per-class IoU rows and the PNGs."""
+    convert tiled), with bootstrap intervals over its images, and its per-image confusion table; with
+    write_outputs, the confusion plot data, per-class IoU rows and the PNGs."""
     from wildtrain.data.coco import load_coco
+    from wildtrain.data.split import unit_key
     from wildtrain.errors import WildtrainError
-    from wildtrain.evaluate import evaluation_hash
+    from wildtrain.evaluate import bootstrap, evaluation_hash
     from wildtrain.families.segmenter.data import Split
     from wildtrain.io import sha256_file
 
@@ -148,12 +176,14 @@ def evaluate_segmenter(predictor, p, root: Path, write_outputs: bool) -> dict:
                **({"overlap": tiling["overlap"]} if tiling else {})}
     n = len(names)
     matrix = np.zeros((n, n), np.int64)
-    errors = []
+    errors, by_unit = [], {}
     for start in range(0, len(split), e.batch):
         idx = list(range(start, min(start + e.batch, len(split))))
         for i, pred in zip(idx, predictor.predict([split.image(i) for i in idx], **options)):
             cm = confusion(split.mask(i), pred.mask, n)
             matrix += cm
+            unit = unit_key(split.images[i])
+            by_unit[unit] = by_unit.get(unit, 0) + cm
             errors.append((int(cm.sum() - np.trace(cm)), i))
     metrics = {"split": e.split, "encoder": card.architecture, "images": len(split), "sliced": bool(tiling),
                "pixels": int(matrix.sum()), **scores(matrix, names), "confusion": matrix.tolist(),
@@ -161,6 +191,10 @@ def evaluate_segmenter(predictor, p, root: Path, write_outputs: bool) -> dict:
                                                    "dataset": split.dataset.info.get("dataset_hash")},
                                                   {**options, "missing_masks": card.input.get("missing_masks", "boxes"),
                                                    "metric": "pixel confusion"})}
+    units = sorted(by_unit)
+    table = SegmentationTable(units, np.stack([by_unit[u] for u in units]) if units else np.zeros((0, n, n), np.int64),
+                              names)
+    metrics = bootstrap.with_intervals(metrics, table, e.bootstrap)
     if write_outputs:
         plot_dir = root / p.paths.plots
         write_json(plot_dir / f"{CONFUSION}.json", confusion_rows(matrix, names))
@@ -174,5 +208,5 @@ def evaluate_segmenter(predictor, p, root: Path, write_outputs: bool) -> dict:
             rows.append((split.images[i]["file_name"], image, split.mask(i), pred.mask))
         examples_png(plot_dir / EXAMPLES, rows, names)
         metrics["examples"] = [r[0] for r in rows]
-    return metrics
+    return metrics, table
 

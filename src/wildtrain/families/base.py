@@ -209,8 +209,11 @@ class Family(Protocol):
 
     def load(self, model_dir: Path, device: str = "auto") -> Predictor: ...
 
-    # metrics (with an `evaluation_hash` saying what they compare with); plots and predictions when write_outputs
-    def evaluate(self, predictor: Predictor, p, root: Path, write_outputs: bool) -> dict: ...
+    # (metrics with 95% intervals and an `evaluation_hash` saying what they compare with, the per-unit table they
+    # were resampled from: wildtrain.evaluate.bootstrap); plots and predictions when write_outputs
+    def evaluate(self, predictor: Predictor, p, root: Path, write_outputs: bool) -> tuple[dict, Any]: ...
+
+    def table_type(self) -> type: ...  # the class of its evaluate's table (loads a saved one)
 
     # portable copies in out_dir + PyTorch's output on real held-out images (publishing checks and describes them)
     def export(self, model_dir: Path, out_dir: Path, p, root: Path) -> Exported: ...

@@ -111,18 +111,23 @@ class TwoStageFamily:
                 raise WildtrainError(f"{model_dir}: two-stage model lacks its {role} folder")
         return TwoStagePredictor(card, detector.load(parts[DETECTOR], device), classifier.load(parts[CLASSIFIER], device))
 
-    def evaluate(self, predictor: TwoStagePredictor, p, root: Path, write_outputs: bool) -> dict:
+    def table_type(self):
+        from wildtrain.evaluate.detection_table import DetectionTable
+
+        return DetectionTable
+
+    def evaluate(self, predictor: TwoStagePredictor, p, root: Path, write_outputs: bool) -> tuple:
         """The detector's evaluator on the two-stage model, and the difference from the detector alone."""
         from wildtrain.evaluate.detection import STAT_NAMES, evaluate_detector
         from wildtrain.io import read_json
 
-        metrics = evaluate_detector(predictor, p, root, "two_stage_" if write_outputs else None)
+        metrics, table = evaluate_detector(predictor, p, root, "two_stage_" if write_outputs else None)
         alone = root / p.paths.metrics / "eval.json"
         if write_outputs and alone.is_file():
             base = read_json(alone, "detector evaluation")
             if base.get("evaluation_hash") == metrics["evaluation_hash"]:
                 metrics["vs_detector"] = {k: round(metrics[k] - base[k], 6) for k in STAT_NAMES if k in base}
-        return metrics
+        return metrics, table
 
     def lineage(self, p, root: Path) -> dict[str, str]:
         """The registered detector and classifier versions this model was built from (their register stages)."""

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from wildtrain.data import stats as data_stats
 from wildtrain.data.coco import load_coco
-from wildtrain.data.crops import BACKGROUND, write_crops
+from wildtrain.data.crops import BACKGROUND, image_stem, write_crops
 from wildtrain.data.shards import write_shards
 from wildtrain.data.split import split_dataset, unit_key
 from wildtrain.data.tiling import tile_dataset
 from wildtrain.data.yolo_layout import write_yolo_layout
 from wildtrain.io import read_json, replaced_dir, write_json
-from wildtrain.layout import ANNOTATIONS, CROPS_INFO, FULL, IMAGES, MANIFEST, SHARDS, SPLITS, TILES
+from wildtrain.layout import ANNOTATIONS, CROPS_INFO, CROPS_UNITS, FULL, IMAGES, MANIFEST, SHARDS, SPLITS, TILES
 from wildtrain.params import Params
 
 
@@ -71,6 +71,9 @@ def convert(p: Params, root: Path) -> dict:
             crops = write_crops(splits, raw / IMAGES, tmp, k.padding, k.min_size, k.background_per_image, c.seed)
             write_json(tmp / CROPS_INFO, {"padding": k.padding, "min_size": k.min_size,
                                           "background": BACKGROUND if k.background_per_image else None})
+            # image stem -> its split unit: the classifier's bootstrap resamples crops of one image (group) together
+            write_json(tmp / CROPS_UNITS, {name: {image_stem(im): unit_key(im) for im in splits[name].images}
+                                           for name in SPLITS})
             for name in SPLITS:
                 stats[name]["crops"] = crops[name]
     write_json(root / p.paths.metrics / "data.json", stats)

@@ -13,7 +13,9 @@ from wildtrain import __version__, families, publish
 from wildtrain.env import tracking_uri
 from wildtrain.errors import WildtrainError
 from wildtrain.families.base import ModelCard
+from wildtrain.evaluate.bootstrap import CI_SUFFIX
 from wildtrain.io import read_json, write_json
+from wildtrain.layout import tables_file
 from wildtrain.params import Params
 from wildtrain.publish.release import context as publish_context
 from wildtrain.publish.release import git_remote, release
@@ -65,13 +67,23 @@ def log_publication(run_id: str, folder: Path, version: int) -> None:
                              f"version {version} is registered without it: rerun the stage") from None
 
 
+def logged_metrics(ev: dict) -> dict[str, float]:
+    """What MLflow gets of an evaluation: its numeric top-level metrics, and each `<metric>_ci95` interval as
+    `<metric>_ci95_low` / `_high` beside the metric."""
+    out = {k: float(v) for k, v in ev.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for k, v in ev.items():
+        if k.endswith(CI_SUFFIX) and isinstance(v, list) and len(v) == 2:
+            out[f"{k}_low"], out[f"{k}_high"] = float(v[0]), float(v[1])
+    return out
+
+
 def register(p: Params, root: Path, family: str = "detector") -> dict:
     fam = families.get(family)
     r = getattr(p, fam.register_section)
     model_dir = fam.model_dir(p, root)
     card = ModelCard.load(model_dir)
     ev = read_json(root / p.paths.metrics / f"eval{fam.suffix}.json", "evaluation metrics")
-    metrics = {k: float(v) for k, v in ev.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    metrics = logged_metrics(ev)
     training = card.training
     git = git_commit(root)
     tags = {"family": fam.name, "framework": card.framework, "architecture": card.architecture,
@@ -84,13 +96,19 @@ def register(p: Params, root: Path, family: str = "detector") -> dict:
     device = getattr(p, fam.evaluate_section).device
     predictor = fam.load(model_dir, device)
 
-    def reevaluate(folder: Path) -> float:
-        other = fam.evaluate(fam.load(folder, device), p, root, write_outputs=False)
+    def reevaluate(folder: Path) -> tuple[float, object]:
+        other, table = fam.evaluate(fam.load(folder, device), p, root, write_outputs=False)
         if other["evaluation_hash"] != ev["evaluation_hash"]:
             raise WildtrainError("its re-evaluation is not comparable (the evaluator differs)")
-        return float(other[r.gate_metric])
+        return float(other[r.gate_metric]), table
 
-    from wildtrain.registry import register_model
+    from wildtrain.registry import Bootstrap, register_model
+
+    b = getattr(p, fam.evaluate_section).bootstrap
+    table_file = root / tables_file(p.paths, fam.suffix, ev["split"])
+    if not table_file.is_file():
+        raise WildtrainError(f"{table_file}: not found; the gate compares per-image tables the evaluate stage writes "
+                             f"(dvc repro evaluate{fam.suffix})")
 
     context = publish_context(fam, p, root, card, model_dir, ev, f"metrics/eval{fam.suffix}.json")
     with tempfile.TemporaryDirectory(prefix="wildtrain-publish-") as tmp:
@@ -109,7 +127,9 @@ def register(p: Params, root: Path, family: str = "detector") -> dict:
             artifacts.append(root / p.paths.metrics / "data.json")
         result = register_model(run_id=run_id, name=r.model_name, gate_metric=r.gate_metric, metrics=metrics,
                                 evaluation=ev["evaluation_hash"], tags=tags, model_dir=model_dir, artifacts=artifacts,
-                                pip_requirements=requirements(root, fam, card, model_dir),
+                                pip_requirements=requirements(root, fam, card, model_dir), table_file=table_file,
+                                table_type=fam.table_type(),
+                                settings=Bootstrap(b.resamples, b.seed, r.gate_margin),
                                 signature=signature(predictor, p), reevaluate=reevaluate)
         final = release(card, r.model_name, result["version"], aliases=result["aliases"], run_id=run_id,
                         tracking_uri=tracking_uri(root), git=git, git_remote=git_remote(root))

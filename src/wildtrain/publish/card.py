@@ -5,6 +5,7 @@ metrics/); the intended use and known limits are derived from the same facts, no
 
 from __future__ import annotations
 
+from wildtrain.evaluate.bootstrap import CI_SUFFIX, HEADLINE, HIGH, LOW
 from wildtrain.families.base import Exported, ModelCard
 from wildtrain.publish.parity import summary
 from wildtrain.publish.release import Context, Release
@@ -32,15 +33,37 @@ def table(header: list[str], rows: list[list], show=fmt) -> list[str]:
 
 
 def overall(metrics: dict) -> dict:
-    """The headline numbers: every numeric top-level metric."""
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    """The headline numbers: every numeric top-level metric (its `_ci95_low` / `_high` copies go in the interval
+    column, not in rows of their own)."""
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+            and not k.endswith((LOW, HIGH))}
+
+
+def interval(value) -> str:
+    """A `<metric>_ci95` [low, high] as `[0.5901, 0.6934]`; — where there is none."""
+    if not isinstance(value, list) or len(value) != 2 or None in value:
+        return "—"
+    return f"[{fmt(float(value[0]))}, {fmt(float(value[1]))}]"
 
 
 def per_class_columns(per_class: dict) -> list[str]:
+    """Numeric per-class values, each followed by its interval column (`ap50 95% CI`) where it has one."""
     cols: list[str] = []
     for values in per_class.values():
-        cols += [k for k, v in values.items() if k not in cols and (v is None or isinstance(v, (int, float)))]
+        for k, v in values.items():
+            if k not in cols and (v is None or isinstance(v, (int, float))) and not isinstance(v, bool):
+                cols.append(k)
+            if k.endswith(CI_SUFFIX) and k not in cols:
+                cols.insert(cols.index(k[:-len(CI_SUFFIX)]) + 1 if k[:-len(CI_SUFFIX)] in cols else len(cols), k)
     return cols
+
+
+def column_title(key: str) -> str:
+    return f"{key[:-len(CI_SUFFIX)]} 95% CI" if key.endswith(CI_SUFFIX) else key
+
+
+def cell(key: str, value) -> str:
+    return interval(value) if key.endswith(CI_SUFFIX) else fmt(value)
 
 
 def _class_counts(card: ModelCard, split: dict) -> dict:
@@ -91,15 +114,21 @@ def training_section(card: ModelCard, context: Context) -> list[str]:
 def metrics_section(metrics: dict | None, source: str) -> list[str]:
     if not metrics:
         return ["## Evaluation", "", "Not evaluated with this model's records.", ""]
+    b = metrics.get("bootstrap") or {}
+    how = (f" 95% intervals: bootstrap over the {b.get('units')} test {b.get('unit', 'image')}s "
+           f"({b.get('resamples')} resamples, seed {b.get('seed')}); a difference inside them is noise."
+           if b else "")
     lines = ["## Evaluation", "",
              f"On the held-out `{metrics.get('split', '?')}` split ({source}; evaluation hash "
-             f"`{metrics.get('evaluation_hash', '?')}`).", "",
-             *table(["metric", "value"], [[k, v] for k, v in overall(metrics).items()]), ""]
+             f"`{metrics.get('evaluation_hash', '?')}`).{how}", "",
+             *table(["metric", "value", "95% interval"],
+                    [[k, fmt(v), interval(metrics.get(k + CI_SUFFIX))] for k, v in overall(metrics).items()], str), ""]
     per_class = metrics.get("per_class") or {}
     if per_class:
         cols = per_class_columns(per_class)
-        lines += ["Per class:", "", *table(["class", *cols], [[c, *[v.get(k) for k in cols]]
-                                                              for c, v in per_class.items()]), ""]
+        lines += ["Per class:", "", *table(["class", *[column_title(k) for k in cols]],
+                                           [[c, *[cell(k, v.get(k)) for k in cols]] for c, v in per_class.items()],
+                                           str), ""]
     return lines
 
 
@@ -133,8 +162,10 @@ def limits(card: ModelCard, release: Release, context: Context, exported: Export
                    "imagery: its numbers say nothing about real images.")
     tested = m.get("images", m.get("crops"))
     if isinstance(tested, int) and tested < SMALL_TEST:
+        spread = [f"{k} {fmt(m[k])} {interval(m[k + CI_SUFFIX])}" for k in HEADLINE
+                  if isinstance(m.get(k), float) and m.get(k + CI_SUFFIX)]
         out.append(f"Evaluated on only {tested} held-out {'crops' if 'crops' in m else 'images'}: the metrics are "
-                   f"uncertain by several points.")
+                   f"uncertain" + (f" ({', '.join(spread)}, 95% intervals)." if spread else " by several points."))
     epochs = t.get("epochs_completed")
     if isinstance(epochs, int) and epochs < SHORT_TRAINING:
         out.append(f"Trained for only {epochs} epochs.")

@@ -94,7 +94,12 @@ class ClassifierFamily:
         dev = resolve_device(device, "device").split(",")[0]
         return ClassifierPredictor(card, model.eval().to(torch.device(dev)), dev)
 
-    def evaluate(self, predictor: ClassifierPredictor, p, root: Path, write_outputs: bool) -> dict:
+    def table_type(self):
+        from wildtrain.evaluate.classification import ClassificationTable
+
+        return ClassificationTable
+
+    def evaluate(self, predictor: ClassifierPredictor, p, root: Path, write_outputs: bool) -> tuple:
         from wildtrain.evaluate.classification import evaluate_classifier
 
         return evaluate_classifier(predictor, p, root, write_outputs)

@@ -88,7 +88,12 @@ class DetectorFamily:
         card = ModelCard.load(model_dir)
         return DetectorPredictor(card, framework(card.framework).NET(model_dir, card, device))
 
-    def evaluate(self, predictor, p, root: Path, write_outputs: bool) -> dict:
+    def table_type(self):
+        from wildtrain.evaluate.detection_table import DetectionTable
+
+        return DetectionTable
+
+    def evaluate(self, predictor, p, root: Path, write_outputs: bool) -> tuple:
         from wildtrain.evaluate.detection import evaluate_detector
 
         return evaluate_detector(predictor, p, root, "" if write_outputs else None)

@@ -127,7 +127,12 @@ class SegmenterFamily:
         dev = resolve_device(device, "device").split(",")[0]
         return SegmenterPredictor(card, model.eval().to(torch.device(dev)), dev)
 
-    def evaluate(self, predictor: SegmenterPredictor, p, root: Path, write_outputs: bool) -> dict:
+    def table_type(self):
+        from wildtrain.evaluate.segmentation import SegmentationTable
+
+        return SegmentationTable
+
+    def evaluate(self, predictor: SegmenterPredictor, p, root: Path, write_outputs: bool) -> tuple:
         from wildtrain.evaluate.segmentation import evaluate_segmenter
 
         return evaluate_segmenter(predictor, p, root, write_outputs)
