@@ -17,8 +17,9 @@ def missing_module(e: ModuleNotFoundError) -> str:
 
 def run(stage: Callable, *args: str, params_file: str = "params.yaml") -> None:
     """Call stage(params, root, *args); a WildtrainError is printed as one line and exits 2 (no traceback)."""
-    root = env.configure()
+    root = env.project_root()
     try:
+        env.configure(root)  # an unknown WILDTRAIN_CPU_KERNELS is one line too
         from wildtrain import params as params_mod
 
         p = params_mod.load(Path(root) / params_file)
