@@ -141,7 +141,7 @@ def reproducibility(device: str) -> dict[str, str]:
     except Exception:  # noqa: BLE001 — a record, never a reason to fail after training
         cuda = torch.cuda.is_available()
     mode = pin_cpu_kernels()
-    exact = {"portable": "true on x86-64 CPUs with AVX2 (portable kernels)",
+    exact = {"portable": "true on this CPU model; portable kernels, meant to match any x86-64 CPU with AVX2",
              "avx2": "true on this CPU model (pinned kernels)", "custom": "true on this CPU model (custom kernels)",
              "native": "true on this CPU model (native kernels)"}[mode]
     return {"repro.cpu_kernels": mode, "repro.torch_threads": str(torch.get_num_threads()),
