@@ -5,8 +5,8 @@ pipeline's own train stage on a small synthetic set, then evaluates with the eva
 of switches: ATen's ISA (ATEN_CPU_CAPABILITY), oneDNN's (ONEDNN_MAX_CPU_ISA), MKL's code branch (MKL_CBWR),
 oneDNN and NNPACK on or off (torch.backends.mkldnn / nnpack) and OpenCV's IPP. It prints the weights' tensor hash,
 the hash of the evaluation metrics (and, for the detector, of the predictions), CPU seconds and wall seconds of
-training and of evaluation. Every run also evaluates one fixed reference model (the first run's), so the effect of
-the switches on inference alone shows too.
+training and of evaluation. Every run also evaluates one fixed reference model (the first run's, or --reference), so
+the effect of the switches on inference alone shows too (--eval-only: that alone).
 
 A combination whose hash does not move when oneDNN's or MKL's instruction set changes on this machine does not
 depend on those libraries' CPU-specific code paths. Runs of the two modes timed against each other are interleaved
@@ -131,18 +131,24 @@ def child(args) -> None:
             timing.update(train_cpu_s=round(cpu_seconds() - c, 2), train_wall_s=round(time.perf_counter() - t, 2))
 
     fam.train = timed_train
-    card = train(p, root, args.family)
-    model_dir = fam.model_dir(p, root)
     device = getattr(p, fam.evaluate_section).device
-    own = scored(fam, fam.load(model_dir, device), p, root)
     ref_dir = root / f"reference_{args.family}"
-    if not ref_dir.exists():
-        shutil.copytree(model_dir, ref_dir)
+    if args.eval_only:  # inference alone: the reference model under these switches
+        card, own = {"hashes": {"tensors_sha256": ""}, "training": env.reproducibility(device)}, {}
+        timing.update(train_cpu_s=0.0, train_wall_s=0.0)
+    else:
+        card = train(p, root, args.family)
+        model_dir = fam.model_dir(p, root)
+        own = scored(fam, fam.load(model_dir, device), p, root)
+        if not ref_dir.exists():
+            shutil.copytree(model_dir, ref_dir)
     ref = scored(fam, fam.load(ref_dir, device), p, root)
+    if args.eval_only:
+        own = {**ref, "metrics_sha256": ref["metrics_sha256"]}
     t = card["training"]
     print("RESULT " + json.dumps({
         "tensors_sha256": card["hashes"]["tensors_sha256"][:16], **timing, **own,
-        "reference": {k: ref[k] for k in ref if k.endswith("sha256") or k == "headline"},
+        "reference": {k: ref[k] for k in ref if k.endswith("sha256") or k in ("headline", "eval_cpu_s")},
         "recorded": {k: t.get(k) for k in t if k.startswith("repro.")},
         "torch_mkldnn": torch.backends.mkldnn.enabled, "torch_nnpack": torch._C._get_nnpack_enabled(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability()}), flush=True)
@@ -154,6 +160,7 @@ def run_variant(args, root: Path, family: str, name: str) -> dict:
     env.update({"WILDTRAIN_CPU_KERNELS": "native", **environ})
     cmd = [sys.executable, __file__, "--child", "--family", family, "--root", str(root), "--switches",
            json.dumps(switches), "--images", str(args.images), "--epochs", str(args.epochs), "--imgsz", str(args.imgsz)]
+    cmd += ["--eval-only"] if args.eval_only else []
     t = time.perf_counter()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
@@ -203,6 +210,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="runs of each timed mode (interleaved)")
     ap.add_argument("--variants", default="", help="variant names separated by ';' (default: all)")
     ap.add_argument("--out", default="cpu_kernels.json", help="file name under benchmarks/results/")
+    ap.add_argument("--reference", default="", help="a model folder every run also evaluates (default: the first "
+                                                    "run's model)")
+    ap.add_argument("--eval-only", action="store_true", help="no training: only the reference model, evaluated")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--family", help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)
@@ -218,6 +228,11 @@ def main() -> None:
     p = make_params(root, args)
     prepare(p, root)
     convert(p, root)
+    if args.reference:
+        for family in args.families.split(","):
+            shutil.copytree(args.reference, root / f"reference_{family}")
+    elif args.eval_only:
+        raise SystemExit("--eval-only needs --reference")
     chosen = [v for v in args.variants.split(";") if v] or list(VARIANTS)
     results = []
     for family in args.families.split(","):
