@@ -75,7 +75,8 @@ def sizes(p, args):
 
 
 def make_params(root: Path, args):
-    return sizes(small_params(root, images=args.images, imgsz=args.imgsz, epochs=args.epochs, batch=16, device="cpu"),
+    return sizes(small_params(root, images=args.images, imgsz=args.imgsz, epochs=args.epochs, crops=True, batch=16,
+                              device="cpu"),
                  args)
 
 
