@@ -14,6 +14,7 @@ depend on those libraries' CPU-specific code paths. Runs of the two modes timed 
 benchmarks/results/cpu_kernels.json (--out).
 
     python benchmarks/cpu_kernels.py --families detector,classifier,segmenter --repeats 3
+    python benchmarks/cpu_kernels.py --library-calls --out cpu_kernels_calls.json   # which family calls MKL
 """
 
 from __future__ import annotations
@@ -155,6 +156,56 @@ def child(args) -> None:
         "cpu_capability": torch.backends.cpu.get_cpu_capability()}), flush=True)
 
 
+def one_step(family: str) -> None:
+    """One training step (forward + backward) of the family's network at its default input size."""
+    import torch
+
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    if family == "segmenter":
+        from wildtrain.families.segmenter.network import build
+
+        model, x = build("resnet18", 5, 8, 4), torch.randn(8, 3, 160, 160)
+    elif family == "classifier":
+        from wildtrain.families.classifier.backbones import build
+
+        model, x = build("resnet18", 5), torch.randn(32, 3, 64, 64)
+    else:
+        from ultralytics.nn.tasks import DetectionModel
+
+        model, x = DetectionModel("yolo11n.yaml", nc=4, verbose=False), torch.randn(16, 3, 320, 320)
+
+    def tensors(o):
+        if torch.is_tensor(o):
+            yield o
+        elif isinstance(o, (list, tuple, dict)):
+            for v in o.values() if isinstance(o, dict) else o:
+                yield from tensors(v)
+
+    sum(t.float().pow(2).mean() for t in tensors(model(x))).backward()
+
+
+def library_calls(family: str) -> dict:
+    """Which MKL routines and oneDNN convolution kernels one training step of the family calls, under the default
+    pins (MKL_VERBOSE / ONEDNN_VERBOSE): a family that never calls MKL cannot differ by MKL's code branch."""
+    env = {k: v for k, v in os.environ.items() if k not in KERNEL_VARS}
+    env.update({**PINS, "MKL_CBWR": "COMPATIBLE", "MKL_VERBOSE": "1", "ONEDNN_VERBOSE": "1",
+                "WILDTRAIN_CPU_KERNELS": "native"})
+    out = subprocess.run([sys.executable, __file__, "--calls", family], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{family}: one step failed:\n{out.stderr[-3000:]}")
+    calls: dict[str, dict[str, int]] = {"mkl": {}, "onednn": {}}
+    for line in out.stdout.splitlines():
+        name = line.split()[1].split("(")[0] if line.startswith("MKL_VERBOSE ") and "(" in line else ""
+        if name.isupper():  # a routine (SGEMM, SGEMM_BATCH, ...), not MKL's version line
+            calls["mkl"][name] = calls["mkl"].get(name, 0) + 1
+        elif line.startswith("onednn_verbose,") and ",exec,cpu,convolution," in line:
+            fields = line.split(",")
+            i = fields.index("convolution")
+            key = f"{fields[i + 1]} {fields[i + 2]}"  # implementation, propagation
+            calls["onednn"][key] = calls["onednn"].get(key, 0) + 1
+    return calls
+
+
 def run_variant(args, root: Path, family: str, name: str) -> dict:
     environ, switches = VARIANTS[name]
     env = {k: v for k, v in os.environ.items() if k not in KERNEL_VARS}
@@ -214,6 +265,8 @@ def main() -> None:
     ap.add_argument("--reference", default="", help="a model folder every run also evaluates (default: the first "
                                                     "run's model)")
     ap.add_argument("--eval-only", action="store_true", help="no training: only the reference model, evaluated")
+    ap.add_argument("--library-calls", action="store_true", help="only list each family's MKL and oneDNN calls")
+    ap.add_argument("--calls", help=argparse.SUPPRESS)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--family", help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)
@@ -221,6 +274,13 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         return child(args)
+    if args.calls:
+        return one_step(args.calls)
+    calls = {family: library_calls(family) for family in args.families.split(",")}
+    if args.library_calls:
+        print(json.dumps(calls, indent=2))
+        (RESULTS / args.out).write_text(json.dumps({"cpu": cpu_line(), "library_calls": calls}, indent=2) + "\n")
+        return
 
     root = scratch_project("wildtrain-bench-kernels-")
     from wildtrain.pipeline.convert import convert
@@ -253,7 +313,8 @@ def main() -> None:
 
     report = {"cpu": cpu_line(), "python": platform.python_version(), "images": args.images, "imgsz": args.imgsz,
               "epochs": args.epochs,
-              "repeats": args.repeats, "load": load_line(), "summary": summary(results), "runs": results}
+              "repeats": args.repeats, "load": load_line(), "library_calls": calls, "summary": summary(results),
+              "runs": results}
     out = RESULTS / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
