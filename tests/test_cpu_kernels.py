@@ -123,3 +123,17 @@ def test_portable_training_is_bit_identical_run_to_run_and_recorded(tiny_data):
     assert t["repro.nnpack"] == "off" and t["repro.mkl_cbwr"].startswith("COMPATIBLE") and t["repro.cpu"]
     # the mode really changes the kernels: oneDNN's convolutions round differently
     assert trained(tiny_data, "avx2")["hashes"]["tensors_sha256"] != first["hashes"]["tensors_sha256"]
+
+
+def test_the_model_card_says_which_kernels_trained_the_model():
+    from wildtrain.families.base import ModelCard
+    from wildtrain.publish.card import training_section
+    from wildtrain.publish.release import Context
+
+    repro = {"repro.cpu_kernels": "portable", "repro.cpu": "AMD EPYC (AuthenticAMD, family 26, model 2)",
+             "repro.torch_threads": "2", "repro.cpu_capability": "AVX2", "repro.onednn": "off, max ISA AVX2",
+             "repro.nnpack": "off", "repro.mkl_cbwr": "COMPATIBLE (runs COMPATIBLE)", "repro.bit_exact": "true"}
+    card = ModelCard(family="detector", task="object-detection", framework="yolo", architecture="yolo11n",
+                     class_names=["zebra"], weights="model.pt", input={"size": 64}, training=repro)
+    assert ("- CPU kernels: `portable` on AMD EPYC (AuthenticAMD, family 26, model 2), 2 threads; ATen AVX2, oneDNN "
+            "off, max ISA AVX2, NNPACK off, MKL_CBWR COMPATIBLE (runs COMPATIBLE)") in training_section(card, Context())
