@@ -33,7 +33,7 @@ OFFLINE_ENV = {
 #   code on Intel and AMD. COMPATIBLE is the one branch MKL documents as the same on both. oneDNN still sizes its
 #   blocks from the CPU's caches, so CPU models may still disagree.
 # - portable: as avx2, and convolutions without oneDNN and NNPACK (ATen's im2col + MKL's COMPATIBLE sgemm), so
-#   no kernel depends on the CPU model: several times slower to train (README).
+#   no kernel reads the CPU's vendor or cache sizes: 1.4-2x the training CPU time (README), so not the default.
 # - native: nothing pinned; the fastest kernels of this CPU, results depend on it.
 CPU_KERNEL_MODES = {
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE"},
