@@ -196,7 +196,11 @@ def export(
 @app.command()
 def repro(stage: Optional[str] = typer.Argument(None, help="Run up to this stage (default: all).")) -> None:
     """Run the DVC pipeline (`dvc repro`) with the offline switches set."""
-    env.configure()
+    try:
+        env.configure()
+    except WildtrainError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
     cmd = [sys.executable, "-m", "dvc", "repro"] + ([stage] if stage else [])
     raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
 
@@ -239,8 +243,8 @@ def data_add(
     """Version a dataset with DVC: copy it to data/source/NAME, `dvc add` it, set data.source in params.yaml."""
     from wildtrain.versioning import add
 
-    root = env.configure()
     try:
+        root = env.configure()
         done = add(path, name, root, force=force)
     except WildtrainError as e:
         typer.echo(f"error: {e}", err=True)

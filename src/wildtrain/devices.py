@@ -8,9 +8,14 @@ from wildtrain.errors import WildtrainError
 def resolve_device(device: str, key: str = "train.device") -> str:
     """'auto' | 'cpu' | 'cuda' | 'cuda:N' | 'N' | 'N,M' | 'mps' -> a torch-style device string.
 
-    `key` is the param named in error messages.
+    `key` is the param named in error messages. Every training and every model load passes here, so this is
+    where the CPU kernel mode's torch switches are applied (wildtrain.env.apply_torch_kernels).
     """
     import torch
+
+    from wildtrain.env import apply_torch_kernels
+
+    apply_torch_kernels()
 
     d = str(device).strip().lower()
     if d == "auto":

@@ -25,11 +25,27 @@ OFFLINE_ENV = {
 
 # x86 CPUs choose kernels by instruction set (AVX2, AVX-512, AMX), and each choice rounds differently: the
 # same training gave other weights, and test mAP50 0.629 instead of 0.653, on another host of the same
-# machine kind. Pinning PyTorch's own kernels, oneDNN (convolutions) and MKL (matrix products) to their AVX2
-# code paths makes Xeons with and without AVX-512 agree. It does not make CPU vendors agree: an AMD EPYC
-# pinned the same way trained other weights than the Xeon (README "Reproducibility").
-CPU_KERNEL_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
-KERNELS_SWITCH = "WILDTRAIN_CPU_KERNELS"  # avx2 (default) | native: fastest kernels, bits depend on the host
+# machine kind. Each mode below fixes what can be fixed by environment before the libraries start (README
+# "Reproducibility", measured by benchmarks/cpu_kernels.py):
+# - avx2 (default): PyTorch's own kernels (ATen) and oneDNN (convolutions) on their AVX2 paths, and MKL (matrix
+#   products) on its vendor-neutral code branch. MKL honours MKL_CBWR=AVX2 only on Intel CPUs: on AMD it runs its
+#   AUTO branch instead (mkl_serv_cbwr_get says so here), so the pins of earlier versions left MKL on different
+#   code on Intel and AMD. COMPATIBLE is the one branch MKL documents as the same on both. oneDNN still sizes its
+#   blocks from the CPU's caches, so CPU models may still disagree.
+# - portable: as avx2, and convolutions without oneDNN and NNPACK (ATen's im2col + MKL's COMPATIBLE sgemm), so
+#   no kernel reads the CPU's vendor or cache sizes: 1.4-2x the training CPU time (README), so not the default.
+# - native: nothing pinned; the fastest kernels of this CPU, results depend on it.
+CPU_KERNEL_MODES = {
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE"},
+    "portable": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE"},
+    "native": {},
+}
+DEFAULT_KERNELS = "avx2"
+CPU_KERNEL_ENV = CPU_KERNEL_MODES[DEFAULT_KERNELS]
+KERNELS_SWITCH = "WILDTRAIN_CPU_KERNELS"  # avx2 (default) | portable | native
+# MKL's code branches (mkl_cbwr.h), as mkl_serv_cbwr_get reports the one in use
+MKL_BRANCHES = {0: "OFF", 1: "OFF", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 6: "SSSE3", 7: "SSE4_1", 8: "SSE4_2",
+                9: "AVX", 10: "AVX2", 12: "AVX512", 14: "AVX512_E1"}
 
 
 def _cpu_flags() -> set[str]:
@@ -44,32 +60,78 @@ def _cpu_flags() -> set[str]:
 
 
 def _cpu_model() -> str:
+    """Vendor, model name, family and model: what decides the kernels and their cache blocking."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    if "model name" not in fields:
+        return platform.processor() or platform.machine()
+    return (f"{fields['model name']} ({fields.get('vendor_id', '?')}, family {fields.get('cpu family', '?')}, "
+            f"model {fields.get('model', '?')})")
+
+
+def cpu_kernel_mode() -> str:
+    """The mode asked for (WILDTRAIN_CPU_KERNELS, default avx2); 'native' where pins do not apply (not x86-64, or
+    no AVX2)."""
+    mode = os.environ.get(KERNELS_SWITCH, "").strip().lower() or DEFAULT_KERNELS
+    if mode not in CPU_KERNEL_MODES:
+        from wildtrain.errors import WildtrainError
+
+        raise WildtrainError(f"{KERNELS_SWITCH}={os.environ[KERNELS_SWITCH]!r}: expected one of "
+                             f"{', '.join(CPU_KERNEL_MODES)}")
+    if platform.machine().lower() not in ("x86_64", "amd64") or "avx2" not in _cpu_flags():
+        return "native"
+    return mode
 
 
 def pin_cpu_kernels() -> str:
-    """Pin CPU kernels to AVX2 (before the first tensor op; the libraries read these lazily); returns the mode.
-
-    'native' when asked for, or where the pins do not apply (not x86-64, or no AVX2); a variable the user
-    set is kept."""
-    if os.environ.get(KERNELS_SWITCH, "avx2").lower() == "native":
-        return "native"
-    if platform.machine().lower() not in ("x86_64", "amd64") or "avx2" not in _cpu_flags():
-        return "native"
-    for key, value in CPU_KERNEL_ENV.items():
+    """Set the mode's environment (before the first tensor op; the libraries read it once, lazily); returns the
+    mode, or 'custom' where a variable the user set (kept) differs from it."""
+    mode = cpu_kernel_mode()
+    wanted = CPU_KERNEL_MODES[mode]
+    for key, value in wanted.items():
         os.environ.setdefault(key, value)
-    return "avx2" if all(os.environ[k] == v for k, v in CPU_KERNEL_ENV.items()) else "custom"
+    return mode if all(os.environ[k] == v for k, v in wanted.items()) else "custom"
+
+
+def apply_torch_kernels() -> None:
+    """The part of a mode that is not an environment variable: portable turns off oneDNN and NNPACK in this
+    process (before its first convolution). Called wherever a torch device is chosen (wildtrain.devices), so every
+    process that trains or predicts, DDP workers included, gets it; other modes leave torch's defaults alone."""
+    if cpu_kernel_mode() != "portable":
+        return
+    import torch
+
+    torch.backends.mkldnn.enabled = False  # convolutions: ATen's im2col + MKL sgemm instead of oneDNN
+    torch.backends.nnpack.set_flags(False)  # NNPACK (forward convolutions, batch >= 16) blocks by cache size too
+
+
+def mkl_branch() -> str:
+    """The code branch MKL runs (it may differ from MKL_CBWR: on AMD, AVX2 becomes AUTO); 'unknown' if MKL's
+    service call is not there (no MKL, another build)."""
+    import ctypes
+
+    import torch
+
+    if not torch.backends.mkl.is_available():
+        return "no MKL"
+    try:
+        lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
+        get = lib.mkl_serv_cbwr_get
+    except (OSError, AttributeError):
+        return "unknown"
+    get.restype, get.argtypes = ctypes.c_int, [ctypes.c_int]
+    value = get(1)  # MKL_CBWR_BRANCH
+    return MKL_BRANCHES.get(value, str(value))
 
 
 def reproducibility(device: str) -> dict[str, str]:
-    """What decides whether a rerun gives the same bits, recorded on every training run (MLflow tags)."""
+    """What decides whether a rerun gives the same bits, recorded on every training run (MLflow tags, model card)."""
     import torch
 
     from wildtrain.devices import resolve_device
@@ -78,11 +140,19 @@ def reproducibility(device: str) -> dict[str, str]:
         cuda = not resolve_device(device).startswith(("cpu", "mps"))
     except Exception:  # noqa: BLE001 — a record, never a reason to fail after training
         cuda = torch.cuda.is_available()
-    return {"repro.cpu_kernels": pin_cpu_kernels(), "repro.torch_threads": str(torch.get_num_threads()),
+    mode = pin_cpu_kernels()
+    exact = {"portable": "true on this CPU model; portable kernels, meant to match any x86-64 CPU with AVX2",
+             "avx2": "true on this CPU model (pinned kernels)", "custom": "true on this CPU model (custom kernels)",
+             "native": "true on this CPU model (native kernels)"}[mode]
+    return {"repro.cpu_kernels": mode, "repro.torch_threads": str(torch.get_num_threads()),
             "repro.cpu": _cpu_model(),
             "repro.cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "repro.onednn": f"{'on' if torch.backends.mkldnn.enabled else 'off'}, max ISA "
+                            f"{os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')}",
+            "repro.nnpack": "on" if torch._C._get_nnpack_enabled() else "off",
+            "repro.mkl_cbwr": f"{os.environ.get('MKL_CBWR', 'unset')} (runs {mkl_branch()})",
             # CUDA training uses kernels (atomics in convolution backward, upsampling) that are not bit-exact
-            "repro.bit_exact": "false (CUDA)" if cuda else "true on this CPU model (pinned kernels)"}
+            "repro.bit_exact": "false (CUDA)" if cuda else exact}
 
 
 def find_project(start: str | os.PathLike | None = None) -> Path | None:

@@ -20,8 +20,9 @@ def run(stage: Callable, *args: str, params_file: str = "params.yaml", params_op
 
     `params_optional`: outside a project (no dvc.yaml here or above), or without its params file, the stage gets
     the built-in defaults (params.py) instead of an error — for commands users run anywhere (`predict`)."""
-    root = env.configure()
+    root = env.project_root()
     try:
+        env.configure()  # outside a project: the user cache; an unknown WILDTRAIN_CPU_KERNELS is one line too
         from wildtrain import params as params_mod
 
         path = Path(root) / params_file

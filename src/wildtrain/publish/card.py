@@ -103,7 +103,13 @@ def training_section(card: ModelCard, context: Context) -> list[str]:
                   f"- MLflow run: `{t.get('mlflow_run_id', '?')}`"]
     lines += [f"- Git commit: `{t.get('git_commit', '?')}`" + (" (uncommitted changes)" if t.get("git_dirty") == "true"
                                                                 else ""),
-              f"- Reproducibility: {t.get('repro.bit_exact', 'not recorded')}", ""]
+              f"- Reproducibility: {t.get('repro.bit_exact', 'not recorded')}"]
+    if t.get("repro.cpu_kernels"):  # README "Reproducibility": what decides the bits on a CPU
+        lines.append(f"- CPU kernels: `{t['repro.cpu_kernels']}` on {t.get('repro.cpu', '?')}, "
+                     f"{t.get('repro.torch_threads', '?')} threads; ATen {t.get('repro.cpu_capability', '?')}, "
+                     f"oneDNN {t.get('repro.onednn', '?')}, NNPACK {t.get('repro.nnpack', '?')}, "
+                     f"MKL_CBWR {t.get('repro.mkl_cbwr', '?')}")
+    lines.append("")
     if context.hyperparameters:
         lines += ["Training parameters:", "",
                   *table(["param", "value"], [[k, v] for k, v in sorted(context.hyperparameters.items())],
