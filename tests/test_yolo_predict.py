@@ -20,7 +20,11 @@ SIZE = 160
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("yolo_model")
+    return build_model(tmp_path_factory.mktemp("yolo_model"))
+
+
+def build_model(folder, size: int = SIZE):
+    """A YOLO11n model folder (model.json + slim checkpoint) of random weights whose boxes differ between images."""
     env.configure(folder)
     from ultralytics.nn.tasks import DetectionModel
 
@@ -29,7 +33,7 @@ def model_dir(tmp_path_factory):
     # untrained, its outputs hardly depend on the image: calibrate its BatchNorm statistics on a few scenes and lift
     # the class biases, so that boxes and scores differ from image to image (and between RGB and BGR)
     rng = np.random.default_rng(0)
-    calibration = torch.from_numpy(np.stack([scene(rng, SIZE, SIZE) for _ in range(16)]))
+    calibration = torch.from_numpy(np.stack([scene(rng, size, size) for _ in range(16)]))
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.momentum = None  # a plain average over the calibration batch
@@ -41,12 +45,12 @@ def model_dir(tmp_path_factory):
     for branch in model.model[-1].cv3:
         torch.nn.init.constant_(branch[-1].bias, -3.0)
     model.names = dict(enumerate(CLASSES))
-    model.args = {"task": "detect", "imgsz": SIZE, "single_cls": False}  # as yolo._slim_checkpoint writes it
+    model.args = {"task": "detect", "imgsz": size, "single_cls": False}  # as yolo._slim_checkpoint writes it
     model.half()
     write_torch(folder / "model.pt", {"model": model, "train_args": model.args})
     ModelCard(family="detector", task="object-detection", framework="yolo", architecture="yolo11n",
               class_names=CLASSES, weights="model.pt",
-              input={"size": SIZE, "image_size": SIZE, "overlap": 0.2, "tiling": None, "channels": "RGB",
+              input={"size": size, "image_size": size, "overlap": 0.2, "tiling": None, "channels": "RGB",
                      "dtype": "uint8"},
               hashes={"tensors_sha256": tensors_sha256(model.state_dict())},
               extra={"category_ids": [1, 2, 3, 4]}).save(folder)
@@ -110,7 +114,7 @@ def test_sliced_predict_is_per_slice_predict_merged(model_dir):
         boxes += [[x + left, y + top, w, h] for x, y, w, h in det.boxes]
         classes += det.classes
         scores += det.scores
-    want = merge(boxes, classes, scores, 0.5, 300)
+    want = merge(boxes, classes, scores, 0.5)
     assert len(got.boxes) == len(want.boxes) > 0
     np.testing.assert_allclose(got.boxes, want.boxes, atol=1e-3)
     assert got.classes == want.classes

@@ -116,9 +116,17 @@ def predict(
     batch: Optional[int] = typer.Option(None, help="Images or slices per forward pass."),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda:N."),
     draw: bool = typer.Option(False, "--draw", help="Also write a copy of each image with its boxes."),
+    max_det: Optional[int] = typer.Option(None, "--max-det", help="Most boxes per window (slice); an image's total "
+                                                                  "is not limited. report.json says where it bound."),
+    merge_ios: Optional[float] = typer.Option(None, "--merge-ios", help="Merge boxes of one class overlapping by "
+                                                                        "this fraction of the smaller (slices, "
+                                                                        "overlapping frames)."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="Only these classes, comma-separated."),
+    areas: Optional[str] = typer.Option(None, "--areas", help="GeoPackage/GeoJSON polygons (strata, transects): "
+                                                              "counts, area and density per polygon."),
 ) -> None:
-    """Run a trained model on your images: COCO JSON, CSV, counts per class (+ GeoJSON for GeoTIFFs) under --out;
-    a segmenter: mask PNGs (masks/) and class areas (areas.csv).
+    """Run a trained model on your images: COCO JSON, CSV, counts per class (+ GeoJSON, GeoPackage and a census
+    with density per km2 for GeoTIFFs) under --out; a segmenter: mask PNGs (masks/) and class areas (areas.csv).
 
     Exit code 0: every image predicted; 3: some files could not be read (named in report.json); 2: an error."""
     from wildtrain.pipeline.predict import predict as stage
@@ -126,8 +134,9 @@ def predict(
     outcome = {}
 
     def call(p, root):
-        outcome.update(stage(p, root, source, out, model=model, draw=draw, slice=slice_, conf=conf, iou=iou,
-                             overlap=overlap, batch=batch, device=device))
+        outcome.update(stage(p, root, source, out, model=model, draw=draw, areas=areas, classes=classes,
+                             slice=slice_, conf=conf, iou=iou, overlap=overlap, batch=batch, device=device,
+                             max_det=max_det, merge_ios=merge_ios))
 
     run(call)
     if outcome.get("skipped"):
