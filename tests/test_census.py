@@ -265,3 +265,54 @@ def test_predict_end_to_end_uncapped_streamed_and_robust(model_dir, tmp_path):
     assert report["census"]["area_ha"] == pytest.approx(1280 * 1280 * RES * RES / 1e4)
     assert (out / "detections.gpkg").is_file() and (out / "census.csv").is_file()
     json.loads((out / "report.json").read_text())
+
+
+def test_max_det_and_merge_ios_are_checked_in_one_line(model_dir):
+    from wildtrain import families
+    from wildtrain.errors import WildtrainError
+
+    predictor = families.load(model_dir, "cpu")
+    with pytest.raises(WildtrainError, match="max_det: expected a whole number"):
+        predictor.predict([], max_det=0)
+    with pytest.raises(WildtrainError, match=r"merge_ios: expected a fraction in \(0, 1\]"):
+        predictor.predict([], merge_ios=1.5)
+
+
+def window_probabilities(arrays):
+    """Class scores that depend on a window's context (a blur within the window): (3, h, w) per array."""
+    out = []
+    for a in arrays:
+        x = ndimage.uniform_filter(a.astype(np.float32), size=(9, 9, 1), mode="nearest") / 40.0
+        e = np.exp(x - x.max(-1, keepdims=True))
+        out.append(np.moveaxis(e / e.sum(-1, keepdims=True), -1, 0).astype(np.float32))
+    return out
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_streamed_class_map_equals_the_in_memory_blend(tmp_path, masked):
+    """The segmenter's class map of a GeoTIFF, written strip by strip, is the in-memory blended map (outside the
+    footprint: 255, and not counted)."""
+    import rasterio
+
+    from wildtrain.slicing import predict_blended
+
+    rng = np.random.default_rng(1)
+    image = ndimage.zoom(rng.integers(0, 255, (70, 90, 3)).astype(np.uint8), (10, 10, 1), order=1)[:700, :900]
+    valid = np.ones(image.shape[:2], bool)
+    if masked:
+        valid[:, 650:] = False
+    path = geotiff(tmp_path / "ortho.tif", image, alpha=valid if masked else None)
+    r = raster.open_raster(Item("ortho.tif", path))
+    pixels, scan = raster.segment(window_probabilities, r, 160, tmp_path / "map.tif", 3, overlap=0.2, batch=5)
+    want = predict_blended(window_probabilities, [image], [160], overlap=0.2, batch=5)[0]
+    with rasterio.open(tmp_path / "map.tif") as src:
+        got = src.read(1)
+        assert src.crs.to_string() == CRS and src.profile["tiled"]
+    if masked:
+        # windows wholly outside the footprint are not predicted: compare where every window was
+        assert (got[~valid] == raster.NODATA_CLASS).all() and scan.windows_skipped > 0
+        assert (got[:, :600] == want[:, :600]).all()
+        assert pixels == np.bincount(got[valid], minlength=3).tolist()
+    else:
+        assert (got == want).all() and pixels == np.bincount(want.ravel(), minlength=3).tolist()
+    assert scan.valid_pixels == int(valid.sum())
