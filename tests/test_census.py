@@ -316,3 +316,15 @@ def test_streamed_class_map_equals_the_in_memory_blend(tmp_path, masked):
     else:
         assert (got == want).all() and pixels == np.bincount(want.ravel(), minlength=3).tolist()
     assert scan.valid_pixels == int(valid.sum())
+
+
+def test_footprint_area_in_a_geographic_crs_is_on_the_ground():
+    """100 x 100 pixels of 0.0001 degree at the equator: about 1.113 km a side."""
+    from wildtrain.prediction import census
+
+    transform = (0.0001, 0.0, 30.0, 0.0, -0.0001, 0.005)
+    shape = census.footprint(None, 1, 100, 100, transform)
+    m2 = census.pixels_area_m2(100 * 100, transform, "EPSG:4326", shape)
+    side = 100 * 0.0001 * 2 * np.pi * 6378137 / 360  # metres per 0.01 degree of the equator
+    assert m2 == pytest.approx(side * side, rel=0.01)
+    assert census.pixels_area_m2(100 * 100, (0.1, 0, 0, 0, -0.1, 0), CRS, None) == pytest.approx(100.0)
