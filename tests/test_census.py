@@ -140,14 +140,16 @@ def test_streamed_raster_skips_what_lies_outside_the_footprint(tmp_path, monkeyp
     r = raster.open_raster(Item("ortho.tif", path))
     assert r is not None and r.masked and r.block == (128, 128) and r.bands == [1, 2, 3]
     det, scan = raster.detect(lambda arrays: [red_squares(a) for a in arrays], r, 160, overlap=0.2, merge_ios=0.5,
-                              batch=8)
+                              batch=8, draw=True)
     inside = sorted((x, y) for x, y in squares if valid[y + 4, x + 4])
     assert sorted((int(b[0]), int(b[1])) for b in det.boxes) == inside
     assert scan.valid_pixels == 700 * 700 and scan.windows_skipped > 0 and scan.outside > 0
     assert scan.windows + scan.windows_skipped == len(raster.windows(1000, 700, 160, 0.2))
 
-    out = Outputs(tmp_path / "out", card(), draw=False, max_det=300)
+    out = Outputs(tmp_path / "out", card(), draw=True, max_det=300)
     out.add_raster(r.item, r, det, scan)
+    assert scan.step == 1 and (scan.preview == image).all()  # the --draw copy: every pixel, read chunk by chunk
+    assert (tmp_path / "out" / "draw" / "ortho.jpg").is_file()
     report = out.close({})
     c = report["census"]
     assert c["total"] == len(inside) and c["raw"] == {"kob": len(inside)}
