@@ -56,7 +56,7 @@ def predict(p: Params, root: Path, source: str, out: str, model: str | None = No
                     big = raster.open_raster(item) if stream else None
                     image, geo = sources.read(item) if big is None else (None, None)
                 except Exception as e:  # noqa: BLE001 — any library, any reason: this file is skipped and named
-                    writer.skip(item, sources.reason(e))
+                    writer.skip(item, str(e) if isinstance(e, sources.Unreadable) else sources.reason(e))
                     bar.update(1)
                     continue
                 if big is not None:

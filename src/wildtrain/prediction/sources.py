@@ -92,6 +92,10 @@ def _geotiff(path: Path) -> tuple[np.ndarray, Geo] | None:
     return np.ascontiguousarray(pixels), geo
 
 
+class Unreadable(ValueError):
+    """A file that is not an image any reader here can decode; the message is one line saying why."""
+
+
 def reason(error: BaseException) -> str:
     """One line saying why a file could not be read."""
     text = str(error).splitlines()[0] if str(error).strip() else ""
@@ -99,8 +103,8 @@ def reason(error: BaseException) -> str:
 
 
 def read(item: Item) -> tuple[np.ndarray, Geo | None]:
-    """(RGB array, georeferencing or None); ValueError with a one-line reason when unreadable, whatever the
-    reading library raised (Ultralytics' patched PIL.Image.open raises ModuleNotFoundError for non-images)."""
+    """(RGB array, georeferencing or None); Unreadable with a one-line reason, whatever the reading library
+    raised (Ultralytics' patched PIL.Image.open raises ModuleNotFoundError for a file that is no image)."""
     from wildtrain.data.images import load_rgb
 
     try:
@@ -110,4 +114,4 @@ def read(item: Item) -> tuple[np.ndarray, Geo | None]:
                 return geo
         return load_rgb(item.path), None
     except Exception as e:  # noqa: BLE001 — PIL, its plugins, GDAL, numpy: any of them may fail on a bad file
-        raise ValueError(reason(e)) from None
+        raise Unreadable(f"not a readable image ({reason(e)})") from None
