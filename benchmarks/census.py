@@ -150,14 +150,15 @@ def main() -> None:
             entry["rss_over_smallest"] = round(s["max_rss_gib"] / base["streamed"]["max_rss_gib"], 3)
             entry["predict_s_per_mpx_over_smallest"] = round(
                 (s["predict_s"] / entry["megapixels"]) / (base["streamed"]["predict_s"] / base["megapixels"]), 3)
+        out = RESULTS / f"census{'_' + args.tag if args.tag else ''}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")  # kept should the SAHI comparison fail
         if args.sahi_size:
             subprocess.run([sys.executable, str(REPO / "benchmarks" / "sliced_vs_sahi.py"), "--model", str(model),
                             "--images", "1", "--width", str(args.sahi_size), "--height", str(args.sahi_size),
                             "--repeat", "1", "--tag", f"census{args.tag}"], check=True)
             sahi = json.loads((RESULTS / f"sliced_vs_sahi_census{args.tag}.json").read_text())
             results["sahi"] = {"image": sahi["image"], **sahi["cases"]["one image"]}
-        out = RESULTS / f"census{'_' + args.tag if args.tag else ''}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2) + "\n")
         print(json.dumps(results, indent=2))
         print(f"written {out}")
