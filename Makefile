@@ -15,7 +15,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 .DEFAULT_GOAL := help
 MMDET_MODEL ?= retinanet_r18
 
-.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter evaluate register tune test test-fast dag metrics plots mlflow-ui services services-down bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-serve bench-team clean
+.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter evaluate register tune test test-fast dag metrics plots mlflow-ui services services-down bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-census bench-serve bench-team clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
@@ -140,6 +140,9 @@ bench-predict: $(STAMP) ## Benchmark: wildtrain predict's sliced inference vs SA
 bench-team: $(STAMP) ## Benchmarks: train stage on the PostgreSQL-backed MLflow server vs sqlite; Optuna trials/hour, 3 workers vs 1
 	python benchmarks/tracking_server.py
 	python benchmarks/tune_workers.py
+
+bench-census: $(STAMP) ## Benchmark: predict on GeoTIFF mosaics of 4k, 16k and 32k px (1 gigapixel; minutes): max RSS and time, streamed vs in memory; sliced predict vs SAHI
+	python benchmarks/census.py --sizes 4096 16384 32768 --sahi-size 4096
 
 bench-serve: $(STAMP) ## Benchmark: mlflow models serve (base64 JPEG requests) vs a YOLO.predict loop (requests/s ratio)
 	python benchmarks/serve_throughput.py

@@ -69,7 +69,7 @@ def test_sliced_predict_is_per_slice_predict_merged(model_dir):
         boxes += [[x + left, y + top, w, h] for x, y, w, h in det.boxes]
         classes += det.classes
         scores += det.scores
-    want = merge(boxes, classes, scores, 0.5, 300)
+    want = merge(boxes, classes, scores, 0.5)
     assert len(got.boxes) == len(want.boxes) > 0
     np.testing.assert_allclose(got.boxes, want.boxes, atol=1e-3)
     assert got.classes == want.classes

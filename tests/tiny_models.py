@@ -20,7 +20,7 @@ def scene(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return img
 
 
-def yolo_detector(folder: Path) -> Path:
+def yolo_detector(folder: Path, size: int = SIZE) -> Path:
     """A YOLO11n from yolo11n.yaml (random weights, BatchNorm statistics calibrated on a few scenes, class biases
     lifted so that boxes and scores differ from image to image), saved as the train stage saves one (slim
     checkpoint + model.json)."""
@@ -34,7 +34,7 @@ def yolo_detector(folder: Path) -> Path:
     torch.manual_seed(0)
     model = DetectionModel("yolo11n.yaml", nc=len(CLASSES), verbose=False)
     rng = np.random.default_rng(0)
-    calibration = torch.from_numpy(np.stack([scene(rng, SIZE, SIZE) for _ in range(16)]))
+    calibration = torch.from_numpy(np.stack([scene(rng, size, size) for _ in range(16)]))
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.momentum = None  # a plain average over the calibration batch
@@ -46,12 +46,12 @@ def yolo_detector(folder: Path) -> Path:
     for branch in model.model[-1].cv3:
         torch.nn.init.constant_(branch[-1].bias, -3.0)
     model.names = dict(enumerate(CLASSES))
-    model.args = {"task": "detect", "imgsz": SIZE, "single_cls": False}  # as yolo._slim_checkpoint writes it
+    model.args = {"task": "detect", "imgsz": size, "single_cls": False}  # as yolo._slim_checkpoint writes it
     model.half()
     write_torch(folder / "model.pt", {"model": model, "train_args": model.args})
     ModelCard(family="detector", task="object-detection", framework="yolo", architecture="yolo11n",
               class_names=CLASSES, weights="model.pt",
-              input={"size": SIZE, "image_size": SIZE, "overlap": 0.2, "tiling": None, "channels": "RGB",
+              input={"size": size, "image_size": size, "overlap": 0.2, "tiling": None, "channels": "RGB",
                      "dtype": "uint8"},
               hashes={"tensors_sha256": tensors_sha256(model.state_dict())},
               extra={"category_ids": [1, 2, 3, 4]}).save(folder)

@@ -140,13 +140,19 @@ def predict(
                                                    "champion)."),
     conf: Optional[float] = typer.Option(None, help="Detectors: score threshold, in [0, 1)."),
     iou: Optional[float] = typer.Option(None, help="Detectors: NMS IoU threshold, in (0, 1]."),
-    max_det: Optional[int] = typer.Option(None, "--max-det", help="Detectors: most boxes kept per image."),
+    max_det: Optional[int] = typer.Option(None, "--max-det", help="Detectors: most boxes per window (slice); an "
+                                                                  "image's total is not limited, and report.json "
+                                                                  "says where it bound."),
     slice_: Optional[str] = typer.Option(None, "--slice", help="Detectors, segmenters: auto | off | SIZE (px, >= 32): "
                                                                "slice large images into windows."),
     overlap: Optional[float] = typer.Option(None, help="Detectors, segmenters: window overlap, in [0, 1)."),
     merge_ios: Optional[float] = typer.Option(None, "--merge-ios", help="Detectors: merge same-class boxes of "
-                                                                        "neighbouring windows that overlap this much "
-                                                                        "of the smaller one, in (0, 1]."),
+                                                                        "neighbouring windows (or overlapping frames) "
+                                                                        "that overlap this much of the smaller one, "
+                                                                        "in (0, 1]."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="Detectors: only these classes, comma-separated."),
+    areas: Optional[str] = typer.Option(None, "--areas", help="Detectors: GeoPackage/GeoJSON polygons (strata, "
+                                                              "transects): counts, area and density per polygon."),
     batch: Optional[int] = typer.Option(None, help="Images or windows per forward pass (>= 1)."),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N | mps."),
     draw: bool = typer.Option(False, "--draw", help="Detectors, segmenters: also write a copy of each image with its "
@@ -157,8 +163,8 @@ def predict(
                                                               "masks/, draw/, ...); a folder holding anything else "
                                                               "is refused, never emptied."),
 ) -> None:
-    """Run a trained model on your images: COCO JSON, CSV, counts per class (+ GeoJSON for GeoTIFFs) under --out;
-    a segmenter: mask PNGs (masks/) and class areas (areas.csv).
+    """Run a trained model on your images: COCO JSON, CSV, counts per class (+ GeoJSON, GeoPackage and a census
+    with density per km2 for GeoTIFFs) under --out; a segmenter: mask PNGs (masks/) and class areas (areas.csv).
 
     Options default to params.yaml `predict` inside a project, else to the built-in defaults: it runs anywhere with
     --model (a folder opens no MLflow store) and writes only under --out. An option the model's family does not
@@ -170,9 +176,9 @@ def predict(
     outcome = {}
 
     def call(p, root):
-        outcome.update(stage(p, root, source, out, model=model, draw=draw, overwrite=overwrite, conf=conf, iou=iou,
-                             max_det=max_det, slice=slice_, overlap=overlap, merge_ios=merge_ios, batch=batch,
-                             device=device))
+        outcome.update(stage(p, root, source, out, model=model, draw=draw, overwrite=overwrite, areas=areas,
+                             classes=classes, conf=conf, iou=iou, max_det=max_det, slice=slice_, overlap=overlap,
+                             merge_ios=merge_ios, batch=batch, device=device))
 
     run(call, params_optional=True)
     if outcome.get("skipped"):

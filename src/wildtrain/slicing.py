@@ -42,43 +42,72 @@ def intersection_over_smaller(box: np.ndarray, others: np.ndarray) -> np.ndarray
     return np.where(smaller > 0, iw * ih / np.maximum(smaller, 1e-12), 0.0)
 
 
-def merge(boxes: list[list[float]], classes: list[int], scores: list[float], ios: float,
-          max_det: int | None = None) -> Detections:
-    """Greedy merge per class: the best box absorbs same-class boxes overlapping it by >= ios (of the smaller)."""
+def merge(boxes: list[list[float]], classes: list[int], scores: list[float], ios: float) -> Detections:
+    """Greedy merge per class: the best box absorbs same-class boxes overlapping it by >= ios (of the smaller).
+
+    No cap on the total: a census of a large image may hold any number of animals (the model's max_det limits each
+    window). Boxes are found through a grid of cells, so only neighbours are compared: a merge of N boxes costs
+    about N, not N², and gives exactly what comparing every pair gives (boxes that intersect share a cell)."""
     if not boxes:
         return Detections([], [], [])
     xywh = np.asarray(boxes, dtype=np.float64)
     xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-    cls, score = np.asarray(classes), np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-score, kind="stable")
-    used = np.zeros(len(order), bool)
-    out_boxes, out_cls, out_scores = [], [], []
-    for i in order:
+    kept = greedy_merge(xyxy, np.asarray(classes), np.asarray(scores, dtype=np.float64), ios)
+    return Detections([[float(u[0]), float(u[1]), float(u[2] - u[0]), float(u[3] - u[1])] for _, u in kept],
+                      [int(classes[i]) for i, _ in kept], [float(scores[i]) for i, _ in kept])
+
+
+def greedy_merge(xyxy: np.ndarray, cls: np.ndarray, score: np.ndarray, ios: float) -> list[tuple[int, np.ndarray]]:
+    """(index of the box that absorbed its group, the group's union xyxy) per merged box, best score first."""
+    near = neighbours(xyxy)
+    used = np.zeros(len(xyxy), bool)
+    kept = []
+    for i in np.argsort(-score, kind="stable"):
         if used[i]:
             continue
-        group = np.flatnonzero(~used & (cls == cls[i]))
+        group = near(i)
+        group = group[~used[group] & (cls[group] == cls[i])]
         group = group[intersection_over_smaller(xyxy[i], xyxy[group]) >= ios]
         used[group] = True
         used[i] = True
-        u = np.concatenate([xyxy[group, :2].min(0), xyxy[group, 2:].max(0)]) if len(group) else xyxy[i]
-        out_boxes.append([float(u[0]), float(u[1]), float(u[2] - u[0]), float(u[3] - u[1])])
-        out_cls.append(int(cls[i]))
-        out_scores.append(float(score[i]))
-    keep = slice(None) if max_det is None else slice(0, max_det)
-    return Detections(out_boxes[keep], out_cls[keep], out_scores[keep])
+        kept.append((int(i), np.concatenate([xyxy[group, :2].min(0), xyxy[group, 2:].max(0)]) if len(group)
+                     else xyxy[i]))
+    return kept
+
+
+def neighbours(xyxy: np.ndarray) -> Callable[[int], np.ndarray]:
+    """i -> the indices of the boxes that share a grid cell with box i (itself included), in index order."""
+    sides = np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1])
+    cell = max(1.0, 2.0 * float(np.percentile(sides, 90)))
+    lo = np.floor(xyxy[:, :2] / cell).astype(np.int64)
+    hi = np.floor(xyxy[:, 2:] / cell).astype(np.int64)
+    cells: dict[tuple[int, int], list[int]] = {}
+    for i, (x0, y0, x1, y1) in enumerate(np.concatenate([lo, hi], axis=1).tolist()):
+        for cx in range(x0, x1 + 1):
+            for cy in range(y0, y1 + 1):
+                cells.setdefault((cx, cy), []).append(i)
+
+    def near(i: int) -> np.ndarray:
+        (x0, y0), (x1, y1) = lo[i], hi[i]
+        found = [cells[(cx, cy)] for cx in range(x0, x1 + 1) for cy in range(y0, y1 + 1)]
+        return np.unique(np.concatenate(found)) if len(found) > 1 else np.asarray(found[0])
+
+    return near
 
 
 def predict_sliced(predict: Callable[[list[np.ndarray]], list[Detections]], images: Sequence[np.ndarray],
                    sizes: Sequence[int | None], *, overlap: float, merge_ios: float, max_det: int,
                    batch: int) -> list[Detections]:
     """One Detections per image, in order. Image i is cut into windows of sizes[i] (None: predicted whole);
-    windows of all images share batches of `batch` arrays (views into the images, nothing written)."""
+    windows of all images share batches of `batch` arrays (views into the images, nothing written). `max_det`
+    is what `predict` limits each window to: a window that returned that many is counted as capped."""
     pieces: list[tuple[int, int, int, np.ndarray]] = []  # image index, x offset, y offset, view
     for i, (image, size) in enumerate(zip(images, sizes)):
         h, w = image.shape[:2]
         for left, top, right, bottom in ([(0, 0, w, h)] if size is None else windows(w, h, size, overlap)):
             pieces.append((i, left, top, image[top:bottom, left:right]))
     found: list[tuple[list, list, list]] = [([], [], []) for _ in images]
+    passes, capped = [0] * len(images), [0] * len(images)
     for start in range(0, len(pieces), max(1, batch)):
         chunk = pieces[start:start + batch]
         for (i, dx, dy, _), det in zip(chunk, predict([view for *_, view in chunk])):
@@ -86,12 +115,15 @@ def predict_sliced(predict: Callable[[list[np.ndarray]], list[Detections]], imag
             boxes += [[b[0] + dx, b[1] + dy, b[2], b[3]] for b in det.boxes]
             classes += det.classes
             scores += det.scores
+            passes[i] += 1
+            capped[i] += int(len(det.boxes) >= max_det)
     out = []
-    for (boxes, classes, scores), size in zip(found, sizes):
+    for (boxes, classes, scores), size, n, hit in zip(found, sizes, passes, capped):
         if size is None:  # one whole-image prediction: already NMSed by the model
-            out.append(Detections(boxes, classes, scores))
+            out.append(Detections(boxes, classes, scores, n, hit))
         else:
-            out.append(merge(boxes, classes, scores, merge_ios, max_det))
+            merged = merge(boxes, classes, scores, merge_ios)
+            out.append(Detections(merged.boxes, merged.classes, merged.scores, n, hit))
     return out
 
 

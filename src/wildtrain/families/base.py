@@ -132,11 +132,14 @@ class Exported:
 @dataclass(frozen=True)
 class Detections:
     """One image's detections: boxes [x, y, w, h] in pixels of the image given, class indices into the card's
-    class_names, scores."""
+    class_names, scores. `windows`: the model's forward passes behind them (slices of a large image); `capped`:
+    how many of those returned max_det boxes, so that animals may have been left out — a census must say so."""
 
     boxes: list[list[float]]
     classes: list[int]
     scores: list[float]
+    windows: int = 1
+    capped: int = 0
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,8 @@ class TwoStagePredictor:
                 if species >= 0:
                     kept.append((score * c.scores[c.label], box, species))
             kept.sort(key=lambda k: -k[0])
-            out.append(Detections([b for _, b, _ in kept], [s for _, _, s in kept], [float(v) for v, _, _ in kept]))
+            out.append(Detections([b for _, b, _ in kept], [s for _, _, s in kept], [float(v) for v, _, _ in kept],
+                                  det.windows, det.capped))
         return out
 
 

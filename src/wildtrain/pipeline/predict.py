@@ -1,8 +1,9 @@
 """`wildtrain predict SOURCE`: a trained model on a user's images — files, folders, archives, lists, GeoTIFFs.
 
 The model is loaded once; images are read a few at a time and large ones are sliced (the model's training size,
-in memory), their slices batched across images. An unreadable file is named in the report and skipped; the
-rest is predicted, and the result says the run was partial.
+in memory), their slices batched across images. GeoTIFFs (and TIFFs too large for memory) are streamed window
+by window in bounded memory (prediction.raster). A file that cannot be read — whatever library raises — is named
+in the report and skipped; the rest is predicted, and the result says the run was partial.
 
 Everything that can be refused is refused before an image is read, in one line: option values, options the
 model's family does not take, an output folder holding something else, an empty source. Outside a project it
@@ -20,15 +21,15 @@ from wildtrain import families
 from wildtrain.env import cache_dir, find_project, tracking_uri
 from wildtrain.errors import WildtrainError
 from wildtrain.params import PREDICT_CHECKS, Params
-from wildtrain.prediction import sources
+from wildtrain.prediction import raster, sources
 from wildtrain.prediction.writers import Outputs
 from wildtrain.registry import resolve_model
 
 CHUNK_PIXELS = 64_000_000  # images read per predict call: about this many pixels (or `batch` images)
 # What a predict run writes under --out (besides the files its report.json lists): --overwrite removes these and
 # nothing else, and a folder holding anything else is refused.
-OUTPUT_FILES = ("report.json", "detections.json", "detections.csv", "detections.geojson", "counts.csv",
-                "classifications.csv", "areas.csv")
+OUTPUT_FILES = ("report.json", "detections.json", "detections.csv", "detections.geojson", "detections.gpkg",
+                "counts.csv", "census.csv", "classifications.csv", "areas.csv")
 OUTPUT_FOLDERS = ("masks", "draw")
 
 
@@ -131,7 +132,8 @@ def model_cache(p: Params, root: Path, uri: str) -> Path:
 
 
 def predict(p: Params, root: Path, source: str, out: str, model: str | None = None, draw: bool = False,
-            overwrite: bool = False, **overrides) -> dict:
+            overwrite: bool = False, areas: str | None = None, classes: str | None = None,
+            **overrides) -> dict:
     """Predict every image of `source` into the folder `out`; `overrides` replace params.yaml `predict` values."""
     from tqdm import tqdm
 
@@ -148,7 +150,12 @@ def predict(p: Params, root: Path, source: str, out: str, model: str | None = No
     options = family_options(predictor, settings, given, draw)
     predictor.predict([], **options)  # refuse bad options in one line before any image is read
     print(f"predict: {ref.describe()} ({predictor.card.family}, {predictor.card.architecture})")
-    writer = Outputs(out_dir, predictor.card, draw)
+    if (areas or classes) and predictor.card.task != "object-detection":
+        used = " and ".join(f for f, v in (("--areas", areas), ("--classes", classes)) if v)
+        raise WildtrainError(f"{used} does not apply to a {predictor.card.family} model: it counts no animals")
+    writer = Outputs(out_dir, predictor.card, draw, areas=Path(areas) if areas else None,
+                     merge_ios=float(options.get("merge_ios", 0.5)), max_det=options.get("max_det"), classes=classes)
+    stream = predictor.card.task in ("object-detection", "semantic-segmentation")
     started = time.perf_counter()
     with sources.items(Path(source)) as todo:
         if not todo:
@@ -167,11 +174,18 @@ def predict(p: Params, root: Path, source: str, out: str, model: str | None = No
         try:
             for item in todo:
                 try:
-                    image, geo = sources.read(item)
-                except Exception as e:  # noqa: BLE001 — whatever library fails on a file, skip it and say why
-                    reason = (str(e) if isinstance(e, (OSError, ValueError))
-                              else f"not readable as an image ({type(e).__name__}: {e})")
-                    writer.skip(item, reason or type(e).__name__)
+                    big = raster.open_raster(item) if stream else None
+                    image, geo = sources.read(item) if big is None else (None, None)
+                except Exception as e:  # noqa: BLE001 — any library, any reason: this file is skipped and named
+                    writer.skip(item, str(e) if isinstance(e, sources.Unreadable) else sources.reason(e))
+                    bar.update(1)
+                    continue
+                if big is not None:
+                    flush()  # outputs keep the source's order
+                    try:
+                        _predict_raster(predictor, big, options, writer, draw)
+                    except raster.Unreadable as e:
+                        writer.skip(item, str(e))
                     bar.update(1)
                     continue
                 pending.append((item, image, geo))
@@ -190,4 +204,36 @@ def predict(p: Params, root: Path, source: str, out: str, model: str | None = No
     total = ", ".join(f"{n} {c}{unit}" for n, c in report["total"].items() if c)
     print(f"predict: {report['predicted']} images in {seconds:.1f} s ({report['images_per_s']} images/s){skipped}; "
           f"total: {total or 'nothing found'}; model: {ref.describe()}; outputs in {out_dir}")
+    limits = report.get("limits") or {}
+    if limits.get("windows_at_max_det"):
+        print(f"warning: max_det {limits['max_det_per_window']} was reached in {limits['windows_at_max_det']} of "
+              f"{limits['windows']} windows ({len(limits['images_at_max_det'])} images): animals may be missing "
+              f"there; raise --max-det (report.json: limits)")
+    c = report.get("census") or {}
+    if "density_per_km2" in c:
+        dup = f" ({sum(c['raw'].values())} before removing animals seen in two frames)" if c["frames_overlap"] else ""
+        print(f"census: {c['total']} animals{dup} on {c['area_km2']:.4f} km2 ({c['area_ha']:.2f} ha) surveyed: "
+              f"{c['total'] / c['area_km2']:.1f} per km2" if c["area_km2"] else f"census: {c['total']} animals")
     return report
+
+
+def _predict_raster(predictor, big: raster.Raster, options: dict, writer: Outputs, draw: bool) -> None:
+    """One large raster, streamed: the model's own predict on each window (slicing off), merged or blended here."""
+    from wildtrain.slicing import slice_size
+
+    card = predictor.card
+    try:
+        size = slice_size(options.get("slice", "auto"), (big.height, big.width),
+                          int(card.input.get("image_size") or card.input["size"]))
+    except ValueError as e:
+        raise WildtrainError(str(e)) from None
+    overlap, batch = float(options.get("overlap", 0.2)), max(1, int(options.get("batch", 16)))
+    if card.task == "semantic-segmentation":
+        pixels, scan = raster.segment(predictor.probabilities, big, size, writer.mask_path(big.item),
+                                      len(card.class_names), overlap=overlap, batch=batch, draw=draw)
+        writer.add_raster_mask(big.item, big, pixels, scan)
+        return
+    window_options = {**options, "slice": "off"}
+    det, scan = raster.detect(lambda arrays: predictor.predict(arrays, **window_options), big, size, overlap=overlap,
+                              merge_ios=float(options.get("merge_ios", 0.5)), batch=batch, draw=draw)
+    writer.add_raster(big.item, big, det, scan)

@@ -92,18 +92,26 @@ def _geotiff(path: Path) -> tuple[np.ndarray, Geo] | None:
     return np.ascontiguousarray(pixels), geo
 
 
-def read(item: Item) -> tuple[np.ndarray, Geo | None]:
-    """(RGB array, georeferencing or None); OSError/ValueError with a one-line reason when unreadable."""
-    from PIL import Image, UnidentifiedImageError
+class Unreadable(ValueError):
+    """A file that is not an image any reader here can decode; the message is one line saying why."""
 
+
+def reason(error: BaseException) -> str:
+    """One line saying why a file could not be read."""
+    text = str(error).splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def read(item: Item) -> tuple[np.ndarray, Geo | None]:
+    """(RGB array, georeferencing or None); Unreadable with a one-line reason, whatever the reading library
+    raised (Ultralytics' patched PIL.Image.open raises ModuleNotFoundError for a file that is no image)."""
     from wildtrain.data.images import load_rgb
 
-    if item.path.suffix.lower() in (".tif", ".tiff"):
-        geo = _geotiff(item.path)
-        if geo is not None:
-            return geo
     try:
+        if item.path.suffix.lower() in (".tif", ".tiff"):
+            geo = _geotiff(item.path)
+            if geo is not None:
+                return geo
         return load_rgb(item.path), None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(reason) from None
+    except Exception as e:  # noqa: BLE001 — PIL, its plugins, GDAL, numpy: any of them may fail on a bad file
+        raise Unreadable(f"not a readable image ({reason(e)})") from None

@@ -5,7 +5,12 @@ georeferenced images (boxes in map coordinates, and in WGS84 as GeoJSON requires
 
 A segmenter's class maps go to masks/<image>.png (palette PNGs: pixel value = class index; a GeoTIFF also as
 masks/<image>.tif with its georeferencing) and the area of each class per image to areas.csv (pixels, and the
-area of one pixel in the raster's CRS units when it has one)."""
+area of one pixel in the raster's CRS units when it has one). Large rasters are streamed (prediction.raster): their
+class map is written window by window to masks/<image>.tif only (pixels outside the footprint: 255).
+
+Georeferenced detections also make a census (prediction.census): counts, surveyed area and density in
+report.json ("census") and census.csv, and detections.gpkg (detections, footprints, --areas polygons).
+report.json's "limits" says how many windows returned max_det boxes (animals may be missing there)."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import numpy as np
 
 from wildtrain.families.base import Detections, ModelCard, Segmentation
 from wildtrain.io import write_json, write_text
+from wildtrain.prediction import census
 from wildtrain.prediction.sources import Geo, Item
 
 COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -38,9 +44,30 @@ def _wgs84(geo: Geo, ring: list[tuple[float, float]]) -> list[list[float]]:
     return [[round(x, 8), round(y, 8)] for x, y in zip(xs, ys)]
 
 
+def _class_filter(classes: str | None, card: ModelCard) -> set[int] | None:
+    """--classes a,b -> their indices (None: every class); an unknown name is one clear line."""
+    from wildtrain.errors import WildtrainError
+
+    if classes is None:
+        return None
+    if card.task != "object-detection":
+        raise WildtrainError(f"--classes: only for detectors (this model is a {card.family})")
+    wanted = [c.strip() for c in classes.split(",") if c.strip()]
+    unknown = [c for c in wanted if c not in card.class_names]
+    if unknown or not wanted:
+        raise WildtrainError(f"--classes: unknown class '{unknown[0] if unknown else classes}' (the model's classes: "
+                             f"{', '.join(card.class_names)})")
+    return {card.class_names.index(c) for c in wanted}
+
+
 class Outputs:
-    def __init__(self, out_dir: Path, card: ModelCard, draw: bool):
+    def __init__(self, out_dir: Path, card: ModelCard, draw: bool, areas: Path | None = None,
+                 merge_ios: float = 0.5, max_det: int | None = None, classes: str | None = None):
         self.out, self.card, self.draw = out_dir, card, draw
+        self.only = _class_filter(classes, card)
+        self.areas_file, self.merge_ios, self.max_det = areas, merge_ios, max_det
+        if areas is not None:
+            census.read_areas(Path(areas), "EPSG:4326")  # a bad file is refused before any image is predicted
         self.names = card.class_names
         ids = card.extra.get("category_ids")
         self.category_ids = ids if ids and len(ids) == len(self.names) else list(range(1, len(self.names) + 1))
@@ -51,15 +78,22 @@ class Outputs:
         self.features: list[dict] = []
         self.skipped: list[dict] = []
         self.areas: dict[str, dict] = {}  # segmenter: image -> pixels per class (+ the pixel's map area)
+        self.frames: list[census.Frame] = []  # georeferenced images with detections: the census
+        self.windows = 0  # the model's forward passes (windows of large images)
+        self.capped: dict[str, int] = {}  # image -> windows that returned max_det boxes
+        self.streamed: dict[str, dict] = {}  # large rasters: windows skipped outside the footprint, boxes dropped
 
     def skip(self, item: Item, reason: str) -> None:
         self.skipped.append({"file": item.name, "reason": reason})
 
+    def _image(self, item: Item, width: int, height: int, geo: Geo | None) -> int:
+        self.images.append({"id": len(self.images) + 1, "file_name": item.name, "width": width, "height": height,
+                            **({"crs": geo.crs, "transform": list(geo.transform)} if geo else {})})
+        return len(self.images)
+
     def add(self, item: Item, image: np.ndarray, geo: Geo | None, pred) -> None:
         h, w = image.shape[:2]
-        image_id = len(self.images) + 1
-        self.images.append({"id": image_id, "file_name": item.name, "width": w, "height": h,
-                            **({"crs": geo.crs, "transform": list(geo.transform)} if geo else {})})
+        image_id = self._image(item, w, h, geo)
         if isinstance(pred, Segmentation):
             self._add_mask(item, image, geo, pred)
             return
@@ -68,7 +102,33 @@ class Outputs:
             self.boxes.append([item.name, label, round(pred.scores[pred.label], 5)])
             self.counts[item.name] = {label: 1}
             return
+        self._detections(item, image_id, geo, pred, w * h, None, 1, w, h)
+        if self.draw:
+            self._draw(item, image, pred)
+
+    def add_raster(self, item: Item, raster, pred: Detections, scan) -> None:
+        """A streamed raster's merged detections and what its scan found (footprint, skipped windows)."""
+        image_id = self._image(item, raster.width, raster.height, raster.geo)
+        self.streamed[item.name] = {"windows_skipped_outside_footprint": scan.windows_skipped,
+                                    "boxes_dropped_outside_footprint": scan.outside,
+                                    "valid_pixels": scan.valid_pixels}
+        mask = scan.footprint if raster.masked else None
+        self._detections(item, image_id, raster.geo, pred, scan.valid_pixels, mask, scan.step, raster.width,
+                         raster.height)
+        if self.draw:
+            self._draw(item, scan.preview, pred, scan.step)
+
+    def _detections(self, item: Item, image_id: int, geo: Geo | None, pred: Detections, valid_pixels: int,
+                    mask: np.ndarray | None, step: int, width: int, height: int) -> None:
+        if self.only is not None:
+            keep = [i for i, c in enumerate(pred.classes) if c in self.only]
+            pred = Detections([pred.boxes[i] for i in keep], [pred.classes[i] for i in keep],
+                              [pred.scores[i] for i in keep], pred.windows, pred.capped)
+        self.windows += pred.windows
+        if pred.capped:
+            self.capped[item.name] = pred.capped
         counts = dict.fromkeys(self.names, 0)
+        map_boxes, rings = [], []
         for box, cls, score in zip(pred.boxes, pred.classes, pred.scores):
             x, y, bw, bh = box
             label = self.names[cls]
@@ -80,13 +140,21 @@ class Outputs:
                               "area": round(bw * bh, 2), "iscrowd": 0})
             if geo is not None:
                 ring = [geo.to_map(px, py) for px, py in ((x, y), (x + bw, y), (x + bw, y + bh), (x, y + bh), (x, y))]
+                xs, ys = [p[0] for p in ring], [p[1] for p in ring]
+                map_boxes.append([min(xs), min(ys), max(xs), max(ys)])
+                rings.append(ring)
+        if rings:  # one reprojection call per image: thousands of animals in an orthomosaic
+            lonlat = _wgs84(geo, [p for ring in rings for p in ring])
+            for k, (ring, cls, score) in enumerate(zip(rings, pred.classes, pred.scores)):
                 self.features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
-                    _wgs84(geo, ring)]}, "properties": {"image": item.name, "label": label, "score": round(score, 5),
-                                                        "crs": geo.crs, "map_bbox": [round(v, 3) for v in (
-                                                            *ring[0], *ring[2])]}})
+                    lonlat[5 * k:5 * k + 5]]}, "properties": {"image": item.name, "label": self.names[cls],
+                                                              "score": round(score, 5), "crs": geo.crs,
+                                                              "map_bbox": [round(v, 3) for v in (*ring[0], *ring[2])]}})
         self.counts[item.name] = counts
-        if self.draw:
-            self._draw(item, image, pred)
+        if geo is not None:
+            shape = census.footprint(mask, step, width, height, geo.transform)
+            self.frames.append(census.Frame(item.name, geo.crs, shape, census.pixels_area_m2(
+                valid_pixels, geo.transform, geo.crs, shape), map_boxes, list(pred.classes), list(pred.scores)))
 
     def _add_mask(self, item: Item, image: np.ndarray, geo: Geo | None, pred: Segmentation) -> None:
         from wildtrain.io import write_bytes
@@ -107,6 +175,30 @@ class Outputs:
             target.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(overlay(image, pred.mask)).save(target, quality=90)
 
+    def mask_path(self, item: Item) -> Path:
+        return self.out / "masks" / f"{Path(item.name).with_suffix('')}.tif"
+
+    def add_raster_mask(self, item: Item, raster, pixels: list[int], scan) -> None:
+        """A streamed raster's class map, already written to mask_path(item) by prediction.raster.segment."""
+        self._image(item, raster.width, raster.height, raster.geo)
+        a, b, _, d, e, _ = raster.geo.transform[:6] if raster.geo else (0,) * 6
+        self.areas[item.name] = {**dict(zip(self.names, pixels)),
+                                 "pixel_area": abs(a * e - b * d) if raster.geo else None}
+        self.streamed[item.name] = {"windows_skipped_outside_footprint": scan.windows_skipped,
+                                    "valid_pixels": scan.valid_pixels}
+        if self.draw:
+            import rasterio
+            from PIL import Image
+
+            from wildtrain.evaluate.segmentation import overlay
+
+            with rasterio.open(self.mask_path(item)) as src:
+                coarse = src.read(1, out_shape=scan.preview.shape[:2])
+            target = self.out / "draw" / Path(item.name).with_suffix(".jpg")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(overlay(scan.preview, np.where(coarse == 255, 0, coarse).astype(np.uint8))).save(
+                target, quality=90)
+
     @staticmethod
     def _geotiff(path: Path, mask: np.ndarray, geo: Geo) -> None:
         import rasterio
@@ -120,14 +212,15 @@ class Outputs:
                                compress="deflate") as dst:
                 dst.write(mask, 1)
 
-    def _draw(self, item: Item, image: np.ndarray, pred: Detections) -> None:
+    def _draw(self, item: Item, image: np.ndarray, pred: Detections, step: int = 1) -> None:
+        """Boxes on the image (a streamed raster: on its coarse copy, every `step`-th pixel)."""
         from PIL import Image, ImageDraw
 
         canvas = Image.fromarray(image)
         pen = ImageDraw.Draw(canvas)
         width = max(2, round(max(canvas.size) / 800))
         for box, cls, score in zip(pred.boxes, pred.classes, pred.scores):
-            x, y, bw, bh = box
+            x, y, bw, bh = (v / step for v in box)
             colour = COLOURS[cls % len(COLOURS)]
             pen.rectangle([x, y, x + bw, y + bh], outline=colour, width=width)
             pen.text((x, max(0, y - 12)), f"{self.names[cls]} {score:.2f}", fill=colour)
@@ -143,6 +236,7 @@ class Outputs:
                                                 ["image_path", *self.names, "total", "pixel_area"]))
         report = {**summary, "images_in": len(self.images) + len(self.skipped), "predicted": len(self.images),
                   "skipped": self.skipped, "unit": "pixels", "total": total, "per_image": self.areas,
+                  **({"streamed": self.streamed} if self.streamed else {}),
                   "files": sorted(p.name for p in self.out.iterdir() if p.is_file()) + ["report.json"]}
         write_json(self.out / "report.json", report)
         return report
@@ -164,8 +258,39 @@ class Outputs:
                                                  ["image_path", *self.names, "total"]))
         if self.features:
             write_json(self.out / "detections.geojson", {"type": "FeatureCollection", "features": self.features})
+        extra = {"limits": self._limits()} if self.card.task == "object-detection" else {}
+        if self.streamed:
+            extra["streamed"] = self.streamed
+        if self.frames:
+            extra["census"] = self._census()
+        elif self.areas_file is not None:
+            extra["census"] = {"note": "--areas: no georeferenced image was predicted, so no ground positions"}
         report = {**summary, "images_in": len(self.images) + len(self.skipped), "predicted": len(self.images),
-                  "skipped": self.skipped, "total": total, "per_image": self.counts,
+                  "skipped": self.skipped, "total": total, "per_image": self.counts, **extra,
                   "files": sorted(p.name for p in self.out.iterdir() if p.is_file()) + ["report.json"]}
         write_json(self.out / "report.json", report)
         return report
+
+    def _limits(self) -> dict:
+        """Where max_det bound: a window that returned max_det boxes may have held more animals."""
+        hit = sum(self.capped.values())
+        return {"max_det_per_window": self.max_det, "windows": self.windows, "windows_at_max_det": hit,
+                "images_at_max_det": dict(sorted(self.capped.items())),
+                "note": (f"{hit} of {self.windows} windows returned max_det boxes: animals may be missing there "
+                         f"(raise --max-det)") if hit else "no limit was reached"}
+
+    def _census(self) -> dict:
+        section, geo = census.census(self.frames, self.names, self.merge_ios,
+                                     Path(self.areas_file) if self.areas_file else None)
+        census.write_gpkg(self.out / "detections.gpkg", self.frames, self.names, geo, section)
+        rows = []
+        for scope, name, row in ([("image", n, r) for n, r in section["per_image"].items()]
+                                 + [("area", n, r) for n, r in section.get("areas", {}).items()]
+                                 + [("survey", "TOTAL (de-duplicated)", section)]):
+            dens = row["density_per_km2"] or {}
+            rows.append([scope, name, row["area_km2"], row["area_ha"], *(row["counts"][n] for n in self.names),
+                         row["total"], *(dens.get(n, "") for n in self.names),
+                         round(row["total"] / row["area_km2"], 4) if row["area_km2"] else ""])
+        write_text(self.out / "census.csv", _csv(rows, ["scope", "name", "area_km2", "area_ha", *self.names, "total",
+                                                        *(f"{n}_per_km2" for n in self.names), "total_per_km2"]))
+        return section

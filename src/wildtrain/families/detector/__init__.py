@@ -55,6 +55,10 @@ class DetectorPredictor:
         except ValueError as e:
             raise WildtrainError(str(e)) from None
         conf, iou, max_det = float(o["conf"]), float(o["iou"]), int(o["max_det"])
+        if max_det < 1 or max_det != float(o["max_det"]):
+            raise WildtrainError(f"max_det: expected a whole number of boxes per window (>= 1), got {o['max_det']}")
+        if not 0 < float(o["merge_ios"]) <= 1:
+            raise WildtrainError(f"merge_ios: expected a fraction in (0, 1], got {o['merge_ios']}")
         return predict_sliced(lambda arrays: self.net.predict(arrays, conf=conf, iou=iou, max_det=max_det),
                               images, sizes, overlap=float(o["overlap"]), merge_ios=float(o["merge_ios"]),
                               max_det=max_det, batch=int(o["batch"]))
