@@ -150,15 +150,19 @@ import sys
 from pathlib import Path
 from wildtrain import env
 env.configure(Path(sys.argv[1]))
+sys.path.insert(0, sys.argv[4])
+import gate_tables
 import mlflow
+from wildtrain.evaluate.detection_table import DetectionTable
 from wildtrain.registry import register_model
 mlflow.set_tracking_uri(sys.argv[2])
 mlflow.set_experiment("tiny")
 with mlflow.start_run() as run:
     pass
-register_model(run_id=run.info.run_id, name="tiny-detector", gate_metric="map50_95", metrics={"map50_95": 0.5},
+table, value = gate_tables.table_file(Path(sys.argv[1]) / "tables", [True, False, True], "e")
+register_model(run_id=run.info.run_id, name="tiny-detector", gate_metric="map50_95", metrics={"map50_95": value},
                evaluation="e", tags={}, model_dir=Path(sys.argv[3]), artifacts=[], pip_requirements=[],
-               reevaluate=lambda folder: 0.0)
+               table_file=table, table_type=DetectionTable, reevaluate=lambda folder: (0.0, None))
 """
 
 
@@ -167,7 +171,8 @@ def test_registered_model_outside_the_project(models, user, tmp_path):
     store = tmp_path / "store"
     store.mkdir()
     uri = f"sqlite:///{store / 'mlflow.db'}"
-    subprocess.run([sys.executable, "-c", REGISTER, str(store), uri, str(models["detector"])], cwd=store,
+    tests = str(Path(__file__).parent)  # gate_tables: the evaluation table a version is registered with
+    subprocess.run([sys.executable, "-c", REGISTER, str(store), uri, str(models["detector"]), tests], cwd=store,
                    env=user.env, check=True, capture_output=True, timeout=600)
 
     here = f"sqlite:///{user.cwd / 'mlflow.db'}"  # no MLFLOW_TRACKING_URI: the current folder's store, if any
