@@ -11,6 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export NO_ALBUMENTATIONS_UPDATE := 1
+export YOLO_AUTOINSTALL := False
 
 .DEFAULT_GOAL := help
 MMDET_MODEL ?= retinanet_r18
