@@ -68,7 +68,7 @@ def test_make_services_prints_where_the_secrets_are_not_the_secrets(services, tm
     (project / "dvc.yaml").write_text("stages: {}\n")
     (project / ".services").symlink_to(services.folder)
     monkeypatch.chdir(project)
-    monkeypatch.delenv("HOST", raising=False)
+    monkeypatch.delenv(svc.HOST_ENV, raising=False)
     assert svc.main(["up"]) == 0  # the running pair is reused
     out, err = capsys.readouterr()
     assert "admin_password" in out and f"PGPASSFILE={services.optuna_passfile}" in out

@@ -39,6 +39,7 @@ DATABASES = {"mlflow": "wildtrain_mlflow", "mlflow_auth": "wildtrain_mlflow", "o
 PG_PORT, MLFLOW_PORT = 55432, 5050
 ADMIN = "admin"  # the MLflow admin's name unless MLFLOW_AUTH_ADMIN_USERNAME says otherwise
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+HOST_ENV = "WILDTRAIN_SERVICES_HOST"  # `make services HOST=...`: the MLflow server's address (default 127.0.0.1)
 
 
 @dataclass(frozen=True)
@@ -480,7 +481,7 @@ def main(argv: list[str]) -> int:
             down(folder)
             print(f"services: stopped (data kept in {folder})")
             return 0
-        host = os.environ.get("HOST") or "127.0.0.1"
+        host = os.environ.get(HOST_ENV) or "127.0.0.1"  # beyond loopback only when asked
         svc = up(folder, int(os.environ.get("PG_PORT") or PG_PORT), int(os.environ.get("MLFLOW_PORT") or MLFLOW_PORT),
                  os.environ.get("ARTIFACTS") or None, host)
         if argv[:1] == ["user"]:
