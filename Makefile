@@ -11,11 +11,12 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export NO_ALBUMENTATIONS_UPDATE := 1
+export YOLO_AUTOINSTALL := False
 
 .DEFAULT_GOAL := help
 MMDET_MODEL ?= retinanet_r18
 
-.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter evaluate register tune test test-fast dag metrics plots mlflow-ui services services-down bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-census bench-serve bench-team clean
+.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter evaluate register tune test test-fast dag metrics plots mlflow-ui services services-user services-down bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-census bench-serve bench-team clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
@@ -108,8 +109,14 @@ metrics: $(STAMP) ## Show metrics, and their diff against HEAD
 plots: $(STAMP) ## Render DVC plots to dvc_plots/index.html
 	dvc plots show
 
-services: $(STAMP) ## Team set-up on loopback: PostgreSQL + mlflow server on it, in .services/ (PG_PORT=55432 MLFLOW_PORT=5050 [ARTIFACTS=s3://bucket/path])
-	python -m wildtrain.services up
+# HOST only from the command line (`make services HOST=0.0.0.0`): zsh and others export HOST as the machine's name
+SERVICES_HOST = $(if $(filter command line,$(origin HOST)),$(HOST))
+services: $(STAMP) ## Team set-up: PostgreSQL + an authenticated mlflow server, in .services/ (PG_PORT=55432 MLFLOW_PORT=5050 [HOST=0.0.0.0: beyond loopback] [ARTIFACTS=s3://bucket/path])
+	WILDTRAIN_SERVICES_HOST="$(SERVICES_HOST)" python -m wildtrain.services up
+
+services-user: $(STAMP) ## Add a user of the team server: make services-user NAME=alice ROLE=wildtrain-maintainer|wildtrain-ci|wildtrain-ci-promote|wildtrain-reader
+	@test -n "$(NAME)" -a -n "$(ROLE)" || { echo "error: give the user and role: make services-user NAME=alice ROLE=wildtrain-reader" >&2; exit 2; }
+	WILDTRAIN_SERVICES_HOST="$(SERVICES_HOST)" python -m wildtrain.services user "$(NAME)" "$(ROLE)"
 
 services-down: $(STAMP) ## Stop what `make services` started (data kept in .services/)
 	python -m wildtrain.services down

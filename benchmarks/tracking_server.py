@@ -51,6 +51,7 @@ def main() -> None:
 
     try:
         svc = services.up(folder, free_port(), free_port())
+        os.environ.update(svc.client_env())  # the admin's credentials: what is measured is the server, not roles
         p = small_params(work, images=args.images, imgsz=args.imgsz, epochs=args.epochs)
         prepare(p, work)
         convert(p, work)

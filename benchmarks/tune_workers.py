@@ -53,7 +53,7 @@ def main() -> None:
         raw = yaml.safe_load((work / "params.yaml").read_text())
         raw["data"]["synthetic"].update(num_images=args.images, image_size=160)
         raw["train"].update(epochs=args.epochs, imgsz=args.imgsz, batch=8, workers=0, close_mosaic=0)
-        env = {**os.environ, "MLFLOW_TRACKING_URI": svc.tracking_uri}
+        env = {**os.environ, **svc.client_env()}
         walls = {}
         for workers in (1, args.workers):
             raw["tune"].update(study=f"bench-{workers}", storage=svc.optuna_storage, n_trials=args.trials,

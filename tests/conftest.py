@@ -169,8 +169,15 @@ def services():
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, interrupted)
     folder = Path(tempfile.mkdtemp(prefix="wildtrain-services-"))
+    passfile = os.environ.get("PGPASSFILE")
     try:
-        yield svc.up(folder, free_port(), free_port())
+        started = svc.up(folder, free_port(), free_port())
+        os.environ["PGPASSFILE"] = str(started.optuna_passfile)  # Optuna's role logs in as a user would
+        yield started
     finally:
         svc.down(folder)
         shutil.rmtree(folder, ignore_errors=True)
+        if passfile is None:
+            os.environ.pop("PGPASSFILE", None)
+        else:
+            os.environ["PGPASSFILE"] = passfile

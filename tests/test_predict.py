@@ -165,7 +165,8 @@ def test_served_model_answers_images_and_refuses_bad_requests(pipeline_repo, tmp
     assert expected  # the tiny detector finds something at this threshold: the comparison below means something
 
     port = free_port()
-    env = {**ws.env, "MLFLOW_TRACKING_URI": f"sqlite:///{ws.path / 'mlflow.db'}", "WILDTRAIN_MAX_PIXELS": "250000"}
+    env = {**ws.env, "MLFLOW_TRACKING_URI": f"sqlite:///{ws.path / 'mlflow.db'}", "WILDTRAIN_MAX_PIXELS": "250000",
+           "WILDTRAIN_SERVE_PATHS": str(image.parent)}
     log = open(tmp_path / "serve.log", "w")  # a file, not a pipe: a full pipe would stall the server
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", DETECTOR, "--env-manager",
                                "local", "-h", "127.0.0.1", "-p", str(port)], cwd=ws.path, env=env,
@@ -198,9 +199,25 @@ def test_served_model_answers_images_and_refuses_bad_requests(pipeline_repo, tmp
             assert status == 200, f"the server stopped serving after: {case}"
         status, body = post(f"{url}/invocations", bad["too large"])
         assert "over the limit of 250,000 pixels" in body["message"]
+
+        # image_path: inside WILDTRAIN_SERVE_PATHS it is read; outside, one answer whether the file exists or not
+        status, body = post(f"{url}/invocations", {"dataframe_split": {"columns": ["image_path"],
+                                                                       "data": [[str(image)]]}, "params": {"conf": 0.001}})
+        assert status == 200 and len(body["predictions"][0]["boxes"]) == len(expected), body
+        answers = set()
+        for path in (ws.path / "params.yaml", ws.path / "no-such-file.png", Path("/etc/passwd"),
+                     image.parent / ".." / "no-such-file.png"):
+            status, body = post(f"{url}/invocations", {"dataframe_split": {"columns": ["image_path"],
+                                                                           "data": [[str(path)]]}})
+            # MLflow's scoring server prefixes "Failed to predict data '<the request's own frame>'. Error: "
+            answers.add((status, body.get("message", "").split("Error: ", 1)[-1].replace(str(path), "<path>")))
+        assert answers == {(400, "row 0: image_path '<path>': image_path is outside the folders this server may "
+                                 "read (WILDTRAIN_SERVE_PATHS)")}, answers
     finally:
         stop(server)
         log.close()
+    served_log = (tmp_path / "serve.log").read_text(errors="replace")
+    assert "attempting AutoUpdate" not in served_log and "pip install" not in served_log, served_log[-3000:]
 
 
 def test_logged_model_loads_where_the_repository_is_not_installed(pipeline_repo, tmp_path):

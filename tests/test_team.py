@@ -24,8 +24,7 @@ WORKER = Path(__file__).with_name("claim_worker.py")
 
 def test_services_reuse_what_runs_and_refuse_a_taken_port_in_one_line(services, tmp_path):
     again = svc.up(services.folder, free_port(), free_port())  # other ports asked: the running pair is reused
-    assert (again.pg_port, again.mlflow_port, again.password) == (services.pg_port, services.mlflow_port,
-                                                                    services.password)
+    assert (again.pg_port, again.mlflow_port) == (services.pg_port, services.mlflow_port)
     assert svc.healthy(services.tracking_uri)
     with pytest.raises(WildtrainError, match=rf"port {services.pg_port} on 127.0.0.1 is taken"):
         svc.up(tmp_path / "other", services.pg_port, free_port())
@@ -104,7 +103,8 @@ def test_the_mlflow_server_stops_and_comes_back(services, tmp_path, monkeypatch)
                               evaluation="e" * 64, tags={}, model_dir=folder, artifacts=[], pip_requirements=[],
                               table_file=table, table_type=DetectionTable, reevaluate=lambda mv: (0.0, None))
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", services.tracking_uri)
+    for key, value in services.client_env().items():  # the admin: this test is about outages, not roles
+        monkeypatch.setenv(key, value)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     mlflow.set_tracking_uri(services.tracking_uri)
     folder = model_folder(tmp_path)
@@ -148,17 +148,20 @@ def test_the_mlflow_server_stops_and_comes_back(services, tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
-def test_the_classifier_chain_against_the_server_that_stops_mid_training(pipeline_repo, services, tmp_path):
-    """The pipeline's own stages with MLFLOW_TRACKING_URI at the PostgreSQL-backed server: the server stops after the
-    first epoch and comes back; the training finishes with every epoch on the server; evaluate and register follow
-    (run, artifacts in the proxied store, registry, aliases); `mlflow models serve` loads @champion through it."""
+def test_the_classifier_chain_against_the_server_that_stops_mid_training(pipeline_repo, services, tmp_path,
+                                                                        monkeypatch):
+    """The pipeline's own stages as the CI bot (a user of the role that may promote through the gate) at the
+    authenticated, PostgreSQL-backed server: the server stops after the first epoch and comes back; the training
+    finishes with every epoch on the server; evaluate and register follow (run, artifacts in the proxied store,
+    registry, aliases); `mlflow models serve` loads @champion through it."""
     from mlflow.tracking import MlflowClient
 
     from conftest import stop, wait_for_http
     from test_predict import b64, post
 
     ws = pipeline_repo.clone(tmp_path / "repo")
-    env = {**ws.env, "MLFLOW_TRACKING_URI": services.tracking_uri}
+    svc.add_user(services, "ci-bot", "wildtrain-ci-promote")
+    env = {**ws.env, **services.client_env("ci-bot")}
     proc = subprocess.Popen(["dvc", "repro", "-s", "-f", "train_classifier"], cwd=ws.path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
@@ -176,6 +179,8 @@ def test_the_classifier_chain_against_the_server_that_stops_mid_training(pipelin
     assert "Traceback" not in out
     card = json.loads((ws.path / "models_classifier/model.json").read_text())
     run_id, epochs = card["training"]["mlflow_run_id"], card["training"]["epochs_completed"]
+    for key, value in services.client_env().items():  # the test reads back as the admin
+        monkeypatch.setenv(key, value)
     client = MlflowClient(services.tracking_uri)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["model_sha256"] == card["hashes"]["weights_sha256"]

@@ -22,6 +22,22 @@ OFFLINE_ENV = {
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # a bar per model download drowns the one line that matters
 }
 
+# Ultralytics pip-installs a missing requirement when it meets one at run time ("attempting AutoUpdate..."): a
+# non-image file sent to the served model made it try `pip install pi-heif`. Nothing is installed at run time, online
+# or not: forced, not a default the environment may override.
+NO_INSTALL_ENV = {"YOLO_AUTOINSTALL": "False"}
+
+
+def forbid_runtime_installs() -> None:
+    """Switch Ultralytics' AutoUpdate off in this process and its children, also where it is already imported."""
+    import sys
+
+    os.environ.update(NO_INSTALL_ENV)
+    for name in ("ultralytics.utils", "ultralytics.utils.checks"):  # both read the switch once, at import
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "AUTOINSTALL"):
+            module.AUTOINSTALL = False
+
 
 # x86 CPUs choose kernels by instruction set (AVX2, AVX-512, AMX), and each choice rounds differently: the
 # same training gave other weights, and test mAP50 0.629 instead of 0.653, on another host of the same
@@ -186,6 +202,7 @@ def configure(root: Path | None = None) -> Path:
     project = root or find_project()
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
+    forbid_runtime_installs()
     pin_cpu_kernels()
     settings = project / ".ultralytics" if project else cache_dir() / "ultralytics"
     config_dir = Path(os.environ.setdefault("YOLO_CONFIG_DIR", str(settings)))
@@ -206,6 +223,7 @@ def configure_ultralytics() -> None:
     """Turn off Ultralytics' own MLflow/dvclive/W&B callbacks (we log explicitly) in the project-local settings."""
     from ultralytics.utils import SETTINGS
 
+    forbid_runtime_installs()
     off = ("mlflow", "dvc", "wandb", "clearml", "comet", "raytune", "tensorboard", "sync")
     wanted = {k: False for k in off if k in SETTINGS}
     if any(SETTINGS.get(k) != v for k, v in wanted.items()):

@@ -476,7 +476,23 @@ def load(path: str | Path = PARAMS_FILE) -> Params:
     raw = read_yaml(path, "params file")
     params = _build(Params, raw, "", str(path))
     _check_values(params, str(path))
+    _check_no_secrets(params, str(path))
     return params
+
+
+def _check_no_secrets(p: Params, file: str) -> None:
+    """params.yaml is tracked by git: a database URL in it carries no password (libpq reads it from elsewhere)."""
+    from urllib.parse import urlsplit
+
+    for key, url in (("tune.storage", p.tune.storage),):
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None
+        if password:
+            raise WildtrainError(f"{file}: {key}: the URL carries a password, and this file goes to git: remove it "
+                                 f"(user@host only) and put it in a libpq password file (~/.pgpass, or PGPASSFILE; "
+                                 f"`make services` writes one) or PGPASSWORD in the environment")
 
 
 def _check_values(p: Params, file: str) -> None:
@@ -596,6 +612,6 @@ def apply_overlay(overlay_file: str | Path, params_file: str | Path = PARAMS_FIL
     if not isinstance(overlay, dict):
         raise WildtrainError(f"{overlay_file}: expected a mapping of params sections")
     merged = _merge(base, overlay, "", str(overlay_file))
-    _build(Params, merged, "", str(overlay_file))  # validate before writing anything
+    _check_no_secrets(_build(Params, merged, "", str(overlay_file)), str(overlay_file))  # validate before writing
     write_yaml(params_file, merged)
     return merged

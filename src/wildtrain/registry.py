@@ -219,18 +219,29 @@ def register_model(*, run_id: str, name: str, gate_metric: str, metrics: dict, e
         folder = f"evaluation/v{mv.version}"  # a run may register several versions
         client.log_artifact(run_id, str(table_file), artifact_path=folder)
         client.set_model_version_tag(name, mv.version, TABLE_TAG, f"{folder}/{table_file.name}")
-        client.set_registered_model_alias(name, CHALLENGER, mv.version)
-        if decision.champion:
+        if decision.champion:  # first: a user who may not promote (team server roles) is refused before any move
             client.set_registered_model_alias(name, CHAMPION, mv.version)
+        client.set_registered_model_alias(name, CHALLENGER, mv.version)
         aliases = sorted(client.get_model_version(name, mv.version).aliases)
     except MlflowException as e:
         if mv is not None:  # no half-registered version: a version whose aliases were not all set is removed,
             try:  # and the aliases it took are given back
                 client.delete_model_version(name, mv.version)
-                for alias, version in aliases_before.items():
-                    client.set_registered_model_alias(name, alias, version)
             except MlflowException:
                 pass
+            try:
+                now = {k: str(v) for k, v in (client.get_registered_model(name).aliases or {}).items()}
+                for alias, version in aliases_before.items():
+                    if now.get(alias) != version:
+                        client.set_registered_model_alias(name, alias, version)
+            except MlflowException:
+                pass
+        if e.get_http_status_code() in (401, 403) or "Permission denied" in str(e):
+            import os
+
+            user = os.environ.get("MLFLOW_TRACKING_USERNAME") or "(no MLFLOW_TRACKING_USERNAME)"
+            raise WildtrainError(f"MLflow registry: user '{user}' may not register or promote '{name}' "
+                                 f"({_one_line(e)}); no alias moved") from None
         raise WildtrainError(f"MLflow registry: registering '{name}' failed ({_one_line(e)}); "
                              f"{'version removed, ' if mv is not None else ''}rerun the stage once the tracking "
                              f"server answers") from None

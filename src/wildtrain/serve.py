@@ -6,6 +6,12 @@ family. Input: a DataFrame with an `image` column (encoded image bytes; base64 i
 `image_path` column (a file on the serving machine). Predict-time options (thresholds, slicing) are params of
 the signature. A bad row is a 400 with one line naming the row and the problem; the server keeps serving.
 
+Served (`mlflow models serve`), the model reads no file of the server unless its operator names the folders it may
+read in WILDTRAIN_SERVE_PATHS: `image_path` is off by default, and a path that resolves outside those folders is
+refused with the same answer whether the file exists or not (no existence oracle). Loaded in the caller's own
+process (`mlflow.pyfunc.load_model`), it reads the caller's files. Nothing is pip-installed at run time
+(env.forbid_runtime_installs).
+
     model = mlflow.pyfunc.load_model("models:/wildtrain-two-stage@champion")
     model.predict(pd.DataFrame({"image": [open("IMG_0001.JPG", "rb").read()]}), params={"conf": 0.3})
 """
@@ -20,9 +26,14 @@ import mlflow
 import numpy as np
 from mlflow.pyfunc import PythonModel
 
+from wildtrain.env import forbid_runtime_installs
+
+forbid_runtime_installs()  # before the model's family imports Ultralytics: this module loads first when served
+
 MAX_PIXELS_ENV = "WILDTRAIN_MAX_PIXELS"  # the largest image a served model decodes (default DEFAULT_MAX_PIXELS)
 DEFAULT_MAX_PIXELS = 100_000_000
 DEVICE_ENV = "WILDTRAIN_DEVICE"  # auto | cpu | cuda:N
+SERVE_PATHS_ENV = "WILDTRAIN_SERVE_PATHS"  # folders (':'-separated) whose files a served model may read by image_path
 
 
 def bad_request(message: str):
@@ -34,6 +45,7 @@ def bad_request(message: str):
 
 def decode(data, where: str, max_pixels: int) -> np.ndarray:
     """Encoded image bytes -> an RGB array as displayed; anything else is one clear line (a 400 when served)."""
+    from mlflow.exceptions import MlflowException
     from PIL import Image, UnidentifiedImageError
 
     from wildtrain.data.images import displayed_rgb
@@ -55,9 +67,49 @@ def decode(data, where: str, max_pixels: int) -> np.ndarray:
                                   f"pixels ({MAX_PIXELS_ENV})")
             img.load()
             return np.asarray(displayed_rgb(img)[0])
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except MlflowException:
+        raise
+    except (UnidentifiedImageError, ImportError):  # ImportError: Ultralytics' HEIF fallback without pi-heif
+        raise bad_request(f"{where}: not a readable image (not a format this server decodes)") from None
+    except Exception as e:  # noqa: BLE001 — a decoder's failure on untrusted bytes is the caller's 400, never a 500
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise bad_request(f"{where}: not a readable image ({reason})") from None
+
+
+def served() -> bool:
+    """Whether this process is MLflow's scoring server (it sets this variable before it loads the model)."""
+    from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
+
+    return bool(_MLFLOW_IS_IN_SERVING_ENVIRONMENT.get())
+
+
+def allowed_roots() -> list[Path] | None:
+    """The folders image_path may read from: WILDTRAIN_SERVE_PATHS, else none when served, else anywhere (None)."""
+    roots = [Path(r).expanduser().resolve() for r in os.environ.get(SERVE_PATHS_ENV, "").split(os.pathsep) if r.strip()]
+    if roots:
+        return roots
+    return [] if served() else None
+
+
+def read_path(path: str, where: str, roots: list[Path] | None) -> bytes:
+    """The bytes of an image_path; outside the allowed roots, one answer that says nothing about the file."""
+    target = Path(path)
+    if roots is not None:
+        if not roots:
+            raise bad_request(f"{where}: image_path is off on this server; send the image bytes in the 'image' "
+                              f"column (base64 in JSON)")
+        try:
+            target = target.resolve()  # symlinks and '..' followed first, then checked
+        except (OSError, ValueError, RuntimeError):  # a NUL byte, a symlink loop: as if outside, nothing told
+            target = None
+        if target is None or not any(target.is_relative_to(root) for root in roots):
+            raise bad_request(f"{where}: image_path is outside the folders this server may read ({SERVE_PATHS_ENV})")
+    try:
+        if not target.is_file():  # a folder, FIFO or device would hang or mislead the decoder
+            raise bad_request(f"{where}: not a file")
+        return target.read_bytes()
+    except (OSError, ValueError) as e:
+        raise bad_request(f"{where}: {getattr(e, 'strerror', None) or e}") from None
 
 
 def read_rows(model_input, max_pixels: int) -> list[np.ndarray]:
@@ -68,18 +120,15 @@ def read_rows(model_input, max_pixels: int) -> list[np.ndarray]:
     if not columns:
         raise bad_request(f"input needs an 'image' column (image bytes, base64 in JSON) or an 'image_path' column; "
                           f"got {', '.join(map(str, frame.columns)) or 'none'}")
-    images = []
+    images, roots = [], allowed_roots()
     for i, row in enumerate(frame[columns].itertuples(index=False)):
         values = dict(zip(columns, row))
         data, path = values.get("image"), values.get("image_path")
         if data is not None and not (isinstance(data, float) and np.isnan(data)):
             images.append(decode(data, f"row {i}: image", max_pixels))
         elif isinstance(path, str) and path:
-            try:
-                raw = Path(path).read_bytes()
-            except OSError as e:
-                raise bad_request(f"row {i}: image_path '{path}': {e.strerror or e}") from None
-            images.append(decode(raw, f"row {i}: image_path '{path}'", max_pixels))
+            where = f"row {i}: image_path '{path}'"
+            images.append(decode(read_path(path, where, roots), where, max_pixels))
         else:
             raise bad_request(f"row {i}: neither 'image' nor 'image_path' is given")
     return images
