@@ -13,7 +13,9 @@ import urllib.request
 
 import pytest
 
+import gate_tables
 from conftest import pipeline_env
+from gate_tables import hits
 from wildtrain import services as svc
 from wildtrain.errors import WildtrainError
 
@@ -111,6 +113,7 @@ def test_roles_decide_who_moves_champion_and_a_refusal_moves_no_alias(services, 
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from wildtrain.evaluate.detection_table import DetectionTable
     from wildtrain.registry import register_model
 
     users = {name: svc.add_user(services, name, role).read_text().strip() for name, role in
@@ -131,10 +134,12 @@ def test_roles_decide_who_moves_champion_and_a_refusal_moves_no_alias(services, 
         with mlflow.start_run() as r:
             return r.info.run_id
 
-    def register(run_id: str, value: float) -> dict:
+    def register(run_id: str, found: int) -> dict:
+        """A model that finds `found` of 40 test images (gate_tables): 16 -> 36 is a gain beyond noise."""
+        table, value = gate_tables.table_file(tmp_path / f"tables-{run_id}-{found}", hits(found), "e" * 64)
         return register_model(run_id=run_id, name=name, gate_metric="map50_95", metrics={"map50_95": value},
                               evaluation="e" * 64, tags={}, model_dir=folder, artifacts=[], pip_requirements=[],
-                              reevaluate=lambda mv: 0.0)
+                              table_file=table, table_type=DetectionTable, reevaluate=lambda mv: (0.0, None))
 
     def aliases() -> dict:
         as_user("maint")
@@ -146,15 +151,15 @@ def test_roles_decide_who_moves_champion_and_a_refusal_moves_no_alias(services, 
         bot_run = run()
         with pytest.raises(WildtrainError, match=r"^MLflow registry: user 'bot' may not register or promote "
                                                  r"'roles-det' .*Permission denied.*; no alias moved$"):
-            register(bot_run, 0.4)
+            register(bot_run, 12)
         assert aliases() == {}
 
         as_user("maint")
-        assert register(run(), 0.5)["aliases"] == ["challenger", "champion"]
+        assert register(run(), 16)["aliases"] == ["challenger", "champion"]
         assert aliases() == {"challenger": "2", "champion": "2"}
 
         as_user("bot")  # a worse version: a challenger, which the bot may set
-        out = register(bot_run, 0.3)
+        out = register(bot_run, 8)
         assert (out["decision"], out["aliases"]) == ("challenger", ["challenger"])
         as_user("bot")
         with pytest.raises(MlflowException, match="Permission denied"):
@@ -168,11 +173,11 @@ def test_roles_decide_who_moves_champion_and_a_refusal_moves_no_alias(services, 
             MlflowClient().set_registered_model_alias(name, "challenger", "2")
         assert e.value.get_http_status_code() == 403 or "403" in str(e.value)
         with pytest.raises(WildtrainError, match=r"^MLflow registry: user 'reader' may not .*; no alias moved$"):
-            register(bot_run, 0.9)
+            register(bot_run, 36)
         assert aliases() == before
 
         as_user("bot-promote")  # the bot's other setting: it may promote through the gate
-        out = register(run(), 0.6)
+        out = register(run(), 36)
         assert out["decision"] == "champion" and aliases()["champion"] == str(out["version"])
     finally:
         mlflow.set_tracking_uri(None)
