@@ -72,7 +72,7 @@ def summary_png(path: Path, result: dict) -> None:
     """Per metric: each seed's value (labelled), the mean as a line and mean ± sd as a band."""
     plt = _pyplot()
     names = _plotted(result["values"])
-    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names) + 0.6, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(max(2.6 * len(names) + 0.6, 6.0), 3.6), squeeze=False)
     for ax, m in zip(axes[0], names):
         by_seed, s = result["values"][m], result["summary"][m]
         seeds = sorted(by_seed)
@@ -87,7 +87,7 @@ def summary_png(path: Path, result: dict) -> None:
         ax.set_xticks([])
         ax.set_xlim(-0.5, len(seeds) - 0.5)
         ax.tick_params(labelsize=7)
-    fig.suptitle(f"{result['param_set']['label']}: seeds (points), mean (line) ± sd (band)", fontsize=9)
+    fig.suptitle(f"{result['param_set']['label']}\nseeds (points), mean (line), mean ± sd (band)", fontsize=8)
     fig.tight_layout()
     save_png(fig, path)
 
@@ -97,7 +97,7 @@ def paired_png(path: Path, result: dict) -> None:
     plt = _pyplot()
     a, b = result["a"], result["b"]
     names = [m for m in _plotted(result["paired"]) if m in a["values"] and m in b["values"]]
-    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names) + 0.6, 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(max(2.6 * len(names) + 0.6, 6.0), 3.8), squeeze=False)
     for ax, m in zip(axes[0], names):
         for k in result["paired"][m]["seeds"]:
             ax.plot([0, 1], [a["values"][m][k], b["values"][m][k]], color="grey", lw=0.8, marker="o", ms=4)
@@ -106,10 +106,12 @@ def paired_png(path: Path, result: dict) -> None:
             ax.errorbar([x + 0.12], [s["mean"]], yerr=[s["sd"] or 0.0], fmt="s", color="tab:red", capsize=3, ms=4)
         ax.set_xticks([0, 1], ["A", "B"])
         ax.set_xlim(-0.4, 1.4)
-        ax.set_title(f"{m}\n{result['paired'][m]['verdict']}", fontsize=8)
+        d = result["paired"][m]
+        ci = "" if d["ci95"] is None else f" [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+        ax.set_title(f"{m}\nA − B {d['mean']:+.3f}{ci}\n{d['verdict']}", fontsize=8)
         ax.tick_params(labelsize=7)
-    fig.suptitle(f"A = {a['param_set']['label']}  vs  B = {b['param_set']['label']}: seeds (grey, paired), "
-                 f"mean ± sd (red)", fontsize=9)
+    fig.suptitle(f"A = {a['param_set']['label']}\nB = {b['param_set']['label']}\nseeds (grey, paired), "
+                 f"mean ± sd (red)", fontsize=8)
     fig.tight_layout()
     save_png(fig, path)
 
