@@ -227,6 +227,27 @@ def tune(workers: int = typer.Option(1, min=1, help="Worker processes on the sam
                                                 first_worker=first_worker))
 
 
+@app.command()
+def replicates(
+    n: int = typer.Option(3, "--n", min=1, help="Replicates: seeds first_seed .. first_seed + n - 1."),
+    set_: list[str] = typer.Option([], "--set", "-S", help="Override a param for every replicate: -S "
+                                                           "train.lr0=0.001 (repeatable; as dvc exp run -S)."),
+    compare: Optional[tuple[str, str]] = typer.Option(None, "--compare", help="Two param sets A B (each "
+                                                      "'key=value ...', '' = params.yaml): paired difference A - B."),
+    family: list[str] = typer.Option([], "--family", "-f", help="detector | classifier | two_stage | segmenter "
+                                     "(repeatable; default all): runs up to these evaluate stages."),
+    first_seed: int = typer.Option(0, min=0, help="Seed of the first replicate."),
+    name: Optional[str] = typer.Option(None, help="Report name under reports/replicates/ (default: from the "
+                                                  "param set's hash)."),
+) -> None:
+    """Train the current params with N training seeds as DVC experiments (up to the evaluate stages; resumable:
+    replicates already in `dvc exp show` are skipped), then write mean, sd, min, max per metric (README
+    "Comparing runs")."""
+    from wildtrain.replicates.run import replicates as stage
+
+    run(lambda p, root: stage(Path(root), set_, n, first_seed, family, compare, name))
+
+
 @config_app.command("apply")
 def config_apply(overlay: str = typer.Argument(..., help="A YAML overlay, e.g. configs/tiny.yaml.")) -> None:
     """Merge an overlay into params.yaml (unknown keys are refused; comments are not kept)."""

@@ -473,10 +473,14 @@ def _build(cls: type, raw: Any, prefix: str, file: str) -> Any:
 
 def load(path: str | Path = PARAMS_FILE) -> Params:
     """Read and validate params.yaml (safe YAML); every section falls back to its defaults."""
-    raw = read_yaml(path, "params file")
-    params = _build(Params, raw, "", str(path))
-    _check_values(params, str(path))
-    _check_no_secrets(params, str(path))
+    return validate(read_yaml(path, "params file"), str(path))
+
+
+def validate(raw: Any, where: str) -> Params:
+    """Params from an already-read mapping (e.g. params.yaml with `-S` overrides); errors name `where`."""
+    params = _build(Params, raw, "", where)
+    _check_values(params, where)
+    _check_no_secrets(params, where)
     return params
 
 
