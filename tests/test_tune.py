@@ -208,8 +208,9 @@ def test_apply_best_and_dvc_grid_queue(repo: Path):
         time.sleep(2)
     assert all(re.search(rf"{n}\s+.*Success", status) for n in names), status
     table = sh(["dvc", "exp", "show", "--csv", "--sort-by", "metrics/eval.json:map50_95",
-                "--drop", ".*", "--keep", "Experiment|train.lr0|metrics/eval.json:map50_95"], repo, env).stdout
-    # (the metric named with its file: eval_two_stage.json has a map50_95 too, which makes the bare name ambiguous)
+                "--drop", ".*", "--keep", "Experiment|train.lr0|metrics/eval.json:map50_95$"], repo, env).stdout
+    # (the metric named with its file: eval_two_stage.json has a map50_95 too, which makes the bare name ambiguous;
+    # `$`: not its map50_95_ci95_low/_high columns)
     lr = dict(re.findall(r"^([a-z]+-[a-z]+),[^,]*,([0-9.e-]+)$", table, re.M))
     assert {lr[n] for n in names} == {"0.001", "0.01"}, table
     pick = next(n for n in names if lr[n] == "0.001")
