@@ -16,7 +16,7 @@ export YOLO_AUTOINSTALL := False
 .DEFAULT_GOAL := help
 MMDET_MODEL ?= retinanet_r18
 
-.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter evaluate register replicates tune test test-fast dag metrics plots mlflow-ui services services-user services-down bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-census bench-serve bench-team clean
+.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter evaluate register replicates tune test test-fast dag metrics plots mlflow-ui services services-user services-down bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-census bench-serve bench-team clean docs
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
@@ -102,6 +102,9 @@ test: $(STAMP) ## Run all tests (unit + slow end-to-end), as CI does, in TEST_WO
 
 test-fast: $(STAMP) ## Run the fast unit tests only
 	python -m pytest -q -n $(TEST_WORKERS) -m "not slow"
+
+docs: $(STAMP) ## Build the documentation site into site/ (mkdocs-material; the CLI and params references are generated from the code)
+	mkdocs build --strict --site-dir site
 
 dag: $(STAMP) ## Show the pipeline DAG
 	dvc dag
