@@ -104,7 +104,7 @@ test-fast: $(STAMP) ## Run the fast unit tests only
 	python -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 docs: $(STAMP) ## Build the documentation site into site/ (mkdocs-material; the CLI and params references are generated from the code)
-	mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 mkdocs build --strict --site-dir site
 
 dag: $(STAMP) ## Show the pipeline DAG
 	dvc dag
