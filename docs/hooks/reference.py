@@ -171,6 +171,30 @@ def _rows(cls: type, prefix: str, project: dict, out: list[str]) -> None:
         out.append(f"| `{key}` | {_type_name(tp)} | {_value(default)} | {shown} | {_cell(notes.get(f.name, ''))} |")
 
 
+# Where each section's behaviour is explained (a section missing here simply gets no link).
+GUIDES = {
+    "data": [("Train on your own data", "../tutorials/your-own-data.md"), ("Data formats and validation", "data.md")],
+    "convert": [("Splits, tiling, shards and crops", "data.md#splits-groups-and-statistics-convert")],
+    "train": [("The detector recipe", "../explanation/detector-recipe.md"),
+              ("Train in phases", "../how-to/phases-and-hard-negatives.md"), ("MMDetection", "../how-to/mmdetection.md"),
+              ("GPUs", "../how-to/gpus.md")],
+    "evaluate": [("Comparing runs", "../explanation/comparing-runs.md")],
+    "register": [("Runs and the model registry", "../how-to/runs-and-registry.md"),
+                 ("Publishing", "../tutorials/publishing.md")],
+    "tracking": [("Runs and the model registry", "../how-to/runs-and-registry.md")],
+    "tune": [("Search hyperparameters", "../how-to/tune.md")],
+    "rebalance": [("The species classifier", "../tutorials/two-stage.md#the-species-classifier")],
+    "classifier": [("The species classifier", "../tutorials/two-stage.md#the-species-classifier")],
+    "classifier_evaluate": [("The species classifier", "../tutorials/two-stage.md#the-species-classifier")],
+    "classifier_register": [("Runs and the model registry", "../how-to/runs-and-registry.md")],
+    "two_stage": [("The two-stage model", "../tutorials/two-stage.md")],
+    "segmenter": [("The semantic segmenter", "../tutorials/segmenter.md")],
+    "segmenter_evaluate": [("The semantic segmenter", "../tutorials/segmenter.md")],
+    "segmenter_register": [("The semantic segmenter", "../tutorials/segmenter.md")],
+    "predict": [("Predict on your images", "../how-to/predict.md")],
+}
+
+
 def params_sections() -> list[str]:
     from wildtrain import params
 
@@ -198,6 +222,8 @@ def params_markdown(repo: Path) -> str:
         doc = notes.get(f.name) or (_class_doc(cls) if dataclasses.is_dataclass(cls) else "")
         if doc:
             out.append(doc + "\n")
+        if f.name in GUIDES:
+            out.append("See " + ", ".join(f"[{title}]({link})" for title, link in GUIDES[f.name]) + ".\n")
         if not dataclasses.is_dataclass(cls):
             out.append(f"Type {_type_name(cls)}, default {_value(_default(f))}.\n")
             continue
