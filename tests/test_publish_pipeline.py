@@ -238,7 +238,7 @@ def test_export_writes_any_versions_publication(pipeline_repo, tmp_path, monkeyp
     bad = ws.sh("python", "-m", "wildtrain.cli", "export", "-o", str(tmp_path / "d"), "--model",
                 "models:/wildtrain-classifier@champion", "--to", "pdf", check=False)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].endswith(
-        "'pdf' is not one of 'stac', 'dlpk', 'onnx', 'torchscript', 'card'. (see python -m wildtrain.cli export --help)")
+        "'pdf' is not one of 'stac', 'dlpk', 'onnx', 'torchscript', 'card'. (see wildtrain export --help)")
     assert ws.network_log() == ""
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the clone's own store

@@ -362,4 +362,4 @@ def data_convert(
 
 
 if __name__ == "__main__":
-    app()
+    app(prog_name="wildtrain")  # `python -m wildtrain.cli` is the same program: its name in help, errors, completion
