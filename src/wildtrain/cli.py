@@ -193,8 +193,8 @@ def predict(
     batch: Optional[int] = typer.Option(None, help="Images or windows per forward pass (>= 1)."),
     device: Optional[str] = typer.Option(None, metavar="<auto|cpu|cuda|cuda:N|mps>", autocompletion=offer(DEVICES),
                                          help="Where the model runs."),
-    draw: bool = typer.Option(False, "--draw/--no-draw", help="Detectors, segmenters: also write a copy of each image with its "
-                                                    "boxes or classes (draw/)."),
+    draw: bool = typer.Option(False, "--draw/--no-draw", help="Detectors, segmenters: also write a copy of each "
+                                                              "image with its boxes or classes (draw/)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous predict run's outputs in --out: "
                                                               "removes only the files and folders predict writes "
                                                               "(report.json, detections.*, counts.csv, areas.csv, "
