@@ -16,7 +16,7 @@ export YOLO_AUTOINSTALL := False
 .DEFAULT_GOAL := help
 MMDET_MODEL ?= retinanet_r18
 
-.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter evaluate register replicates tune test test-fast dag metrics plots mlflow-ui services services-user services-down bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-census bench-serve bench-team clean docs
+.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter evaluate register replicates tune test test-fast dag metrics plots mlflow-ui services services-user services-down bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-census bench-serve bench-team clean clean-all models docs
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
@@ -64,7 +64,7 @@ serve: $(STAMP) ## Serve a registered model over REST on 127.0.0.1 (PORT=5001, S
 TO ?= stac
 publish: $(STAMP) ## Write a model's publication (STAC item, .dlpk, ONNX, TorchScript, card): make publish MODEL=models:/NAME@ALIAS|folder [TO=stac|dlpk|onnx|torchscript|card] [OUT=dir]
 	@test -n "$(MODEL)" || { echo "error: give the model: make publish MODEL=models:/wildtrain-detector@champion TO=dlpk [OUT=dir]" >&2; exit 2; }
-	wildtrain export "$(if $(filter command line,$(origin OUT)),$(OUT),publication)" --model "$(MODEL)" --to "$(TO)"
+	wildtrain export --model "$(MODEL)" --to "$(TO)" --out "$(if $(filter command line,$(origin OUT)),$(OUT),publication)"
 
 data-add: $(STAMP) ## Version a dataset with DVC as data/source/NAME and use it: make data-add SRC=path/to/folder-or-archive [NAME=name]
 	@test -n "$(SRC)" || { echo "error: give the dataset: make data-add SRC=path/to/folder-or-archive [NAME=name]" >&2; exit 2; }
@@ -161,5 +161,17 @@ bench-census: $(STAMP) ## Benchmark: predict on GeoTIFF mosaics of 4k, 16k and 3
 bench-serve: $(STAMP) ## Benchmark: mlflow models serve (base64 JPEG requests) vs a YOLO.predict loop (requests/s ratio)
 	python benchmarks/serve_throughput.py
 
-clean: ## Remove generated state (runs, MLflow store, stage outputs); keeps .venv, data/source and the DVC cache
-	rm -rf runs mlruns mlflow.db .ultralytics models models_classifier models_segmenter dvc_plots data/raw data/coco data/yolo data/crops data/reports data/predictions data/predictions_two_stage
+models: $(STAMP) ## List the registered models: versions, aliases, gate metric per version (MLFLOW_TRACKING_URI, else mlflow.db)
+	wildtrain models
+
+clean: ## Remove generated state (runs, stage outputs); keeps the MLflow registry (mlflow.db, mlruns/), .venv, data/source and the DVC cache
+	rm -rf runs .ultralytics models models_classifier models_segmenter dvc_plots data/raw data/coco data/yolo data/crops data/reports data/predictions data/predictions_two_stage
+
+clean-all: clean ## make clean, then delete the MLflow registry (every run and registered model) after a y/N prompt; YES=1 skips the prompt
+	@if [ "$(YES)" = 1 ]; then answer=y; elif [ -t 0 ]; then \
+	  read -r -p "Delete the MLflow registry: mlflow.db and mlruns/ (every run and registered model)? [y/N] " answer; \
+	else answer=n; fi; \
+	case "$$answer" in \
+	  y|Y|yes|YES) rm -rf mlruns mlflow.db; echo "deleted mlflow.db and mlruns/";; \
+	  *) echo "kept mlflow.db and mlruns/ (make clean-all YES=1 deletes them without asking)";; \
+	esac

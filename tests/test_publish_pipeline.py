@@ -231,14 +231,14 @@ def test_export_writes_any_versions_publication(pipeline_repo, tmp_path, monkeyp
     from wildtrain.pipeline.export import export
 
     ws = pipeline_repo.clone(tmp_path / "repo")
-    ws.sh("python", "-m", "wildtrain.cli", "export", str(tmp_path / "a"), "--model",
+    ws.sh("python", "-m", "wildtrain.cli", "export", "--out", str(tmp_path / "a"), "--model",
           "models:/wildtrain-two-stage@champion", "--to", "dlpk")
     registered = ws.path / "publish/two_stage/wildtrain-two-stage.dlpk"
     assert (tmp_path / "a/wildtrain-two-stage.dlpk").read_bytes() == registered.read_bytes()
-    bad = ws.sh("python", "-m", "wildtrain.cli", "export", str(tmp_path / "d"), "--model",
+    bad = ws.sh("python", "-m", "wildtrain.cli", "export", "-o", str(tmp_path / "d"), "--model",
                 "models:/wildtrain-classifier@champion", "--to", "pdf", check=False)
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == \
-        "error: --to: unknown format 'pdf' (available: stac, dlpk, onnx, torchscript, card)"
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].endswith(
+        "'pdf' is not one of 'stac', 'dlpk', 'onnx', 'torchscript', 'card'. (see wildtrain export --help)")
     assert ws.network_log() == ""
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the clone's own store
