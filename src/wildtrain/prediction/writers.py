@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wildtrain.families.base import Detections, ModelCard, Segmentation
+from wildtrain.contract import Detections, ModelCard, Segmentation
 from wildtrain.io import write_json, write_text
 from wildtrain.prediction import census
 from wildtrain.prediction.sources import Geo, Item

@@ -6,7 +6,7 @@ metrics/); the intended use and known limits are derived from the same facts, no
 from __future__ import annotations
 
 from wildtrain.evaluate.bootstrap import CI_SUFFIX, HEADLINE, HIGH, LOW
-from wildtrain.families.base import Exported, ModelCard
+from wildtrain.contract import Exported, ModelCard
 from wildtrain.publish.parity import summary
 from wildtrain.publish.release import Context, Release
 from wildtrain.publish.stac import unavailable

@@ -12,7 +12,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from wildtrain.families.base import Exported, ExportIO, ModelCard
+from wildtrain.contract import Exported, ExportIO, ModelCard
 from wildtrain.io import atomic_path
 from wildtrain.publish.release import Context, Release
 from wildtrain.publish.stac import palette

@@ -8,7 +8,7 @@ with every score within 1e-4, an NMS run on the export's own output can only dif
 threshold (a score at `conf`, two classes or an overlap within noise of each other), which is float noise, not a
 broken export. How often that happened is reported (`nms_differs`), not refused.
 
-What a family provides is in `Exported` (families/base.py): the files, what they take and give (`io.output`
+What a family provides is in `Exported` (wildtrain/contract.py): the files, what they take and give (`io.output`
 says how to compare), and PyTorch's own output on the batch. A segmentation family's per-pixel logits are
 compared like a classifier's.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import Exported
+from wildtrain.contract import Exported
 from wildtrain.publish.esri_inference import _iou_one, decode_yolo
 
 TOLERANCE = 1e-4  # max |difference| of scores and logits

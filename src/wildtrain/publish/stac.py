@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import Exported, ExportIO, ModelCard
+from wildtrain.contract import Exported, ExportIO, ModelCard
 from wildtrain.publish.release import Context, Release, pretrained_source
 
 STAC_VERSION = "1.1.0"
