@@ -103,6 +103,10 @@ test: $(STAMP) ## Run all tests (unit + slow end-to-end), as CI does, in TEST_WO
 test-fast: $(STAMP) ## Run the fast unit tests only
 	python -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
+.PHONY: deps
+deps: $(STAMP) ## Regenerate dvc.yaml's code deps from the imports of each stage (tools/stage_deps.py)
+	python tools/stage_deps.py
+
 dag: $(STAMP) ## Show the pipeline DAG
 	dvc dag
 
