@@ -68,6 +68,8 @@ class Task:
     prediction: type  # what its Predictor gives per image
     row: Callable[[list[str], Any], dict]  # one prediction as served JSON (serve.as_rows), given the class names
     writes: str  # what `wildtrain predict` writes (prediction.writers): detections | labels | masks
+    drawn: bool  # whether `wildtrain predict --draw` has something to draw (boxes, class maps)
+    streamed: bool  # whether `wildtrain predict` streams a large raster window by window (prediction.raster)
     stac_task: str  # the STAC MLM task (mlm:tasks, mlm:output tasks)
     post_processing: str  # STAC mlm:output post_processing_function: how to read the exported output
     esri_model_type: str  # the .dlpk's ModelType (what ArcGIS runs it as)
@@ -83,21 +85,24 @@ class Task:
 
 
 DETECTION = Task(
-    name="object-detection", output="yolo", prediction=Detections, row=_detection_row, writes="detections",
-    stac_task="object-detection",
+    name="object-detection", output="yolo", prediction=Detections, row=_detection_row,
+    writes="detections", drawn=True, streamed=True, stac_task="object-detection",
     post_processing="WildtrainInference.py:decode_yolo (boxes cx, cy, w, h in input px; per-class sigmoid scores; "
                     "class-aware NMS; letterbox undone)",
-    esri_model_type="ObjectDetection", parity="boxes", data_unit="boxes", intended_use=_detection_use,
-    limits=_detection_limits)
+    esri_model_type="ObjectDetection", parity="boxes", data_unit="boxes",
+    intended_use=_detection_use, limits=_detection_limits)
 CLASSIFICATION = Task(
-    name="classification", output="logits", prediction=Classification, row=_classification_row, writes="labels",
-    stac_task="classification", post_processing="softmax over classes", esri_model_type="ObjectClassification",
-    parity="values", data_unit="crops", intended_use=_classification_use, limits=lambda card: [])
+    name="classification", output="logits", prediction=Classification, row=_classification_row,
+    writes="labels", drawn=False, streamed=False, stac_task="classification",
+    post_processing="softmax over classes",
+    esri_model_type="ObjectClassification", parity="values", data_unit="crops",
+    intended_use=_classification_use, limits=lambda card: [])
 SEGMENTATION = Task(
     name="semantic-segmentation", output="segmentation", prediction=Segmentation, row=_segmentation_row,
-    writes="masks", stac_task="semantic-segmentation", post_processing="argmax over classes per pixel",
-    esri_model_type="ClassifyPixels", parity="values", data_unit="boxes", intended_use=_segmentation_use,
-    limits=lambda card: [])
+    writes="masks", drawn=True, streamed=True, stac_task="semantic-segmentation",
+    post_processing="argmax over classes per pixel",
+    esri_model_type="ClassifyPixels", parity="values", data_unit="boxes",
+    intended_use=_segmentation_use, limits=lambda card: [])
 
 TASKS = {t.name: t for t in (DETECTION, CLASSIFICATION, SEGMENTATION)}
 OUTPUTS = {t.output: t for t in TASKS.values()}
