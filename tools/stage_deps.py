@@ -8,7 +8,8 @@ so its package is part of the closure too. A package all of whose modules a stag
     python tools/stage_deps.py          # rewrite the src/ and stages/ lines of each stage's deps in dvc.yaml
     python tools/stage_deps.py --check  # exit 1, naming the stages, when dvc.yaml differs from the generated deps
 
-Only those lines change (they lead each stage's `deps:` list); data deps, comments and order stay as written.
+Only those lines change (they lead each stage's `deps:` list, a new stage's too); data deps, comments and the
+rest stay as written.
 `make deps` runs it; tests/test_stage_deps.py fails when dvc.yaml is not what it generates.
 """
 
@@ -113,17 +114,17 @@ def rewrite(text: str) -> tuple[str, list[str]]:
     import yaml
 
     stages = yaml.safe_load(text)["stages"]
-    out, stage, in_deps, written = [], None, False, False
+    out, stage, in_deps = [], None, False
     for line in text.splitlines(keepends=True):
         name = re.match(r"^  ([A-Za-z0-9_-]+):\s*$", line)
         if name:
             stage, in_deps = name.group(1), False
         elif re.match(r"^    \S", line):  # a stage's key: deps, params, outs ...
-            in_deps, written = line.strip() == "deps:", False
+            in_deps = line.strip() == "deps:"
+            if in_deps:  # the code deps lead the list (a new stage gets them too)
+                out += [line, *(f"      - {d}\n" for d in generated(stages[stage]["cmd"]))]
+                continue
         if in_deps and CODE_DEP.match(line):
-            if not written:
-                out += [f"      - {d}\n" for d in generated(stages[stage]["cmd"])]
-                written = True
             continue
         out.append(line)
     new = "".join(out)
