@@ -16,6 +16,7 @@ rest stay as written.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import sys
 from pathlib import Path
@@ -32,7 +33,8 @@ def module_file(name: str) -> Path | None:
     return None
 
 
-def _imports(path: Path) -> set[str]:
+@functools.lru_cache(maxsize=None)  # each file is read once however many stages run it
+def _imports(path: Path) -> frozenset[str]:
     """Absolute module names a file imports (its own package's parents count: importing a.b runs a/__init__)."""
     tree = ast.parse(path.read_text(), str(path))
     names: set[str] = set()
@@ -46,16 +48,17 @@ def _imports(path: Path) -> set[str]:
     for name in names:
         parts = name.split(".")
         out |= {".".join(parts[:k]) for k in range(1, len(parts) + 1)}
-    return {n for n in out if n == "wildtrain" or n.startswith("wildtrain.")}
+    return frozenset(n for n in out if n == "wildtrain" or n.startswith("wildtrain."))
 
 
-def _sibling_files(path: Path) -> set[Path]:
+@functools.lru_cache(maxsize=None)
+def _sibling_files(path: Path) -> frozenset[Path]:
     """Modules a file names as files beside it (`Path(__file__).with_name("serve.py")`): code it ships or has
     another program run (MLflow's model from code, the .dlpk's inference function), so it runs too."""
     tree = ast.parse(path.read_text(), str(path))
     names = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
              and n.value.endswith(".py") and "/" not in n.value}
-    return {path.with_name(n) for n in names if path.with_name(n).is_file()}
+    return frozenset(path.with_name(n) for n in names if path.with_name(n).is_file())
 
 
 def closure(script: Path, extra_modules: list[str] = ()) -> set[Path]:
