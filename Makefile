@@ -106,6 +106,10 @@ test-fast: $(STAMP) ## Run the fast unit tests only
 docs: $(STAMP) ## Build the documentation site into site/ (mkdocs-material; the CLI and params references are generated from the code)
 	NO_MKDOCS_2_WARNING=1 mkdocs build --strict --site-dir site
 
+.PHONY: deps
+deps: $(STAMP) ## Regenerate dvc.yaml's code deps from the imports of each stage (tools/stage_deps.py)
+	python tools/stage_deps.py
+
 dag: $(STAMP) ## Show the pipeline DAG
 	dvc dag
 

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace, folder: Path, root: Path) -> None:
     from PIL import Image
 
     from wildtrain import families, params
-    from wildtrain.families.base import Detections
+    from wildtrain.contract import Detections
     from wildtrain.pipeline.predict import CHUNK_PIXELS, predict
     from wildtrain.prediction import sources
 

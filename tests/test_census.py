@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from wildtrain.families.base import Detections, ModelCard
+from wildtrain.contract import Detections, ModelCard
 from wildtrain.prediction import raster
 from wildtrain.prediction.sources import Item
 from wildtrain.prediction.writers import Outputs

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import ModelCard
+from wildtrain.contract import ModelCard
 from wildtrain.families.detector.mmdet import MODELS, MmdetNet, build_config, config_file, setup, train
 from wildtrain.params import Mmdet, Params, _build
 
@@ -193,7 +193,7 @@ def test_mmdet_coco_metric_agrees_with_our_evaluator(tiny_coco, tmp_path):
     import numpy as np
 
     from wildtrain.evaluate.detection import coco_eval, to_coco_results
-    from wildtrain.families.base import Detections
+    from wildtrain.contract import Detections
 
     rng = np.random.default_rng(0)
     dets = []

@@ -163,7 +163,7 @@ def test_dlpk_packages_find_what_wildtrain_finds(pipeline_repo, tmp_path):
     predictions (same labels and boxes at IoU >= 0.99, scores within 1e-4)."""
     from wildtrain import families, params, publish
     from wildtrain.data.images import load_rgb
-    from wildtrain.families.base import ModelCard
+    from wildtrain.contract import ModelCard
     from wildtrain.families.two_stage import compose
     from wildtrain.publish.dlpk import VALID_MODEL_TYPES
     from wildtrain.publish import Staged

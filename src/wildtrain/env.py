@@ -150,12 +150,10 @@ def reproducibility(device: str) -> dict[str, str]:
     """What decides whether a rerun gives the same bits, recorded on every training run (MLflow tags, model card)."""
     import torch
 
-    from wildtrain.devices import resolve_device
-
-    try:
-        cuda = not resolve_device(device).startswith(("cpu", "mps"))
-    except Exception:  # noqa: BLE001 — a record, never a reason to fail after training
-        cuda = torch.cuda.is_available()
+    # the device the training ran on, read as wildtrain.devices.resolve_device reads it (not imported from there:
+    # devices imports this module); auto is CUDA when present, else MPS or CPU
+    d = str(device).strip().lower()
+    cuda = torch.cuda.is_available() if d == "auto" else d not in ("cpu", "mps")
     mode = pin_cpu_kernels()
     exact = {"portable": "true on this CPU model; portable kernels, meant to match any x86-64 CPU with AVX2",
              "avx2": "true on this CPU model (pinned kernels)", "custom": "true on this CPU model (custom kernels)",

@@ -15,7 +15,7 @@ import numpy as np
 
 from wildtrain.data.crops import BACKGROUND, crop_box
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import Detections, Exported, ModelCard, check_options
+from wildtrain.contract import Detections, Exported, ModelCard, check_options
 from wildtrain.io import link_or_copy, replaced_dir
 from wildtrain.layout import MODEL_CARD
 

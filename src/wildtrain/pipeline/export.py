@@ -14,7 +14,7 @@ from pathlib import Path
 
 from wildtrain import families, publish
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import ModelCard
+from wildtrain.contract import ModelCard
 from wildtrain.io import copy_file, read_json
 from wildtrain.params import Params
 from wildtrain.publish.release import Context, Release, release

@@ -12,7 +12,7 @@ from pathlib import Path
 from wildtrain import __version__, families, publish
 from wildtrain.env import tracking_uri
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import ModelCard
+from wildtrain.contract import ModelCard
 from wildtrain.evaluate.bootstrap import CI_SUFFIX
 from wildtrain.io import read_json, write_json
 from wildtrain.layout import tables_file

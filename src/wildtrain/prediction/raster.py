@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from wildtrain.data.tiling import windows
-from wildtrain.families.base import Detections
+from wildtrain.contract import Detections
 from wildtrain.prediction.sources import Geo, Item
 from wildtrain.slicing import blend_weight, merge
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from wildtrain.families.base import Exported, ModelCard
+from wildtrain.contract import Exported, ModelCard
 from wildtrain.io import link_or_copy, replaced_dir, write_json, write_text
 from wildtrain.publish import card as card_md
 from wildtrain.publish import dlpk, parity, stac

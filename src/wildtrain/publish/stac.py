@@ -14,24 +14,19 @@ import re
 from pathlib import Path
 
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import Exported, ExportIO, ModelCard
+from wildtrain.contract import Exported, ExportIO, ModelCard
 from wildtrain.publish.release import Context, Release, pretrained_source
+from wildtrain.tasks import task_of, task_of_output
 
 STAC_VERSION = "1.1.0"
 FILE_EXTENSION = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
 BANDS = ("red", "green", "blue")
-TASKS = {"object-detection": ["object-detection"], "classification": ["classification"],
-         "semantic-segmentation": ["semantic-segmentation"]}
-OUTPUT_TASKS = {"yolo": "object-detection", "logits": "classification", "segmentation": "semantic-segmentation"}
 ARTIFACTS = {  # format -> (mlm:artifact_type, media type, mlm:framework, its version)
     "onnx": ("onnx", "application/octet-stream; application=onnx", "ONNX", "onnx"),
     "torchscript": ("torch.jit.script", "application/octet-stream; framework=pytorch", "PyTorch", "torch"),
 }
 NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]+[a-zA-Z0-9]$")  # mlm:name
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
-POST = {"yolo": "WildtrainInference.py:decode_yolo (boxes cx, cy, w, h in input px; per-class sigmoid scores; "
-                "class-aware NMS; letterbox undone)",
-        "logits": "softmax over classes", "segmentation": "argmax over classes per pixel"}
 
 
 def palette(n: int) -> list[tuple[int, int, int]]:
@@ -69,11 +64,12 @@ def model_input(io: ExportIO, name: str) -> dict:
 
 def model_output(io: ExportIO, name: str, class_names: list[str]) -> dict:
     colors = palette(len(class_names))
-    return {"name": name, "tasks": [OUTPUT_TASKS[io.output]],
+    task = task_of_output(io.output)
+    return {"name": name, "tasks": [task.stac_task],
             "result": {"shape": list(io.output_shape), "dim_order": list(io.output_dims), "data_type": "float32"},
             "classification:classes": [{"value": i, "name": n, "description": n,
                                         "color_hint": "%02X%02X%02X" % colors[i]} for i, n in enumerate(class_names)],
-            "post_processing_function": {"format": "python", "expression": POST[io.output]}}
+            "post_processing_function": {"format": "python", "expression": task.post_processing}}
 
 
 def mlm_name(name: str) -> str:
@@ -157,7 +153,7 @@ def item(card: ModelCard, exported: Exported, parity: dict, release: Release, co
             title, media, roles = documents[kind]
             assets[key] = _asset(f, f.relative_to(folder).as_posix(), title, media, roles)
     source = pretrained_source(context.hyperparameters)
-    tasks = sorted({t for o in outputs for t in o["tasks"]} | set(TASKS.get(card.task, [card.task])))
+    tasks = sorted({t for o in outputs for t in o["tasks"]} | {task_of(card).stac_task})
     hyper = {k: v for k, v in context.hyperparameters.items() if v is not None} or {"family": card.family}
     props = {
         "title": f"{release.label}: {card.architecture} {card.task}",

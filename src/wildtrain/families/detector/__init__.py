@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import Detections, Exported, ModelCard, Trained, TrainData, check_options
+from wildtrain.contract import Detections, Exported, ModelCard, Trained, TrainData, check_options
 from wildtrain.slicing import predict_sliced, slice_size
 
 FRAMEWORKS = ("yolo", "mmdet")
@@ -81,7 +81,12 @@ class DetectorFamily:
         if getattr(cfg, "phases", None) and cfg.framework != "yolo":
             raise WildtrainError(f"train.phases: training in phases is for framework yolo only (framework is "
                                  f"{cfg.framework}): set phases: []")
-        trained = framework(cfg.framework).train(cfg, data, workdir, resume, on_epoch)
+        if getattr(cfg, "phases", None):  # train.phases: several YOLO trainings in a row
+            from wildtrain.families.detector import phases
+
+            trained = phases.train(cfg, data, workdir, resume, on_epoch)
+        else:
+            trained = framework(cfg.framework).train(cfg, data, workdir, resume, on_epoch)
         overlap = data.tiling["overlap"] if data.tiling else DEFAULT_OVERLAP
         return dataclasses.replace(
             trained, input={**trained.input, "image_size": data.image_size, "overlap": overlap, "tiling": data.tiling,

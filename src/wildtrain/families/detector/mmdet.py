@@ -22,7 +22,7 @@ import numpy as np
 
 from wildtrain.devices import resolve_device
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import (Detections, EpochCallback, Exported, ModelCard, Trained, TrainData,
+from wildtrain.contract import (Detections, EpochCallback, Exported, ModelCard, Trained, TrainData,
                                     tensors_sha256)
 
 # name -> config under mmdet's packaged configs (mmdet/.mim/configs)

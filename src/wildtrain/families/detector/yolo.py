@@ -18,7 +18,7 @@ import numpy as np
 
 from wildtrain.devices import resolve_device
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import (Detections, EpochCallback, Exported, ExportIO, ModelCard, Trained, TrainData,
+from wildtrain.contract import (Detections, EpochCallback, Exported, ExportIO, ModelCard, Trained, TrainData,
                                     tensors_sha256)
 from wildtrain.io import write_torch
 
@@ -162,10 +162,7 @@ def fit(model, args: dict, resume_from: Path | None, workdir: Path, on_epoch: Ep
 
 
 def train(cfg, data: TrainData, workdir: Path, resume: bool, on_epoch: EpochCallback) -> Trained:
-    if getattr(cfg, "phases", None):  # train.phases: several trainings in a row (families/detector/phases.py)
-        from wildtrain.families.detector import phases
-
-        return phases.train(cfg, data, workdir, resume, on_epoch)
+    """One Ultralytics training (train.phases, several in a row, is families/detector/phases.py, built on this)."""
     from wildtrain.env import configure_ultralytics
 
     configure_ultralytics()
