@@ -190,10 +190,10 @@ def export(
     out: str = typer.Argument(..., help="Output folder (files are written into it)."),
     model: str = typer.Option(..., "--model", help="models:/NAME@ALIAS, models:/NAME/VERSION or a model folder."),
     to: str = typer.Option(..., "--to", help="stac (the STAC-MLM item and every file it names) | dlpk | onnx | "
-                                             "torchscript | card"),
+                                             "torchscript | openvino (model.xml + model.bin) | card"),
 ) -> None:
-    """Write a model's publication: its STAC-MLM item, Esri .dlpk, ONNX, TorchScript or model card (README
-    "Publishing"). A version registered with its publication gets exactly those files."""
+    """Write a model's publication: its STAC-MLM item, Esri .dlpk, ONNX, TorchScript, OpenVINO IR or model card
+    (README "Publishing"). A version registered with its publication gets exactly those files."""
     from wildtrain.pipeline.export import export as stage
 
     run(lambda p, root: stage(p, root, model, to, out))
