@@ -61,15 +61,16 @@ def test_classifier_study_prunes_inside_lightning_nests_runs_and_applies(repo: P
     storage = f"sqlite:///{repo / 'optuna.db'}"
     set_tune(repo, study="cls", storage=storage, metric="f1_macro", prune_metric="val/f1_macro", n_trials=1,
              pruner="none", space={"classifier.lr": LR})
-    pipeline_eval = (repo / "metrics/eval_classifier.json").read_text()
+    pipeline = [(repo / f).read_bytes() for f in ("metrics/eval_classifier.json", "models_classifier/model.pt")]
     assert "tune: trial 0 f1_macro = " in tune(repo).stdout
-    assert (repo / "metrics/eval_classifier.json").read_text() == pipeline_eval  # trials write in their own folder
+    # trials write in their own folder: the pipeline's model and metrics are untouched
+    assert [(repo / f).read_bytes() for f in ("metrics/eval_classifier.json", "models_classifier/model.pt")] == pipeline
     study = optuna.load_study(study_name="cls", storage=storage)
     first = study.trials[0]
     assert first.state.name == "COMPLETE" and list(first.intermediate_values) == [0]  # reported from Lightning
     workdir = repo / first.user_attrs["workdir"]
     assert json.loads((workdir / "metrics/eval_classifier.json").read_text())["split"] == "val"  # tune.split
-    assert json.loads(next(workdir.rglob("model.json")).read_text())["family"] == "classifier"
+    assert json.loads((workdir / "models_classifier/model.json").read_text())["family"] == "classifier"
     run = child_runs(repo, "cls")[0]
     assert float(run.data.params["classifier.lr"]) == pytest.approx(first.params["classifier.lr"])
     assert run.data.metrics["tune.f1_macro"] == pytest.approx(first.value) and "val.accuracy" in run.data.metrics
@@ -102,8 +103,9 @@ def test_segmenter_study_with_two_workers_on_postgresql(repo: Path, services):
     space = {"segmenter.lr": LR, "segmenter.loss": {"type": "categorical", "choices": ["ce", "dice"]}}
     set_tune(repo, study="seg", storage=services.optuna_storage, metric="miou", prune_metric="val/miou", n_trials=2,
              space=space)
+    pipeline = (repo / "models_segmenter/model.pt").read_bytes()
     tune(repo, "--workers", "2")
-    from wildtrain.tune import study as study_mod
+    assert (repo / "models_segmenter/model.pt").read_bytes() == pipeline    from wildtrain.tune import study as study_mod
 
     trials = optuna.load_study(study_name="seg", storage=study_mod.open_storage(services.optuna_storage)).trials
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]

@@ -33,7 +33,8 @@ def redirect(p: Params, workdir: str, family: str = "detector") -> Params:
     from wildtrain import families
 
     fam = families.get(family)
-    paths = dataclasses.replace(p.paths, models=f"{workdir}/models", runs=f"{workdir}/runs",
+    paths = dataclasses.replace(p.paths, models=f"{workdir}/models", classifier=f"{workdir}/models_classifier",
+                                segmenter=f"{workdir}/models_segmenter", runs=f"{workdir}/runs",
                                 metrics=f"{workdir}/metrics", plots=f"{workdir}/metrics/plots",
                                 predictions=f"{workdir}/predictions")
     train, ev = getattr(p, fam.train_section), getattr(p, fam.evaluate_section)
