@@ -75,8 +75,7 @@ def export(model, config, size: int, label_to_class, class_names: list[str], out
            images: Sequence[np.ndarray]) -> tuple[dict[str, Path], ExportIO, tuple[np.ndarray, np.ndarray]]:
     """The files, what they take and give, and the PyTorch graph's own output on `images` (letterboxed)."""
     import torch
-
-    from wildtrain.publish.esri_inference import to_input
+    from ultralytics.data.augment import LetterBox  # the YOLO export's letterbox (centred, 114 border)
 
     pre = config.model.data_preprocessor
     mean = tuple(float(m) / 255 for m in pre.get("mean", (0, 0, 0)))  # mmdet's are on 0-255 RGB (bgr_to_rgb)
@@ -94,6 +93,7 @@ def export(model, config, size: int, label_to_class, class_names: list[str], out
                           output_names=[io.output_name], opset_version=17,
                           dynamic_axes={io.input_name: {0: "batch"}, io.output_name: {0: "batch"}})
         torch.jit.save(torch.jit.trace(net, example, check_trace=False), str(ts_path))
-        x, _ = to_input(list(images), {"size": size, "resize": "letterbox", "mean": mean, "std": std})
+        boxed = np.stack([LetterBox((size, size), auto=False)(image=im) for im in images]).astype(np.float32) / 255
+        x = np.ascontiguousarray(((boxed - np.float32(mean)) / np.float32(std)).transpose(0, 3, 1, 2), np.float32)
         ref = net(torch.from_numpy(x)).numpy()
     return {"onnx": onnx_path, "torchscript": ts_path}, io, (x, ref)
