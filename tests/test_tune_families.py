@@ -105,7 +105,8 @@ def test_segmenter_study_with_two_workers_on_postgresql(repo: Path, services):
              space=space)
     pipeline = (repo / "models_segmenter/model.pt").read_bytes()
     tune(repo, "--workers", "2")
-    assert (repo / "models_segmenter/model.pt").read_bytes() == pipeline    from wildtrain.tune import study as study_mod
+    assert (repo / "models_segmenter/model.pt").read_bytes() == pipeline
+    from wildtrain.tune import study as study_mod
 
     trials = optuna.load_study(study_name="seg", storage=study_mod.open_storage(services.optuna_storage)).trials
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
