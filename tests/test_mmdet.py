@@ -299,22 +299,20 @@ def test_dvc_repro_with_mmdet_through_evaluate_and_register(repo_copy: Path, tmp
     artifacts, predicted = shown.stdout.strip().splitlines()[-2:]
     assert "publish/v1/mmdet_config.py" in artifacts and "publish/v1/model.onnx" in artifacts  # RetinaNet: ONNX
     assert "publish/v1/model.xml" in artifacts  # and the OpenVINO IR made from it
-    assert "publish/v1/stac-item.json" in artifacts and ".dlpk" not in artifacts
+    assert "publish/v1/stac-item.json" in artifacts and "publish/v1/wildtrain-detector.dlpk" in artifacts
     assert predicted == "1 ['boxes', 'counts', 'labels', 'scores']"
 
-    # published all the same: a valid STAC item whose model asset is the registered PyTorch checkpoint, and a
-    # model card, both saying why there is no ONNX, TorchScript or .dlpk
+    # published like a YOLO model: a valid STAC item naming the parity-checked exports, the config beside them
     from wildtrain.publish import stac
 
     item = json.loads((repo_copy / "publish/detector/stac-item.json").read_text())
     stac.validate(item)
-    assert item["assets"]["weights"]["href"] == "models:/wildtrain-detector/1"
-    assert "mlm:model" in item["assets"]["weights"]["roles"] and item["assets"]["config"]["href"] == "mmdet_config.py"
-    missing = item["properties"]["wildtrain:unavailable"]
-    assert set(missing) == {"onnx", "torchscript", "dlpk"} and "mmdeploy" in missing["onnx"]
-    card = (repo_copy / "publish/detector/MODEL_CARD.md").read_text()
-    assert "No onnx export: MMDetection models export to ONNX or TorchScript only through mmdeploy" in card
-    assert not list((repo_copy / "publish/detector").glob("*.dlpk"))
+    assert {item["assets"][k]["mlm:artifact_type"] for k in ("onnx", "torchscript", "openvino")} == \
+        {"onnx", "torch.jit.script", "openvino"}
+    assert item["assets"]["config"]["href"] == "mmdet_config.py" and not item["properties"]["wildtrain:unavailable"]
+    parity = json.loads((repo_copy / "publish/detector/parity.json").read_text())
+    assert all(parity[f]["max_abs_diff"] <= 1e-4 and parity[f]["matched"] == parity[f]["boxes"]
+               for f in ("onnx", "torchscript", "openvino"))
     assert not netlog.exists() or netlog.read_text() == "", netlog.read_text()
 
 

@@ -60,12 +60,13 @@ def test_register_publishes_every_family(pipeline_repo):
         checked = [report] if family != "two_stage" else [report["detector"], report["classifier"]]
         for part in checked:
             assert part["images"] > 0
-            for fmt in ("onnx", "torchscript"):
+            for fmt in ("onnx", "torchscript", "openvino"):
                 assert part[fmt]["max_abs_diff"] <= 1e-4
                 assert part[fmt].get("matched", 0) == part[fmt].get("boxes", 0)
         onnx = ["model.onnx"] if family != "two_stage" else ["detector/model.onnx", "classifier/model.onnx"]
         assert all((folder / f).is_file() for f in onnx) and (folder / f"{reg['model_name']}.dlpk").is_file()
-        assert sorted(reg["exports"]) == sorted(k for k in item["assets"] if k.endswith(("onnx", "torchscript")))
+        assert sorted(reg["exports"]) == sorted(k for k in item["assets"] if k.endswith(("onnx", "torchscript", "openvino")))
+        assert all(item["assets"][k]["mlm:artifact_type"] == "openvino" for k in reg["exports"] if k.endswith("openvino"))
 
         logged = {a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(reg["run_id"], f"publish/v{reg['version']}")}
         assert {f.name for f in folder.iterdir()} <= logged, family  # also artifacts of the registered version
