@@ -239,7 +239,7 @@ def test_export_writes_any_versions_publication(pipeline_repo, tmp_path, monkeyp
     bad = ws.sh("python", "-m", "wildtrain.cli", "export", str(tmp_path / "d"), "--model",
                 "models:/wildtrain-classifier@champion", "--to", "pdf", check=False)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == \
-        "error: --to: unknown format 'pdf' (available: stac, dlpk, onnx, torchscript, card)"
+        "error: --to: unknown format 'pdf' (available: stac, dlpk, onnx, torchscript, openvino, card)"
     assert ws.network_log() == ""
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the clone's own store
@@ -248,6 +248,9 @@ def test_export_writes_any_versions_publication(pipeline_repo, tmp_path, monkeyp
     written = export(p, ws.path, "models:/wildtrain-two-stage/1", "onnx", str(tmp_path / "b"))
     assert sorted(str(f.relative_to(tmp_path / "b")) for f in written) == \
         ["classifier/model.onnx", "detector/model.onnx"]
+    written = export(p, ws.path, "models:/wildtrain-detector@champion", "openvino", str(tmp_path / "ov"))
+    assert sorted(f.name for f in written) == ["model.bin", "model.xml"]  # the IR as registered, both files
+    assert (tmp_path / "ov/model.xml").read_bytes() == (ws.path / "publish/detector/model.xml").read_bytes()
 
     reg = json.loads((ws.path / "metrics/register_classifier.json").read_text())
     shutil.rmtree(next(ws.path.glob(f"mlruns/*/{reg['run_id']}/artifacts/publish")))  # as before publishing existed
