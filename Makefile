@@ -62,7 +62,7 @@ serve: $(STAMP) ## Serve a registered model over REST on 127.0.0.1 (PORT=5001, S
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} mlflow models serve -m "$(SERVE_MODEL)" --env-manager local -h 127.0.0.1 -p $(PORT)
 
 TO ?= stac
-publish: $(STAMP) ## Write a model's publication (STAC item, .dlpk, ONNX, TorchScript, card): make publish MODEL=models:/NAME@ALIAS|folder [TO=stac|dlpk|onnx|torchscript|card] [OUT=dir]
+publish: $(STAMP) ## Write a model's publication (STAC item, .dlpk, ONNX, TorchScript, OpenVINO, card): make publish MODEL=models:/NAME@ALIAS|folder [TO=stac|dlpk|onnx|torchscript|openvino|card] [OUT=dir]
 	@test -n "$(MODEL)" || { echo "error: give the model: make publish MODEL=models:/wildtrain-detector@champion TO=dlpk [OUT=dir]" >&2; exit 2; }
 	wildtrain export --model "$(MODEL)" --to "$(TO)" --out "$(if $(filter command line,$(origin OUT)),$(OUT),publication)"
 

@@ -63,7 +63,7 @@ def test_help_shows_flags_as_flags_and_choices_as_choices():
             for p in (["predict"], ["export"], ["data", "convert"], ["evaluate"], ["replicates"])}
     assert "--draw" in text[("predict",)] and "--no-draw" in text[("predict",)]
     assert "<auto|off|SIZE>" in text[("predict",)] and "<auto|cpu|cuda|cuda:N|mps>" in text[("predict",)]
-    assert "<stac|dlpk|onnx|torchscript|card>" in text[("export",)]
+    assert "<stac|dlpk|onnx|torchscript|openvino|card>" in text[("export",)]
     assert "<coco|voc|yolo|csv|masks>" in text[("data", "convert")] and "<clip|drop|fail>" in text[("data", "convert")]
     assert "<detector|classifier|two_stage|segmenter>" in text[("evaluate",)]
     assert "detector|classifier|two_stage|segmenter" in text[("replicates",)]
@@ -90,7 +90,7 @@ def test_the_choices_are_the_lists_the_code_acts_on():
 
 def test_a_value_outside_the_choices_is_one_line_before_anything_runs(tmp_path):
     bad = cli("export", "--model", str(tmp_path / "nope"), "--to", "pdf", "-o", str(tmp_path / "out"))
-    assert_one_line_error(bad, "'pdf' is not one of 'stac', 'dlpk', 'onnx', 'torchscript', 'card'")
+    assert_one_line_error(bad, "'pdf' is not one of 'stac', 'dlpk', 'onnx', 'torchscript', 'openvino', 'card'")
     assert_one_line_error(cli("evaluate", "panoptic"), "'panoptic' is not one of 'detector'")
     assert_one_line_error(cli("train", "detector", "--framework", "detectron"), "'detectron' is not one of")
     assert_one_line_error(cli("predict", "x", "--draw", "true"), "predict")  # a flag takes no value
@@ -128,7 +128,7 @@ def test_shell_completion_works_offline(tmp_path):
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.split()
 
-    assert complete("wildtrain export --to ") == ["stac", "dlpk", "onnx", "torchscript", "card"]
+    assert complete("wildtrain export --to ") == ["stac", "dlpk", "onnx", "torchscript", "openvino", "card"]
     assert complete("wildtrain predict x --device c") == ["cpu", "cuda"]
     assert complete("wildtrain predict x --slice ") == ["auto", "off"]
     assert "models" in complete("wildtrain m")

@@ -48,7 +48,7 @@ typer.core.TyperOption.display_type_rich = lambda self, ctx: None if self.is_fla
 # The CLI's choices as types: --help lists them, completion offers them, a wrong one is one line. Spelled out here so
 # that `import wildtrain.cli` stays cheap; tests/test_cli.py checks them against the lists the code acts on.
 FamilyName = enum.Enum("FamilyName", {n: n for n in ("detector", "classifier", "two_stage", "segmenter")}, type=str)
-Publication = Literal["stac", "dlpk", "onnx", "torchscript", "card"]
+Publication = Literal["stac", "dlpk", "onnx", "torchscript", "openvino", "card"]
 DataFormat = Literal["coco", "voc", "yolo", "csv", "masks"]
 SourceFormat = Literal["auto", "coco", "voc", "yolo", "csv", "masks"]
 BoxPolicy = Literal["clip", "drop", "fail"]
@@ -227,12 +227,12 @@ def predict(
 def export(
     model: str = typer.Option(..., "--model", help="models:/NAME@ALIAS, models:/NAME/VERSION or a model folder."),
     to: Publication = typer.Option(..., "--to", help="stac: the STAC-MLM item and every file it names; dlpk: an "
-                                                     "Esri deep-learning package; onnx; torchscript; card: the "
-                                                     "model card."),
+                                                     "Esri deep-learning package; onnx; torchscript; openvino: "
+                                                     "model.xml + model.bin; card: the model card."),
     out: str = typer.Option("publication", "--out", "-o", help="Output folder (files are written into it)."),
 ) -> None:
-    """Write a model's publication: its STAC-MLM item, Esri .dlpk, ONNX, TorchScript or model card (README
-    "Publishing"). A version registered with its publication gets exactly those files."""
+    """Write a model's publication: its STAC-MLM item, Esri .dlpk, ONNX, TorchScript, OpenVINO IR or model card
+    (README "Publishing"). A version registered with its publication gets exactly those files."""
     from wildtrain.pipeline.export import export as stage
 
     run(lambda p, root: stage(p, root, model, to, out))

@@ -1,4 +1,4 @@
-"""`wildtrain export --model MODEL --to FORMAT --out DIR`: a model's publication, for any version.
+"""`wildtrain export --model MODEL --to stac|dlpk|onnx|torchscript|openvino|card --out DIR`: a model's publication, for any version.
 
 A version registered by `register` carries its publication as artifacts of its run (`publish/v<N>/`): those exact
 files are written. Any other model — a version registered before publishing existed, a model folder — is

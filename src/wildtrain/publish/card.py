@@ -143,7 +143,7 @@ def exports_section(exported: Exported, parity: dict, dlpk_reason: str | None) -
     lines = ["## Exports", ""]
     checked = summary(parity)
     lines += [f"- {line} (checked against PyTorch on held-out images)" for line in checked] or \
-             ["- No ONNX or TorchScript export."]
+             ["- No ONNX, TorchScript or OpenVINO export."]
     lines += [f"- {fmt_}: not available — {why}" for fmt_, why in unavailable(exported).items()]
     lines.append("- Esri .dlpk: " + ("included (ONNX + an onnxruntime inference function)" if dlpk_reason is None
                                     else f"not available — {dlpk_reason}"))

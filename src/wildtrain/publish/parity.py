@@ -1,4 +1,4 @@
-"""Every export (ONNX through onnxruntime, TorchScript) run on the same batch of real held-out images as the PyTorch
+"""Every export (ONNX through onnxruntime, TorchScript, OpenVINO IR on its CPU plugin) run on the same batch of real held-out images as the PyTorch
 model, and refused unless it gives the same answers: scores and logits within TOLERANCE; for YOLO detectors the
 raw head's class scores within TOLERANCE for every anchor, and the boxes after NMS (the NMS the .dlpk's inference
 function applies, at the evaluation's thresholds) each matched at IoU >= BOX_IOU with the same class.
@@ -26,7 +26,7 @@ from wildtrain.tasks import task_of_output
 
 TOLERANCE = 1e-4  # max |difference| of scores and logits
 BOX_IOU = 0.99  # detectors: each box after NMS matched (same anchor, same class) at least this well
-CHECKED = ("onnx", "torchscript")
+CHECKED = ("onnx", "torchscript", "openvino")
 
 
 def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
@@ -49,7 +49,13 @@ def run_torchscript(path: Path, x: np.ndarray) -> np.ndarray:
     return out.float().numpy()
 
 
-RUNNERS = {"onnx": run_onnx, "torchscript": run_torchscript}
+def run_openvino(path: Path, x: np.ndarray) -> np.ndarray:
+    from wildtrain.publish import openvino
+
+    return openvino.run(path, x)
+
+
+RUNNERS = {"onnx": run_onnx, "torchscript": run_torchscript, "openvino": run_openvino}
 
 
 def match_boxes(ref: np.ndarray, out: np.ndarray, nms: dict) -> dict:

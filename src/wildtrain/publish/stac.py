@@ -24,6 +24,7 @@ BANDS = ("red", "green", "blue")
 ARTIFACTS = {  # format -> (mlm:artifact_type, media type, mlm:framework, its version)
     "onnx": ("onnx", "application/octet-stream; application=onnx", "ONNX", "onnx"),
     "torchscript": ("torch.jit.script", "application/octet-stream; framework=pytorch", "PyTorch", "torch"),
+    "openvino": ("openvino", "application/xml; application=openvino-ir", "OpenVINO", "openvino"),
 }
 NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]+[a-zA-Z0-9]$")  # mlm:name
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
@@ -39,7 +40,10 @@ def palette(n: int) -> list[tuple[int, int, int]]:
 
 def _version(module: str) -> str:
     import importlib
+    import importlib.metadata
 
+    if module == "openvino":  # its __version__ carries a build suffix with slashes; the release is the package's
+        return importlib.metadata.version("openvino")
     return str(importlib.import_module(module).__version__)
 
 
@@ -146,7 +150,9 @@ def item(card: ModelCard, exported: Exported, parity: dict, release: Release, co
                           "application/zip", ["esri-dlpk"]),
                  "card": ("model card", "text/markdown", ["metadata", "documentation"]),
                  "parity": ("export parity report", "application/json", ["metadata"]),
-                 "config": ("framework config of the weights", "text/x-python", ["metadata"])}
+                 "config": ("framework config of the weights", "text/x-python", ["metadata"]),
+                 "openvino_weights": ("OpenVINO IR weights (the .bin its .xml reads)", "application/octet-stream",
+                                      ["mlm:weights"])}
     for key, f in files.items():
         kind = key.rsplit("-", 1)[-1]  # a composite's parts: "detector-config"
         if kind in documents:
@@ -164,7 +170,7 @@ def item(card: ModelCard, exported: Exported, parity: dict, release: Release, co
         "mlm:framework": "PyTorch", "mlm:framework_version": _version("torch"),
         "mlm:pretrained": source is not None, "mlm:pretrained_source": source,
         "mlm:accelerator": "amd64", "mlm:accelerator_constrained": False,
-        "mlm:accelerator_summary": "x86-64 CPU (onnxruntime, PyTorch); CUDA GPUs when available",
+        "mlm:accelerator_summary": "x86-64 CPU (onnxruntime, OpenVINO, PyTorch); CUDA GPUs when available",
         "mlm:batch_size_suggestion": int(context.predict.get("batch", 16)),
         "mlm:input": inputs, "mlm:output": outputs, "mlm:hyperparameters": hyper,
         "bands": [{"name": b, "description": f"{b} channel of 8-bit RGB imagery"} for b in BANDS],
