@@ -15,7 +15,7 @@ import pytest
 from publish_helpers import TinyClassifier, TinySegmenter, export_tiny
 from test_publish import card, classifier_io, images, segmenter_io
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import Exported
+from wildtrain.contract import Exported
 from wildtrain.publish import Staged, finish, openvino, parity, select, stac
 from wildtrain.publish.release import Context, release
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wildtrain.families.base import Exported
+from wildtrain.contract import Exported
 
 XML_FILE, BIN_FILE = "model.xml", "model.bin"
 FORMAT, WEIGHTS = "openvino", "openvino_weights"  # Exported.files keys: the IR (.xml) and its weights (.bin)

@@ -25,18 +25,6 @@ INTERRUPTED = 130  # a worker's exit code after Ctrl-C (wildtrain.pipeline.entry
 
 # What a family's evaluate writes (metrics/eval{suffix}.json) that a study can optimise, and what its training
 # reports per epoch (tune.prune_metric); the detector's per-epoch names are Ultralytics' (checked at the first epoch)
-OBJECTIVES = {"classifier": ("f1_macro", "accuracy", "precision_macro", "recall_macro"),
-              "segmenter": ("miou", "dice_macro", "pixel_accuracy")}
-EPOCH_METRICS = {"classifier": ("val/f1_macro", "val/accuracy", "val/loss", "train/loss"),
-                 "segmenter": ("val/miou", "val/pixel_accuracy", "val/loss", "train/loss")}
-
-
-def objectives(family: str) -> tuple[str, ...]:
-    from wildtrain.evaluate.detection import STAT_NAMES
-
-    return OBJECTIVES.get(family, STAT_NAMES)
-
-
 def check_inputs(p: Params, root: Path) -> list[space.Dim]:
     """Everything that can be refused before training: the space, the objective, the canonical data."""
     from wildtrain import families
@@ -45,13 +33,13 @@ def check_inputs(p: Params, root: Path) -> list[space.Dim]:
     t = p.tune
     dims = space.parse(t.space, p)
     fam = families.get(space.family(dims))
-    known = objectives(fam.name)
+    known = space.objectives(fam.name)
     if t.metric not in known:
         raise WildtrainError(f"params.yaml: tune.metric: '{t.metric}' is not a metric of metrics/eval{fam.suffix}.json "
                              f"(known: {', '.join(known)})")
-    if fam.name in EPOCH_METRICS and t.pruner != "none" and t.prune_metric not in EPOCH_METRICS[fam.name]:
+    if fam.name in space.EPOCH_METRICS and t.pruner != "none" and t.prune_metric not in space.EPOCH_METRICS[fam.name]:
         raise WildtrainError(f"params.yaml: tune.prune_metric: '{t.prune_metric}' is not a per-epoch metric of the "
-                             f"{fam.name} (known: {', '.join(EPOCH_METRICS[fam.name])})")
+                             f"{fam.name} (known: {', '.join(space.EPOCH_METRICS[fam.name])})")
     if t.n_trials < 1 or t.timeout < 0 or t.prune_startup_trials < 0 or t.prune_warmup_epochs < 0:
         raise WildtrainError("params.yaml: tune: n_trials must be >= 1; timeout, prune_startup_trials and "
                              "prune_warmup_epochs >= 0")

@@ -172,3 +172,16 @@ def _suggest(trial, d: Dim) -> Any:
     if d.kind == "int":
         return trial.suggest_int(d.key, d.low, d.high, log=d.log, step=d.step or 1)
     return trial.suggest_categorical(d.key, list(d.choices))
+
+
+# What a study may optimise and prune on, per family (the detector: COCOeval keys of metrics/eval.json).
+OBJECTIVES = {"classifier": ("f1_macro", "accuracy", "precision_macro", "recall_macro"),
+              "segmenter": ("miou", "dice_macro", "pixel_accuracy")}
+EPOCH_METRICS = {"classifier": ("val/f1_macro", "val/accuracy", "val/loss", "train/loss"),
+                 "segmenter": ("val/miou", "val/pixel_accuracy", "val/loss", "train/loss")}
+
+
+def objectives(family: str) -> tuple[str, ...]:
+    from wildtrain.evaluate.detection import STAT_NAMES
+
+    return OBJECTIVES.get(family, STAT_NAMES)

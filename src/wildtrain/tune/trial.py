@@ -116,7 +116,6 @@ def run(p: Params, root: Path, study, trial, dims: list[space.Dim], parent_run_i
     from mlflow.tracking import MlflowClient
 
     from wildtrain.tracking import mlflow_run
-    from wildtrain.tune import objectives
 
     n = trial.number
     tags = {"mlflow.parentRunId": parent_run_id, "optuna.study": study.study_name, "optuna.trial": str(n)}
@@ -156,7 +155,7 @@ def run(p: Params, root: Path, study, trial, dims: list[space.Dim], parent_run_i
     run_ = child_run(client, experiment_id, parent_run_id, n)
     if run_ is not None:
         client.log_metric(run_.info.run_id, f"tune.{p.tune.metric}", value)
-        for k in objectives(space.family(dims)):
+        for k in space.objectives(space.family(dims)):
             if isinstance(metrics.get(k), (int, float)):
                 client.log_metric(run_.info.run_id, f"{p.tune.split}.{k}", float(metrics[k]))
     mark_child(client, run_, "COMPLETE")

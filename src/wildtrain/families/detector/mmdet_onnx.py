@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from wildtrain.families.base import ExportIO
+from wildtrain.contract import ExportIO
 
 ONNX_FILE, TORCHSCRIPT_FILE = "model.onnx", "model.torchscript.pt"
 
