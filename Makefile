@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-# Offline switches (see README "Offline"): nothing phones home during a run.
+# Offline switches (see docs/explanation/offline-and-safety.md): nothing phones home during a run.
 export YOLO_OFFLINE := 1
 export YOLO_CONFIG_DIR := $(CURDIR)/.ultralytics
 export MLFLOW_DISABLE_TELEMETRY := true

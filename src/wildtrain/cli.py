@@ -232,7 +232,7 @@ def export(
     out: str = typer.Option("publication", "--out", "-o", help="Output folder (files are written into it)."),
 ) -> None:
     """Write a model's publication: its STAC-MLM item, Esri .dlpk, ONNX, TorchScript, OpenVINO IR or model card
-    (README "Publishing"). A version registered with its publication gets exactly those files."""
+    (docs/tutorials/publishing.md). A version registered with its publication gets exactly those files."""
     from wildtrain.pipeline.export import export as stage
 
     run(lambda p, root: stage(p, root, model, to, out))
@@ -280,8 +280,8 @@ def replicates(
                                                   "param set's hash)."),
 ) -> None:
     """Train the current params with N training seeds as DVC experiments (up to the evaluate stages; resumable:
-    replicates already in `dvc exp show` are skipped), then write mean, sd, min, max per metric (README
-    "Comparing runs")."""
+    replicates already in `dvc exp show` are skipped), then write mean, sd, min, max per metric
+    (docs/how-to/seed-replicates.md)."""
     from wildtrain.replicates.run import replicates as stage
 
     run(lambda p, root: stage(Path(root), set_, n, first_seed, [f.value for f in family], compare,

@@ -1,8 +1,8 @@
 """Offline, project-local settings for the tools we drive, applied before they are imported.
 
 Without these, Ultralytics probes DNS, checks PyPI and fetches a font from GitHub, MLflow and DVC send
-telemetry, and albumentations asks PyPI for its version (see README "Offline"). Ultralytics' settings
-live in a project-local folder so the user's global settings are never touched.
+telemetry, and albumentations asks PyPI for its version (see docs/explanation/offline-and-safety.md).
+Ultralytics' settings live in a project-local folder so the user's global settings are never touched.
 """
 
 from __future__ import annotations
@@ -41,15 +41,16 @@ def forbid_runtime_installs() -> None:
 
 # x86 CPUs choose kernels by instruction set (AVX2, AVX-512, AMX), and each choice rounds differently: the
 # same training gave other weights, and test mAP50 0.629 instead of 0.653, on another host of the same
-# machine kind. Each mode below fixes what can be fixed by environment before the libraries start (README
-# "Reproducibility", measured by benchmarks/cpu_kernels.py):
+# machine kind. Each mode below fixes what can be fixed by environment before the libraries start
+# (docs/explanation/reproducibility.md, measured by benchmarks/cpu_kernels.py):
 # - avx2 (default): PyTorch's own kernels (ATen) and oneDNN (convolutions) on their AVX2 paths, and MKL (matrix
 #   products) on its vendor-neutral code branch. MKL honours MKL_CBWR=AVX2 only on Intel CPUs: on AMD it runs its
 #   AUTO branch instead (mkl_serv_cbwr_get says so here), so the pins of earlier versions left MKL on different
 #   code on Intel and AMD. COMPATIBLE is the one branch MKL documents as the same on both. oneDNN still sizes its
 #   blocks from the CPU's caches, so CPU models may still disagree.
 # - portable: as avx2, and convolutions without oneDNN and NNPACK (ATen's im2col + MKL's COMPATIBLE sgemm), so
-#   no kernel reads the CPU's vendor or cache sizes: 1.4-2x the training CPU time (README), so not the default.
+#   no kernel reads the CPU's vendor or cache sizes: 1.4-2x the training CPU time
+#   (docs/explanation/reproducibility.md), so not the default.
 # - native: nothing pinned; the fastest kernels of this CPU, results depend on it.
 CPU_KERNEL_MODES = {
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE"},

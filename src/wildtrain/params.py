@@ -1,7 +1,7 @@
 """Typed params sections, validated once: a misspelled key or a wrong type is one clear line.
 
 Each stage reads only its own section(s) of params.yaml; these dataclasses are the reference
-(README "Params") and the defaults.
+(docs/reference/params.md) and the defaults.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class Data:
     annotations: str = "annotations.json"
     images: str = "images"
     invalid_boxes: Literal["clip", "drop", "fail"] = "clip"
-    unannotated: Literal["negative", "skip"] = "skip"  # images no annotation file mentions (README "Validation")
+    unannotated: Literal["negative", "skip"] = "skip"  # images no annotation file mentions (docs/reference/data.md)
     group_regex: str = ""
     seed: int = 0
     synthetic: Synthetic = field(default_factory=Synthetic)
@@ -148,7 +148,7 @@ class Train:
     resume: Literal["auto", "never"] = "auto"
     plots: bool = False
     mmdet: Mmdet = field(default_factory=Mmdet)
-    phases: list[Phase] = field(default_factory=list)  # framework yolo: train in phases (README "Training in phases")
+    phases: list[Phase] = field(default_factory=list)  # framework yolo: docs/how-to/phases-and-hard-negatives.md
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,7 @@ class LightningTrain:
     accumulate_grad_batches: int = 1
     device: str = "auto"
     devices: int = 1
-    num_nodes: int = 1  # machines; > 1: launched by torchrun or SLURM on each (README "Multi-node training")
+    num_nodes: int = 1  # machines; > 1: launched by torchrun or SLURM on each (docs/tutorials/team.md)
     strategy: Literal["auto", "ddp"] = "auto"
     workers: int = 2
     seed: int = 0

@@ -105,7 +105,7 @@ def training_section(card: ModelCard, context: Context) -> list[str]:
     lines += [f"- Git commit: `{t.get('git_commit', '?')}`" + (" (uncommitted changes)" if t.get("git_dirty") == "true"
                                                                 else ""),
               f"- Reproducibility: {t.get('repro.bit_exact', 'not recorded')}"]
-    if t.get("repro.cpu_kernels"):  # README "Reproducibility": what decides the bits on a CPU
+    if t.get("repro.cpu_kernels"):  # docs/explanation/reproducibility.md: what decides the bits on a CPU
         lines.append(f"- CPU kernels: `{t['repro.cpu_kernels']}` on {t.get('repro.cpu', '?')}, "
                      f"{t.get('repro.torch_threads', '?')} threads; ATen {t.get('repro.cpu_capability', '?')}, "
                      f"oneDNN {t.get('repro.onednn', '?')}, NNPACK {t.get('repro.nnpack', '?')}, "

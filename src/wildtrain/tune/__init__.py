@@ -1,5 +1,5 @@
-"""Optuna sweeps over params.yaml `train`, `classifier` or `segmenter` keys, run through the real pipeline (README
-"Hyperparameter search"). The section the space names picks the family a study trains and evaluates.
+"""Optuna sweeps over params.yaml `train`, `classifier` or `segmenter` keys, run through the real pipeline
+(docs/how-to/tune.md). The section the space names picks the family a study trains and evaluates.
 
 `launch` is `wildtrain tune`: check the space and the data before any training, open or resume the
 study, mark trials of dead workers failed, open the study's MLflow parent run, run the workers (in

@@ -3,7 +3,7 @@
 The config is mmdet's own (architecture, losses, optimizer) with our classes, image size, epochs, batch,
 seed and device; data comes straight from the canonical COCO files (no image copies); pretrained URLs
 are removed (nothing is downloaded) unless `train.mmdet.weights` names a local checkpoint. Without
-compiled mmcv, `mmcv_ext` stands in for its kernels (README "MMDetection").
+compiled mmcv, `mmcv_ext` stands in for its kernels (docs/how-to/mmdetection.md).
 
 The checkpoint this adapter hands back holds only tensors, dicts, strings and lists (weights, the full
 config, class order), so it loads with `torch.load(weights_only=True)`. mmengine's own checkpoints (for
@@ -256,7 +256,7 @@ def check_ops(model, device: str) -> None:
                                  f"train it on a CUDA device with compiled mmcv")
         if standin and OP_MODULES[name] not in mmcv_ext.IMPLEMENTED:
             raise WildtrainError(f"train.mmdet.model: uses mmcv {name}, which needs compiled mmcv (not the "
-                                 f"pure-PyTorch stand-in); see README 'MMDetection'")
+                                 f"pure-PyTorch stand-in); see docs/how-to/mmdetection.md")
 
 
 def to_plain(obj):
