@@ -40,7 +40,7 @@ def flag(key: str) -> str:
 
 def check_values(given: dict) -> dict:
     """The options given on the command line, normalized; a value params.yaml would refuse is one line naming it."""
-    given = {k: (str(v).strip().lower() if k in ("slice", "device") else v) for k, v in given.items() if v is not None}
+    given = {k: (str(v).strip().lower() if k in ("slice", "device", "precision") else v) for k, v in given.items() if v is not None}
     for key, value in given.items():
         ok, must = PREDICT_CHECKS.get(key, (None, None))
         if ok is not None and not ok(value):
