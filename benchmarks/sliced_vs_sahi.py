@@ -74,6 +74,8 @@ def main() -> None:
     ap.add_argument("--conf", type=float, default=0.25)
     ap.add_argument("--sahi-batch", type=int, default=0, help="also time SAHI with this batch_size (0: no)")
     ap.add_argument("--whole", action="store_true", help="also time the whole `wildtrain predict` function")
+    ap.add_argument("--bf16", action="store_true", help="also time wildtrain with --precision bf16 (boxes close to, "
+                                                        "not identical to, fp32's: matched against them)")
     ap.add_argument("--old-net", action="store_true",
                     help="also time the same slicing with YOLO.predict as the net (YoloNet before it called "
                          "Ultralytics' steps directly)")
@@ -112,16 +114,17 @@ def run(args: argparse.Namespace, folder: Path, root: Path) -> None:
     options = {"conf": args.conf, "iou": 0.7, "max_det": 300, "slice": "auto", "overlap": overlap, "merge_ios": 0.5,
                "batch": 16}
 
-    def ours(files: list[Path]) -> list[Detections]:
+    def ours(files: list[Path], precision: str = "fp32") -> list[Detections]:
         """pipeline/predict.py's loop without its writers: read, chunk, predict."""
         out, pending = [], []
+        opts = {**options, "precision": precision}
         for path in files:
             image, _ = sources.read(sources.Item(path.name, path))
             pending.append(image)
             if len(pending) >= options["batch"] or sum(im.size // 3 for im in pending) >= CHUNK_PIXELS:
-                out += predictor.predict(pending, **options)
+                out += predictor.predict(pending, **opts)
                 pending = []
-        return out + (predictor.predict(pending, **options) if pending else [])
+        return out + (predictor.predict(pending, **opts) if pending else [])
 
     from sahi import AutoDetectionModel
     from sahi.predict import get_sliced_prediction
@@ -172,11 +175,13 @@ def run(args: argparse.Namespace, folder: Path, root: Path) -> None:
     contenders = {"wildtrain": ours, "sahi": sahi}
     if args.old_net:
         contenders["wildtrain_old_net"] = old_net
+    if args.bf16:
+        contenders["wildtrain_bf16"] = lambda files: ours(files, "bf16")
     if args.sahi_batch:
         contenders[f"sahi_batch{args.sahi_batch}"] = lambda files: sahi(files, args.sahi_batch)
     if args.whole:
         contenders["wildtrain_predict_command"] = whole
-    cases = {"one image": paths[:1], f"folder of {len(paths)}": paths}
+    cases = {"one image": paths[:1], **({f"folder of {len(paths)}": paths} if len(paths) > 1 else {})}
     for fn in contenders.values():  # warm-up: first inference, lazy imports, Ultralytics' thread setting
         fn(paths[:1])
     import torch
@@ -224,6 +229,9 @@ def run(args: argparse.Namespace, folder: Path, root: Path) -> None:
                  "cpu_ratio_median": {k: round(statistics.median(v) / statistics.median(cpu["sahi"]), 3)
                                       for k, v in cpu.items()},
                  "load": loads}
+        if "wildtrain_bf16" in found:
+            entry["bf16_matched_iou_0.9_of_fp32"] = sum(matched(a, b) for a, b in zip(found["wildtrain"],
+                                                                                      found["wildtrain_bf16"]))
         results["cases"][case] = entry
         print(f"{case} ({len(files)} x {slices} slices):")
         for name in contenders:
@@ -234,7 +242,12 @@ def run(args: argparse.Namespace, folder: Path, root: Path) -> None:
                   + (f"  {boxes[name]} boxes" if name in boxes else ""))
         print(f"  boxes matched (same class, IoU >= 0.9): {agree} of {boxes['wildtrain']} (wildtrain) / "
               f"{boxes['sahi']} (sahi); {loads[-1]}", flush=True)
+        if "wildtrain_bf16" in found:
+            print(f"  bf16 boxes matched to fp32's (same class, IoU >= 0.9): "
+                  f"{entry['bf16_matched_iou_0.9_of_fp32']} of {boxes['wildtrain']} (fp32) / "
+                  f"{boxes['wildtrain_bf16']} (bf16)", flush=True)
     out = RESULTS / f"sliced_vs_sahi{'_' + args.tag if args.tag else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written {out}")
 
