@@ -116,6 +116,7 @@ def main() -> None:
     ap.add_argument("--model", help="a detector model folder (default: the pipeline's YOLO11n, trained once)")
     ap.add_argument("--untrained", action="store_true", help="a YOLO11n of random weights at 320 px instead")
     ap.add_argument("--sahi-size", type=int, default=4096, help="side of the image of the SAHI comparison (0: none)")
+    ap.add_argument("--sahi-repeat", type=int, default=3, help="interleaved repeats of the SAHI comparison (median)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--mode", default="streamed", help=argparse.SUPPRESS)
     ap.add_argument("--tag", default="")
@@ -159,7 +160,7 @@ def main() -> None:
         if args.sahi_size:
             subprocess.run([sys.executable, str(REPO / "benchmarks" / "sliced_vs_sahi.py"), "--model", str(model),
                             "--images", "1", "--width", str(args.sahi_size), "--height", str(args.sahi_size),
-                            "--repeat", "1", "--tag", f"census{args.tag}"], check=True)
+                            "--repeat", str(args.sahi_repeat), "--bf16", "--tag", f"census{args.tag}"], check=True)
             sahi = json.loads((RESULTS / f"sliced_vs_sahi_census{args.tag}.json").read_text())
             results["sahi"] = {"image": sahi["image"], **sahi["cases"]["one image"]}
         out.write_text(json.dumps(results, indent=2) + "\n")
