@@ -16,7 +16,15 @@ Contenders alternate (the order flips every repeat), after one untimed warm-up e
 times and CPU times of this process (all in one process, one torch thread as Ultralytics sets it on 2 cores: the
 CPU time is the work done, what other jobs on a shared machine do not change), the ratios to SAHI, and the
 fraction of boxes matched one-to-one (same class, IoU >= 0.9) between wildtrain and SAHI.
-Writes benchmarks/results/sliced_vs_sahi.json.
+Writes benchmarks/results/sliced_vs_sahi.json. --bf16 adds `wildtrain predict --precision bf16` (backbone in
+bfloat16, head in fp32) and counts its boxes matched to fp32's.
+
+Findings (issue 24 item 6; docs/census-performance.md has the tables): the default (fp32, batches of 16 windows
+across images) gives the same boxes as before and is bound by the network's convolutions (~77% of the time); batch
+size beyond 16, channels_last and torch.compile did not make it faster on this CPU, so its ratio to SAHI stays near
+0.6. Only bf16 (opt-in: boxes close to, not identical to, fp32's) goes below 0.5x SAHI, on CPUs with AMX/AVX512-BF16.
+The machine is shared: contenders are interleaved in one run and the medians compared; CPU seconds are the steadier
+figure.
 
     python benchmarks/sliced_vs_sahi.py [--model FOLDER] [--images 20] [--repeat 3] [--width 2300 --height 2500]
 """
