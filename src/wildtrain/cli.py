@@ -193,8 +193,9 @@ def predict(
     batch: Optional[int] = typer.Option(None, help="Images or windows per forward pass (>= 1)."),
     precision: Optional[str] = typer.Option(None, metavar="<fp32|bf16>", autocompletion=offer(("fp32", "bf16")),
                                             help="YOLO detectors: fp32 (default) or bf16: the backbone in bfloat16, "
-                                                 "~2x faster on CPUs with AMX or AVX512-BF16; boxes close to fp32's, "
-                                                 "not identical."),
+                                                 "~2x faster on CPUs with AMX or AVX512-BF16 (with "
+                                                 "WILDTRAIN_CPU_KERNELS=native); boxes close to fp32's, not "
+                                                 "identical."),
     device: Optional[str] = typer.Option(None, metavar="<auto|cpu|cuda|cuda:N|mps>", autocompletion=offer(DEVICES),
                                          help="Where the model runs."),
     draw: bool = typer.Option(False, "--draw/--no-draw", help="Detectors, segmenters: also write a copy of each "
