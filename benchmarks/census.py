@@ -10,6 +10,8 @@ size to the smallest size's, streamed to in-memory at the same size.
 
     python benchmarks/census.py [--sizes 4096 16384 32768] [--in-memory-up-to 16384] [--model FOLDER | --untrained]
                                 [--sahi-size 4096]
+The SAHI comparison is the median of --sahi-repeat interleaved runs; with WILDTRAIN_CPU_KERNELS=native it also times
+`--precision bf16` (under the default avx2 kernel pin bfloat16 is emulated: docs/explanation/census-performance.md).
 Writes benchmarks/results/census.json.
 """
 
@@ -160,7 +162,8 @@ def main() -> None:
         if args.sahi_size:
             subprocess.run([sys.executable, str(REPO / "benchmarks" / "sliced_vs_sahi.py"), "--model", str(model),
                             "--images", "1", "--width", str(args.sahi_size), "--height", str(args.sahi_size),
-                            "--repeat", str(args.sahi_repeat), "--bf16", "--tag", f"census{args.tag}"], check=True)
+                            "--repeat", str(args.sahi_repeat), "--tag", f"census{args.tag}",
+                            *(["--bf16"] if os.environ.get("WILDTRAIN_CPU_KERNELS") == "native" else [])], check=True)
             sahi = json.loads((RESULTS / f"sliced_vs_sahi_census{args.tag}.json").read_text())
             results["sahi"] = {"image": sahi["image"], **sahi["cases"]["one image"]}
         out.write_text(json.dumps(results, indent=2) + "\n")
