@@ -349,7 +349,7 @@ class MarkClassifier:
     else a bird. Records every crop it is given."""
 
     def __init__(self):
-        from wildtrain.families.base import ModelCard
+        from wildtrain.contract import ModelCard
 
         self.card = ModelCard(family="classifier", task="classification", framework="test", architecture="test",
                               class_names=["background", "bird", "zebra"], weights="",
@@ -357,7 +357,7 @@ class MarkClassifier:
         self.crops = []
 
     def predict(self, crops, batch=64):
-        from wildtrain.families.base import Classification
+        from wildtrain.contract import Classification
 
         self.crops += [c.copy() for c in crops]
         blue = [bool(((c[..., 2] > 200) & (c[..., 0] < 60)).any()) for c in crops]
