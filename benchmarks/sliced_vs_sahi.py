@@ -22,9 +22,9 @@ bfloat16, head in fp32) and counts its boxes matched to fp32's.
 Findings (issue 24 item 6; docs/census-performance.md has the tables): the default (fp32, batches of 16 windows
 across images) gives the same boxes as before and is bound by the network's convolutions (~77% of the time); batch
 size beyond 16, channels_last and torch.compile did not make it faster on this CPU, so its CPU-time ratio to SAHI
-stays 0.5-0.77 (trained baseline, 2048 px: 0.613 with the default avx2 kernel pin, 0.765 native). Only bf16 (opt-in;
-the trained model's 146 fp32 boxes all matched among its 147) goes below 0.5x SAHI (0.447), and only with
-WILDTRAIN_CPU_KERNELS=native on CPUs with AMX/AVX512-BF16: under the avx2 pin bfloat16 is emulated, ~3x slower.
+stays 0.5-0.87 (trained baseline: 0.613 at 2048 px and 0.542 at 4096 px with the default avx2 kernel pin; 0.765
+and 0.869 native). Only bf16 (opt-in; 146 of 146 and 499 of 502 of the trained model's fp32 boxes matched) goes
+below 0.5x SAHI (0.447 at 2048 px, 0.446 at 4096 px), and only with WILDTRAIN_CPU_KERNELS=native on CPUs with AMX/AVX512-BF16: under the avx2 pin bfloat16 is emulated, ~3x slower.
 The machine is shared: contenders are interleaved in one run and the medians compared; CPU seconds are the steadier
 figure.
 
