@@ -24,7 +24,8 @@ across images) gives the same boxes as before and is bound by the network's conv
 size beyond 16, channels_last and torch.compile did not make it faster on this CPU, so its CPU-time ratio to SAHI
 stays 0.5-0.87 (trained baseline: 0.613 at 2048 px and 0.542 at 4096 px with the default avx2 kernel pin; 0.765
 and 0.869 native). Only bf16 (opt-in; 146 of 146 and 499 of 502 of the trained model's fp32 boxes matched) goes
-below 0.5x SAHI (0.447 at 2048 px, 0.446 at 4096 px), and only with WILDTRAIN_CPU_KERNELS=native on CPUs with AMX/AVX512-BF16: under the avx2 pin bfloat16 is emulated, ~3x slower.
+below 0.5x SAHI (0.447 at 2048 px, 0.446 at 4096 px), and only with WILDTRAIN_CPU_KERNELS=native on CPUs with
+AMX/AVX512-BF16: under the avx2 pin bfloat16 is emulated, ~3x slower.
 The machine is shared: contenders are interleaved in one run and the medians compared; CPU seconds are the steadier
 figure.
 
