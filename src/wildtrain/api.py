@@ -35,8 +35,8 @@ def load(model: str | os.PathLike, device: str = "auto", tracking_uri: str | Non
 def predict(model, images, **options) -> list:
     """The model's predictions on HxWx3 uint8 RGB arrays (a list of them, or one): a list with one Detections,
     Classification or Segmentation per image (wildtrain.contract). `model`: a loaded model, or anything
-    `load` takes. `options`: the family's predict options (conf, iou, max_det, slice, overlap, merge_ios, batch),
-    checked as `wildtrain predict` checks them; the defaults are params.py's `predict` section."""
+    `load` takes. `options`: the family's predict options (conf, iou, max_det, slice, overlap, merge_ios, batch,
+    precision), checked as `wildtrain predict` checks them; the defaults are params.py's `predict` section."""
     import numpy as np
 
     from wildtrain.params import Params

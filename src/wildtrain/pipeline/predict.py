@@ -40,7 +40,7 @@ def flag(key: str) -> str:
 
 def check_values(given: dict) -> dict:
     """The options given on the command line, normalized; a value params.yaml would refuse is one line naming it."""
-    given = {k: (str(v).strip().lower() if k in ("slice", "device") else v) for k, v in given.items() if v is not None}
+    given = {k: (str(v).strip().lower() if k in ("slice", "device", "precision") else v) for k, v in given.items() if v is not None}
     for key, value in given.items():
         ok, must = PREDICT_CHECKS.get(key, (None, None))
         if ok is not None and not ok(value):
@@ -234,7 +234,13 @@ def _predict_raster(predictor, big: raster.Raster, options: dict, writer: Output
                                       len(card.class_names), overlap=overlap, batch=batch, draw=draw)
         writer.add_raster_mask(big.item, big, pixels, scan)
         return
-    window_options = {**options, "slice": "off"}
-    det, scan = raster.detect(lambda arrays: predictor.predict(arrays, **window_options), big, size, overlap=overlap,
+    # a two-stage model: its detector on the windows; each merged box is then cut from the raster and classified
+    classify = getattr(predictor, "classify_regions", None)
+    detector = predictor.detector if classify else predictor
+    window_options = {k: v for k, v in {**options, "slice": "off"}.items() if k in detector.options()}
+    det, scan = raster.detect(lambda arrays: detector.predict(arrays, **window_options), big, size, overlap=overlap,
                               merge_ios=float(options.get("merge_ios", 0.5)), batch=batch, draw=draw)
+    if classify:
+        with raster.region_reader(big) as read:
+            det = classify(det, big.width, big.height, read, int(options["classifier_batch"]))
     writer.add_raster(big.item, big, det, scan)

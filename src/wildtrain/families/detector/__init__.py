@@ -44,7 +44,8 @@ class DetectorPredictor:
 
     def options(self) -> dict:
         return {"conf": 0.25, "iou": 0.7, "max_det": 300, "slice": "auto",
-                "overlap": float(self.card.input.get("overlap", DEFAULT_OVERLAP)), "merge_ios": 0.5, "batch": 16}
+                "overlap": float(self.card.input.get("overlap", DEFAULT_OVERLAP)), "merge_ios": 0.5, "batch": 16,
+                "precision": "fp32"}
 
     def predict(self, images: Sequence[np.ndarray], **options) -> list[Detections]:
         o = check_options(options, self.options(), "detector predict")
@@ -59,7 +60,13 @@ class DetectorPredictor:
             raise WildtrainError(f"max_det: expected a whole number of boxes per window (>= 1), got {o['max_det']}")
         if not 0 < float(o["merge_ios"]) <= 1:
             raise WildtrainError(f"merge_ios: expected a fraction in (0, 1], got {o['merge_ios']}")
-        return predict_sliced(lambda arrays: self.net.predict(arrays, conf=conf, iou=iou, max_det=max_det),
+        precision = str(o["precision"]).strip().lower()
+        supported = getattr(self.net, "PRECISIONS", ("fp32",))
+        if precision not in supported:
+            raise WildtrainError(f"precision: expected {' or '.join(supported)} for a {self.card.framework} detector, "
+                                 f"got '{o['precision']}'")
+        fast = {"precision": precision} if precision != "fp32" else {}
+        return predict_sliced(lambda arrays: self.net.predict(arrays, conf=conf, iou=iou, max_det=max_det, **fast),
                               images, sizes, overlap=float(o["overlap"]), merge_ios=float(o["merge_ios"]),
                               max_det=max_det, batch=int(o["batch"]))
 
