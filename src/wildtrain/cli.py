@@ -248,6 +248,20 @@ def replicates(
     run(lambda p, root: stage(Path(root), set_, n, first_seed, family, compare, name))
 
 
+@app.command("ci-rerun")
+def ci_rerun(
+    base: str = typer.Option("", "--base", help="The commit to compare with (branch, tag or sha), e.g. origin/main."),
+    out: str = typer.Option("reports/ci.md", "--out", help="The report (plots diff PNGs are written beside it)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Pull and plan (`dvc repro --dry`), run nothing."),
+) -> None:
+    """Rerun what changed since BASE (after `dvc pull` when a remote is configured) and write reports/ci.md: stages
+    and why, params diff, metric deltas against their noise bands, registry decision, CPUs, plots (docs/ci.md).
+    Exits non-zero only on a failure, never on a metric change."""
+    from wildtrain.ci.rerun import main
+
+    run(lambda p, root: main(p, Path(root), base, out, dry_run))
+
+
 @config_app.command("apply")
 def config_apply(overlay: str = typer.Argument(..., help="A YAML overlay, e.g. configs/tiny.yaml.")) -> None:
     """Merge an overlay into params.yaml (unknown keys are refused; comments are not kept)."""
