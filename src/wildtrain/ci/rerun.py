@@ -47,15 +47,19 @@ def _metric_rows(root: Path, base: str, base_cfg: dict, replicates: dict | None)
     return rows
 
 
-def ci_rerun(root: Path, base_ref: str, out: Path, dry_run: bool = False) -> dict:
+def ci_rerun(root: Path, base_ref: str, out: Path, dry_run: bool = False, pull: bool = True) -> dict:
     """The whole CI rerun; returns what the report shows. Raises WildtrainError on a failure."""
     base = git_files.commit(root, base_ref)
     head = git_files.commit(root, "HEAD")
     config.check_committed(root)
     base_cfg = config.describe(root, base)
 
-    remote = dvc_steps.default_remote(root)
-    if remote:
+    remote = dvc_steps.default_remote(root) if pull else None
+    if not pull:
+        remote_note = ("Not pulled (`--no-pull`, the weekly drift check): every stage whose outputs are not in the "
+                       "local cache was recomputed on this machine.")
+        print(f"ci-rerun: {remote_note}", flush=True)
+    elif remote:
         print(f"ci-rerun: dvc pull from remote '{remote}' (outputs of HEAD's dvc.lock and the run-cache)", flush=True)
         ok, last = dvc_steps.pull(root)
         remote_note = (f"Pulled from DVC remote `{remote}` before the rerun ({last or 'done'}); only stages whose "
@@ -119,12 +123,12 @@ def _tracking_label(root: Path) -> str:
     return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
 
-def main(p, root: Path, base_ref: str, out: str, dry_run: bool) -> None:
+def main(p, root: Path, base_ref: str, out: str, dry_run: bool, pull: bool = True) -> None:
     """CLI entry (wildtrain.pipeline.entry.run gives one-line errors and exit code 2)."""
     if not base_ref:
         raise WildtrainError("give the base to compare with: make ci-rerun BASE=origin/main (a branch, tag or sha)")
     target = Path(out) if Path(out).is_absolute() else Path(root) / out
-    r = ci_rerun(Path(root), base_ref, target, dry_run)
+    r = ci_rerun(Path(root), base_ref, target, dry_run, pull)
     beyond = sum(1 for x in r["rows"] if x.label == "beyond noise")
     what = ("nothing to rerun" if not r["order"] else
             f"{'would rerun' if dry_run else 'reran'} {len(r['ran'])} stages"
