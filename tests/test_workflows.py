@@ -49,7 +49,7 @@ def test_pipeline_workflow_shape():
     assert {"params.yaml", "dvc.yaml", "src/**", "stages/**", "data/*.dvc", "configs/**", "requirements.txt"} \
         <= set(on["pull_request"]["paths"])
     assert on["push"]["branches"] == ["main"] and "runner" in on["workflow_dispatch"]["inputs"]
-    assert wf["concurrency"]["cancel-in-progress"] is True
+    assert "pull_request.number" in wf["concurrency"]["group"] and "pull_request" in wf["concurrency"]["cancel-in-progress"]
     jobs = wf["jobs"]
     assert {"fast-tests", "rerun"} <= set(jobs)
     rerun = " ".join(str(s.get("run", "")) + str(s.get("with", "")) for s in jobs["rerun"]["steps"])
