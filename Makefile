@@ -92,9 +92,9 @@ N ?= 3
 replicates: $(STAMP) ## N training seeds of the params (+ S="k=v ...") as DVC experiments up to evaluate, mean/sd per metric (resumable): make replicates N=3 [S=..] [FAMILY="detector classifier"] [A="train.lr0=0.004" B="train.lr0=0.001": paired A-B]
 	wildtrain replicates --n $(N) $(foreach kv,$(S),-S $(kv)) $(foreach f,$(FAMILY),-f $(f)) $(if $(or $(A),$(B)),--compare "$(A)" "$(B)")
 
-ci-rerun: $(STAMP) ## What CI runs: pull, rerun only what changed since BASE, write reports/ci.md with noise bands: make ci-rerun BASE=origin/main [DRY=1: plan only]
+ci-rerun: $(STAMP) ## What CI runs: pull, rerun only what changed since BASE, write reports/ci.md with noise bands: make ci-rerun BASE=origin/main [DRY=1: plan only] [PULL=0: recompute, no dvc pull]
 	@test -n "$(BASE)" || { echo "error: give the base to compare with: make ci-rerun BASE=origin/main" >&2; exit 2; }
-	wildtrain ci-rerun --base "$(BASE)" $(if $(filter 1,$(DRY)),--dry-run)
+	wildtrain ci-rerun --base "$(BASE)" $(if $(filter 1,$(DRY)),--dry-run) $(if $(filter 0,$(PULL)),--no-pull)
 
 WORKERS ?= 1
 tune: $(STAMP) ## Optuna search over params.yaml tune.space (resumable; WORKERS=2 runs 2 processes on one storage)
