@@ -15,6 +15,7 @@ from test_e2e import ran_stages
 
 pytestmark = pytest.mark.slow
 
+HEADERS = ("| stage |", "| family |", "| param |", "| model |")
 DETECTOR_DOWNSTREAM = ["train", "evaluate", "register", "evaluate_two_stage", "register_two_stage"]
 
 
@@ -31,7 +32,7 @@ def commit_all(ws, message: str) -> None:
 
 def table_rows(report: str, section: str) -> list[str]:
     body = report.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
-    return [ln for ln in body.splitlines() if ln.startswith("| ") and not ln.startswith("| stage |")]
+    return [ln for ln in body.splitlines() if ln.startswith("| ") and not ln.startswith(HEADERS)]
 
 
 def test_ci_rerun_pulls_and_reruns_only_what_a_branch_touches(pipeline_repo, tmp_path: Path):
@@ -79,7 +80,7 @@ def test_ci_rerun_pulls_and_reruns_only_what_a_branch_touches(pipeline_repo, tmp
     assert "**detector**, gate vs BASE's model: map50_95" in report, report
     assert re.search(r"\| detector \| BASE \| [^|]*family", report) and re.search(r"\| detector \| HEAD \| [^|]*family",
                                                                                    report), report
-    for png in ("ci-detector-pr_curve.png", "ci-detector-confusion.png", "ci-two_stage-pr_curve.png"):
+    for png in ("ci-detector-pr_curve.png", "ci-detector-confusion.png", "ci-classifier-confusion.png"):
         assert (ci.path / "reports" / png).read_bytes()[:4] == b"\x89PNG", png
 
     # 3) one annotation edited in the versioned source (pushed as a PR author would): the plan starts at prepare

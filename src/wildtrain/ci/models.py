@@ -82,7 +82,8 @@ def gate_vs_base(root: Path, base: str, family: str, tmp: Path) -> dict | None:
     except WildtrainError as e:
         return {"metric": metric, "reason": f"BASE's table: {e}"}
     base_metrics = git_files.json_at(root, base, f"metrics/eval{suffix}.json") or {}
-    champion = SimpleNamespace(version=f"BASE {base[:8]}", tags={
+    label = f"BASE {base[:8]}"
+    champion = SimpleNamespace(version=label, tags={
         "evaluation_hash": base_meta.get("evaluation_hash"), metric: base_metrics.get(metric)})
 
     def not_here(_mv):
@@ -97,7 +98,8 @@ def gate_vs_base(root: Path, base: str, family: str, tmp: Path) -> dict | None:
         return {"metric": metric, "reason": f"metrics/eval{suffix}.json has no {metric}"}
     decision = registry.gate(metric, float(value), head_meta.get("evaluation_hash"), head_table, champion,
                              lambda _mv: base_table, not_here, settings)
-    return {"metric": metric, "promote": decision.champion, "reason": decision.reason, "delta": decision.delta,
+    reason = decision.reason.replace(f"champion v{label}", label).replace("becomes champion", "would become champion")
+    return {"metric": metric, "promote": decision.champion, "reason": reason, "delta": decision.delta,
             "delta_ci95": decision.delta_ci95}
 
 

@@ -94,8 +94,7 @@ def registry_section(r: dict) -> list[str]:
     for family, g in r["gates"].items():
         if g is None:
             continue
-        verdict = "" if "promote" not in g else (" → would become champion" if g["promote"] else " → stays challenger")
-        lines.append(f"- **{family}**, gate vs BASE's model: {g['reason']}{verdict}")
+        lines.append(f"- **{family}**, gate vs BASE's model: {g['reason']}")
     for family, rec in r["registered"].items():
         lines.append(f"- **{family}**, register stage ({r['tracking']}): v{rec.get('version')} "
                      f"{rec.get('decision')} — {rec.get('reason')}")
