@@ -91,12 +91,18 @@ def metrics_section(r: dict) -> list[str]:
 
 def registry_section(r: dict) -> list[str]:
     lines = ["## Registry", ""]
+    if r["tracking"].startswith("this checkout") and any(s.startswith("register") for s in r["ran"]):
+        lines += ["The register stages ran against this checkout's own MLflow store (no team server here), whose "
+                  "champion is whatever this checkout registered before; the gate against BASE's model is the "
+                  "decision to read.", ""]
     for family, g in r["gates"].items():
         if g is None:
             continue
         lines.append(f"- **{family}**, gate vs BASE's model: {g['reason']}")
     for family, rec in r["registered"].items():
-        lines.append(f"- **{family}**, register stage ({r['tracking']}): v{rec.get('version')} "
+        stage = "register" if family == "detector" else f"register_{family}"
+        where = r["tracking"] if stage in r["ran"] else "not rerun: the record committed with HEAD"
+        lines.append(f"- **{family}**, register stage ({where}): v{rec.get('version')} "
                      f"{rec.get('decision')} — {rec.get('reason')}")
     if len(lines) == 2:
         lines.append("No register record at HEAD.")
