@@ -16,7 +16,7 @@ export YOLO_AUTOINSTALL := False
 .DEFAULT_GOAL := help
 MMDET_MODEL ?= retinanet_r18
 
-.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter evaluate register replicates tune test test-fast dag metrics plots mlflow-ui services services-user services-down bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-census bench-serve bench-team clean clean-all models docs
+.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter evaluate register replicates ci-rerun tune test test-fast dag metrics plots mlflow-ui services services-user services-down bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-census bench-serve bench-team clean clean-all models docs
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
@@ -91,6 +91,10 @@ register: $(STAMP) ## Run up to the detector's registration in the MLflow model 
 N ?= 3
 replicates: $(STAMP) ## N training seeds of the params (+ S="k=v ...") as DVC experiments up to evaluate, mean/sd per metric (resumable): make replicates N=3 [S=..] [FAMILY="detector classifier"] [A="train.lr0=0.004" B="train.lr0=0.001": paired A-B]
 	wildtrain replicates --n $(N) $(foreach kv,$(S),-S $(kv)) $(foreach f,$(FAMILY),-f $(f)) $(if $(or $(A),$(B)),--compare "$(A)" "$(B)")
+
+ci-rerun: $(STAMP) ## What CI runs: pull, rerun only what changed since BASE, write reports/ci.md with noise bands: make ci-rerun BASE=origin/main [DRY=1: plan only] [PULL=0: recompute, no dvc pull]
+	@test -n "$(BASE)" || { echo "error: give the base to compare with: make ci-rerun BASE=origin/main" >&2; exit 2; }
+	wildtrain ci-rerun --base "$(BASE)" $(if $(filter 1,$(DRY)),--dry-run) $(if $(filter 0,$(PULL)),--no-pull)
 
 WORKERS ?= 1
 tune: $(STAMP) ## Optuna search over params.yaml tune.space (resumable; WORKERS=2 runs 2 processes on one storage)
