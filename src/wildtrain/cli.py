@@ -312,13 +312,13 @@ def models(name: Optional[str] = typer.Argument(None, help="Only this registered
 @app.command("ci-rerun")
 def ci_rerun(
     base: str = typer.Option("", "--base", help="The commit to compare with (branch, tag or sha), e.g. origin/main."),
-    out: str = typer.Option("reports/ci.md", "--out", help="The report (plots diff PNGs are written beside it)."),
+    out: str = typer.Option("reports/ci.md", "--out", "-o", help="The report (plots diff PNGs are written beside it)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Pull and plan (what `dvc repro` would run), run nothing."),
     pull: bool = typer.Option(True, "--pull/--no-pull", help="--no-pull: recompute what the local cache lacks "
                               "instead of pulling it (the weekly check for drift in the environment)."),
 ) -> None:
     """Rerun what changed since BASE (after `dvc pull` when a remote is configured) and write reports/ci.md: stages
-    and why, params diff, metric deltas against their noise bands, registry decision, CPUs, plots (docs/ci.md).
+    and why, params diff, metric deltas against their noise bands, registry decision, CPUs, plots (docs/how-to/ci-reruns.md).
     Exits non-zero only on a failure, never on a metric change."""
     from wildtrain.ci.rerun import main
 

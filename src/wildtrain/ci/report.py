@@ -73,7 +73,7 @@ def metrics_section(r: dict) -> list[str]:
               "(bootstrap 95% intervals of BASE and HEAD, `sqrt(h_base² + h_head²)`) and the seed band "
               "(1.96·√2·sd of " + (f"the seed replicates `{rep['path']}`, {len(rep.get('seeds', []))} seeds on "
                                      f"{rep.get('cpu', '?')}" if rep else "seed replicates; none match BASE's "
-                                     "param set, so test-set bands only") + "). docs/ci.md says how to read them.", ""]
+                                     "param set, so test-set bands only") + "). docs/how-to/ci-reruns.md says how to read them.", ""]
     header = ["| family | metric | BASE | HEAD | delta | HEAD 95% CI | noise band | |",
               "|---|---|---:|---:|---:|---|---:|---|"]
     labelled = not r["config"]["stale"]

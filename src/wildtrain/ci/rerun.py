@@ -68,7 +68,7 @@ def ci_rerun(root: Path, base_ref: str, out: Path, dry_run: bool = False, pull: 
                        f"recomputed.")
     else:
         remote_note = ("No DVC remote is configured, so nothing was pulled: every stage whose outputs are not in the "
-                       "local cache was recomputed (docs/ci.md: add a remote).")
+                       "local cache was recomputed (docs/how-to/ci-reruns.md: add a remote).")
         print(f"ci-rerun: {remote_note}", flush=True)
 
     stale = dvc_steps.stale_reasons(dvc_steps.status(root))
