@@ -287,7 +287,7 @@ def data_convert(
     src: str = typer.Argument(..., help="A dataset folder or .zip/.tar/.tar.gz archive (any supported format)."),
     dst: str = typer.Argument(..., help="Output folder (replaced)."),
     to: str = typer.Option(..., "--to", help="coco | voc | yolo | csv | masks"),
-    source_format: str = typer.Option("auto", "--from", help="auto | coco | voc | yolo | csv | masks"),
+    source_format: str = typer.Option("auto", "--from", help="auto | coco | voc | yolo | csv | masks | label_studio"),
     invalid_boxes: str = typer.Option("clip", help="Boxes outside the image: clip | drop | fail."),
     unannotated: str = typer.Option("skip", help="Images no annotation file mentions: skip | negative (kept empty)."),
     ignore: int = typer.Option(255, "--ignore", help="Image/mask pairs: the pixel value of unlabelled pixels."),
