@@ -82,7 +82,7 @@ def served_path(path: Path, docs: Path, staging: Path, name: str) -> Path:
 
 
 def push(p, root: Path, source: str, n: int, strategy: str = "uncertainty", model: str | None = None,
-         project: str | None = None, seed: int = 0) -> dict:
+         project: str | None = None, seed: int = 0, conf: float | None = None) -> dict:
     from urllib.parse import quote
 
     from wildtrain import families
@@ -91,6 +91,8 @@ def push(p, root: Path, source: str, n: int, strategy: str = "uncertainty", mode
     from wildtrain.prediction import sources
     from wildtrain.registry import resolve_model
 
+    if conf is not None and not 0 <= conf < 1:
+        raise WildtrainError(f"--conf {conf:g}: a score threshold in [0, 1)")
     if strategy not in select.STRATEGIES:
         raise WildtrainError(f"--strategy {strategy}: use one of {', '.join(select.STRATEGIES)}")
     if n < 1:
@@ -113,7 +115,7 @@ def push(p, root: Path, source: str, n: int, strategy: str = "uncertainty", mode
     held = {(t.get("data") or {}).get("image") for t in client.tasks(lp["id"])}
     staging = root / ".labelstudio" / "files" / str(lp["id"])
     options = {k: v for k, v in p.predict.__dict__.items() if k in predictor.options()}
-    conf = float(options.get("conf", 0.25))
+    conf = float(options.get("conf", 0.25)) if conf is None else float(conf)
     options["conf"] = min(conf, select.FLOOR)
 
     with sources.items(Path(source)) as todo:
