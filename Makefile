@@ -135,7 +135,7 @@ $(LS_STAMP): requirements-labelstudio.txt | $(STAMP)
 	touch $(LS_STAMP)
 
 labelstudio: $(STAMP) $(LS_STAMP) ## Label Studio for the annotation loop on 127.0.0.1 (LABEL_STUDIO_PORT=8080; data in .labelstudio/): prints LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY
-	python -m wildtrain.annotate.server up
+	LABEL_STUDIO_PORT="$(LABEL_STUDIO_PORT)" python -m wildtrain.annotate.server up
 
 labelstudio-down: $(STAMP) ## Stop what `make labelstudio` started (its database kept in .labelstudio/data)
 	python -m wildtrain.annotate.server down
