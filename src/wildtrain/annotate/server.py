@@ -120,15 +120,18 @@ def up(folder: Path, port: int = PORT, document_root: Path | None = None) -> Ser
                                 start_new_session=True, env=server_env(folder, root))
     _save_state(folder, pid=proc.pid, port=port, document_root=str(root))
     server = Server(folder, port, key, proc.pid)
-    while time.monotonic() - started < START_TIMEOUT:
-        if healthy(server.url):
-            _save_state(folder, start_seconds=round(time.monotonic() - started, 1))
-            return server
-        if proc.poll() is not None:
-            raise WildtrainError(f"labelstudio: the server exited ({_last_lines(log)}); log: {log}")
-        time.sleep(0.5)
-    down(folder)
-    raise WildtrainError(f"labelstudio: no answer on 127.0.0.1:{port} within {START_TIMEOUT} s; log: {log}")
+    try:
+        while time.monotonic() - started < START_TIMEOUT:
+            if healthy(server.url):
+                _save_state(folder, start_seconds=round(time.monotonic() - started, 1))
+                return server
+            if proc.poll() is not None:
+                raise WildtrainError(f"labelstudio: the server exited ({_last_lines(log)}); log: {log}")
+            time.sleep(0.5)
+        raise WildtrainError(f"labelstudio: no answer on 127.0.0.1:{port} within {START_TIMEOUT} s; log: {log}")
+    except BaseException:  # a timeout, an exit, Ctrl-C: no server left behind half-started
+        down(folder)
+        raise
 
 
 def down(folder: Path) -> None:
