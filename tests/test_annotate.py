@@ -124,6 +124,7 @@ def test_push_review_pull_then_prepare_counts_the_edits(labelstudio, pipeline_re
     again = cli(env, ws.path, "annotate", "push", "data/source/survey/images", "--n", "5", "--project", PROJECT,
                 "--strategy", "random", "--conf", "0.001")
     assert again.returncode == 0 and "5 of 19 new images" in again.stdout  # the 5 pushed are not pushed twice
+    assert len({t["data"]["image"] for t in client.tasks(project["id"])}) == 10
     for t in client.tasks(project["id"]):
         if t["id"] not in {x["id"] for x in tasks}:
             client.call("DELETE", f"/api/tasks/{t['id']}/")

@@ -135,7 +135,7 @@ def push(p, root: Path, source: str, n: int, strategy: str = "uncertainty", mode
                 candidates.append((item, url))
         if not candidates:
             raise WildtrainError(f"project '{title}' (id {lp['id']}) already holds every image of {source}")
-        images, dets, feats = [], [], []
+        images, dets, feats, available = [], [], [], len(candidates)
         if strategy == "random":
             candidates = [candidates[k] for k in select.by_chance(len(candidates), n, seed)]
         for start in range(0, len(candidates), 8):
@@ -174,9 +174,9 @@ def push(p, root: Path, source: str, n: int, strategy: str = "uncertainty", mode
             have.append(folder)
     client.import_tasks(lp["id"], tasks)
     out = {"project": title, "project_id": lp["id"], "url": f"{client.url}/projects/{lp['id']}/data",
-           "images": len(tasks), "candidates": len(candidates), "strategy": strategy, "model_version": version,
+           "images": len(tasks), "candidates": available, "strategy": strategy, "model_version": version,
            "pre_annotations": boxes, "doubt": [round(d, 3) for d in doubts]}
-    print(f"annotate push: {len(tasks)} of {len(candidates)} new images of {source} (strategy {strategy}) -> "
+    print(f"annotate push: {len(tasks)} of {available} new images of {source} (strategy {strategy}) -> "
           f"Label Studio project '{title}' (id {lp['id']}), {boxes} boxes pre-annotated by {version} "
           f"(score >= {conf:g}); review at {out['url']}")
     return out
