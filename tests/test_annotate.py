@@ -169,4 +169,4 @@ def test_server_down_and_wrong_key_are_one_line_and_write_nothing(labelstudio, r
         assert f"Label Studio at {srv.url} refused the API key" in out.stderr
     status = subprocess.run(["git", "status", "--porcelain"], cwd=repo_copy, capture_output=True, text=True).stdout
     assert status.strip() == "", status
-    assert not (repo_copy / "data" / "source").exists()
+    assert sorted(p.name for p in (repo_copy / "data" / "source").iterdir()) == ["README.md"]

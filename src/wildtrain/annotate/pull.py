@@ -140,6 +140,9 @@ def pull(p, root: Path, name: str, project: str | None = None, beside: bool = Fa
     if not tasks:
         raise WildtrainError(f"Label Studio at {client.url}: project '{lp['title']}' (id {lp['id']}) has no reviewed "
                              f"task yet ({len(exported)} exported); review some, then pull")
+    # the JSON export names each task's predictions by id only: their boxes and model versions come from the tasks
+    predictions = {t.get("id"): t.get("predictions") or [] for t in client.tasks(lp["id"])}
+    tasks = [{**t, "predictions": predictions.get(t.get("id"), [])} for t in tasks]
     docs = document_root(root)
     edits = {k: sum(changes(t)[k] for t in tasks) for k in ("kept", "edited", "deleted", "added")}
     lineage = {"label_studio_url": client.url, "project_id": lp["id"], "project_title": lp["title"],
