@@ -123,7 +123,7 @@ def merge(base: CocoDataset, base_images: Path, new: CocoDataset, new_images: Pa
 
 
 def pull(p, root: Path, name: str, project: str | None = None, beside: bool = False, force: bool = False) -> dict:
-    from wildtrain.annotate.push import document_root
+    from wildtrain.annotate.push import config_labels, document_root
     from wildtrain.data import formats
     from wildtrain.data.validate import validate
     from wildtrain.pipeline.prepare import read_source
@@ -162,6 +162,9 @@ def pull(p, root: Path, name: str, project: str | None = None, beside: bool = Fa
                                  f"local-files tasks (as `annotate push` makes) can be pulled")
         write_json(export_dir / "label_studio.json", tasks)
         raw, _ = formats.read(export_dir, "label_studio", "label_studio.json", "images")
+        if not raw.categories:  # every reviewed image is empty (no animals): the project's classes still apply
+            raw.categories = [{"id": k, "name": c} for k, c in
+                              enumerate(sorted(config_labels(lp.get("label_config") or "")), start=1)]
         reviewed, report = validate(raw, staging / "reviewed", p.data.invalid_boxes, where=f"{client.url} project "
                                     f"{lp['id']}")
         lineage["validation"] = {"images": report["images"]["kept"], "boxes": report["boxes"]["kept"]}
