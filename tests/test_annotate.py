@@ -7,7 +7,7 @@ pull, and check that DVC sees the new source and that prepare's validation repor
 is down and a wrong API key are one line each, and leave nothing written.
 
 Cost (2 busy cores): building .labelstudio/venv when absent (`make .labelstudio/venv/.installed`, pinned, uv: 58 s),
-the server's first start (Django migrations into a new SQLite database: ~150 s), the tests themselves ~80 s.
+the server's first start (Django migrations into a new SQLite database: 46-195 s), the tests themselves 36-80 s.
 """
 
 from __future__ import annotations
