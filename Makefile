@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-# Offline switches (see README "Offline"): nothing phones home during a run.
+# Offline switches (see docs/explanation/offline-and-safety.md): nothing phones home during a run.
 export YOLO_OFFLINE := 1
 export YOLO_CONFIG_DIR := $(CURDIR)/.ultralytics
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -16,7 +16,7 @@ export YOLO_AUTOINSTALL := False
 .DEFAULT_GOAL := help
 MMDET_MODEL ?= retinanet_r18
 
-.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter evaluate register replicates tune test test-fast dag metrics plots mlflow-ui services services-user services-down labelstudio labelstudio-down bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-census bench-serve bench-team clean
+.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter evaluate register replicates ci-rerun tune test test-fast dag metrics plots mlflow-ui services services-user services-down bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-census bench-serve bench-team clean clean-all models docs labelstudio labelstudio-down
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
@@ -62,9 +62,9 @@ serve: $(STAMP) ## Serve a registered model over REST on 127.0.0.1 (PORT=5001, S
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} mlflow models serve -m "$(SERVE_MODEL)" --env-manager local -h 127.0.0.1 -p $(PORT)
 
 TO ?= stac
-publish: $(STAMP) ## Write a model's publication (STAC item, .dlpk, ONNX, TorchScript, card): make publish MODEL=models:/NAME@ALIAS|folder [TO=stac|dlpk|onnx|torchscript|card] [OUT=dir]
+publish: $(STAMP) ## Write a model's publication (STAC item, .dlpk, ONNX, TorchScript, OpenVINO, card): make publish MODEL=models:/NAME@ALIAS|folder [TO=stac|dlpk|onnx|torchscript|openvino|card] [OUT=dir]
 	@test -n "$(MODEL)" || { echo "error: give the model: make publish MODEL=models:/wildtrain-detector@champion TO=dlpk [OUT=dir]" >&2; exit 2; }
-	wildtrain export "$(if $(filter command line,$(origin OUT)),$(OUT),publication)" --model "$(MODEL)" --to "$(TO)"
+	wildtrain export --model "$(MODEL)" --to "$(TO)" --out "$(if $(filter command line,$(origin OUT)),$(OUT),publication)"
 
 data-add: $(STAMP) ## Version a dataset with DVC as data/source/NAME and use it: make data-add SRC=path/to/folder-or-archive [NAME=name]
 	@test -n "$(SRC)" || { echo "error: give the dataset: make data-add SRC=path/to/folder-or-archive [NAME=name]" >&2; exit 2; }
@@ -92,6 +92,10 @@ N ?= 3
 replicates: $(STAMP) ## N training seeds of the params (+ S="k=v ...") as DVC experiments up to evaluate, mean/sd per metric (resumable): make replicates N=3 [S=..] [FAMILY="detector classifier"] [A="train.lr0=0.004" B="train.lr0=0.001": paired A-B]
 	wildtrain replicates --n $(N) $(foreach kv,$(S),-S $(kv)) $(foreach f,$(FAMILY),-f $(f)) $(if $(or $(A),$(B)),--compare "$(A)" "$(B)")
 
+ci-rerun: $(STAMP) ## What CI runs: pull, rerun only what changed since BASE, write reports/ci.md with noise bands: make ci-rerun BASE=origin/main [DRY=1: plan only] [PULL=0: recompute, no dvc pull]
+	@test -n "$(BASE)" || { echo "error: give the base to compare with: make ci-rerun BASE=origin/main" >&2; exit 2; }
+	wildtrain ci-rerun --base "$(BASE)" $(if $(filter 1,$(DRY)),--dry-run) $(if $(filter 0,$(PULL)),--no-pull)
+
 WORKERS ?= 1
 tune: $(STAMP) ## Optuna search over params.yaml tune.space (resumable; WORKERS=2 runs 2 processes on one storage)
 	wildtrain tune --workers $(WORKERS)
@@ -102,6 +106,13 @@ test: $(STAMP) ## Run all tests (unit + slow end-to-end), as CI does, in TEST_WO
 
 test-fast: $(STAMP) ## Run the fast unit tests only
 	python -m pytest -q -n $(TEST_WORKERS) -m "not slow"
+
+docs: $(STAMP) ## Build the documentation site into site/ (mkdocs-material; the CLI and params references are generated from the code)
+	NO_MKDOCS_2_WARNING=1 mkdocs build --strict --site-dir site
+
+.PHONY: deps
+deps: $(STAMP) ## Regenerate dvc.yaml's code deps from the imports of each stage (tools/stage_deps.py)
+	python tools/stage_deps.py
 
 dag: $(STAMP) ## Show the pipeline DAG
 	dvc dag
@@ -173,5 +184,17 @@ bench-census: $(STAMP) ## Benchmark: predict on GeoTIFF mosaics of 4k, 16k and 3
 bench-serve: $(STAMP) ## Benchmark: mlflow models serve (base64 JPEG requests) vs a YOLO.predict loop (requests/s ratio)
 	python benchmarks/serve_throughput.py
 
-clean: ## Remove generated state (runs, MLflow store, stage outputs); keeps .venv, data/source and the DVC cache
-	rm -rf runs mlruns mlflow.db .ultralytics models models_classifier models_segmenter dvc_plots data/raw data/coco data/yolo data/crops data/reports data/predictions data/predictions_two_stage
+models: $(STAMP) ## List the registered models: versions, aliases, gate metric per version (MLFLOW_TRACKING_URI, else mlflow.db)
+	wildtrain models
+
+clean: ## Remove generated state (runs, stage outputs); keeps the MLflow registry (mlflow.db, mlruns/), .venv, data/source and the DVC cache
+	rm -rf runs .ultralytics models models_classifier models_segmenter dvc_plots data/raw data/coco data/yolo data/crops data/reports data/predictions data/predictions_two_stage
+
+clean-all: clean ## make clean, then delete the MLflow registry (every run and registered model) after a y/N prompt; YES=1 skips the prompt
+	@if [ "$(YES)" = 1 ]; then answer=y; elif [ -t 0 ]; then \
+	  read -r -p "Delete the MLflow registry: mlflow.db and mlruns/ (every run and registered model)? [y/N] " answer; \
+	else answer=n; fi; \
+	case "$$answer" in \
+	  y|Y|yes|YES) rm -rf mlruns mlflow.db; echo "deleted mlflow.db and mlruns/";; \
+	  *) echo "kept mlflow.db and mlruns/ (make clean-all YES=1 deletes them without asking)";; \
+	esac

@@ -10,6 +10,8 @@ size to the smallest size's, streamed to in-memory at the same size.
 
     python benchmarks/census.py [--sizes 4096 16384 32768] [--in-memory-up-to 16384] [--model FOLDER | --untrained]
                                 [--sahi-size 4096]
+The SAHI comparison is the median of --sahi-repeat interleaved runs; with WILDTRAIN_CPU_KERNELS=native it also times
+`--precision bf16` (under the default avx2 kernel pin bfloat16 is emulated: docs/explanation/census-performance.md).
 Writes benchmarks/results/census.json.
 """
 
@@ -116,6 +118,7 @@ def main() -> None:
     ap.add_argument("--model", help="a detector model folder (default: the pipeline's YOLO11n, trained once)")
     ap.add_argument("--untrained", action="store_true", help="a YOLO11n of random weights at 320 px instead")
     ap.add_argument("--sahi-size", type=int, default=4096, help="side of the image of the SAHI comparison (0: none)")
+    ap.add_argument("--sahi-repeat", type=int, default=3, help="interleaved repeats of the SAHI comparison (median)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--mode", default="streamed", help=argparse.SUPPRESS)
     ap.add_argument("--tag", default="")
@@ -159,7 +162,8 @@ def main() -> None:
         if args.sahi_size:
             subprocess.run([sys.executable, str(REPO / "benchmarks" / "sliced_vs_sahi.py"), "--model", str(model),
                             "--images", "1", "--width", str(args.sahi_size), "--height", str(args.sahi_size),
-                            "--repeat", "1", "--tag", f"census{args.tag}"], check=True)
+                            "--repeat", str(args.sahi_repeat), "--tag", f"census{args.tag}",
+                            *(["--bf16"] if os.environ.get("WILDTRAIN_CPU_KERNELS") == "native" else [])], check=True)
             sahi = json.loads((RESULTS / f"sliced_vs_sahi_census{args.tag}.json").read_text())
             results["sahi"] = {"image": sahi["image"], **sahi["cases"]["one image"]}
         out.write_text(json.dumps(results, indent=2) + "\n")

@@ -94,6 +94,8 @@ def scored(fam, predictor, p, root: Path) -> dict:
     """Evaluation through the family's evaluator: hashes of its metrics (and the detector's predictions file)."""
     t, c = time.perf_counter(), cpu_seconds()
     metrics = fam.evaluate(predictor, p, root, write_outputs=True)
+    if isinstance(metrics, tuple):  # (metrics, the per-image table the intervals and the gate resample)
+        metrics = metrics[0]
     out = {"eval_cpu_s": round(cpu_seconds() - c, 2), "eval_wall_s": round(time.perf_counter() - t, 2),
            "metrics_sha256": digest(metrics)[:16],
            "headline": {k: metrics[k] for k in ("map50", "f1_macro", "miou") if metrics.get(k) is not None}}

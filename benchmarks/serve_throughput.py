@@ -54,7 +54,7 @@ def log_model(folder: Path, store: Path) -> str:
     import mlflow
 
     from wildtrain import families, params
-    from wildtrain.families.base import ModelCard
+    from wildtrain.contract import ModelCard
     from wildtrain.pipeline.register import requirements, signature
     from wildtrain.registry import PACKAGE, PYFUNC_CODE
 
@@ -158,7 +158,7 @@ def main() -> None:
 
         from ultralytics import YOLO
 
-        from wildtrain.families.base import ModelCard
+        from wildtrain.contract import ModelCard
 
         card = ModelCard.load(folder)
         yolo = YOLO(str(folder / card.weights), task="detect")

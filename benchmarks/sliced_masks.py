@@ -59,7 +59,7 @@ def model_folder(work: Path) -> tuple[Path, str]:
     """The pipeline's segmenter, or one of the same architecture with fresh weights."""
     from wildtrain import params
     from wildtrain.data.synthetic import SPECIES
-    from wildtrain.families.base import ModelCard
+    from wildtrain.contract import ModelCard
     from wildtrain.families.segmenter.network import build
     from wildtrain.io import write_torch
 

@@ -16,7 +16,18 @@ Contenders alternate (the order flips every repeat), after one untimed warm-up e
 times and CPU times of this process (all in one process, one torch thread as Ultralytics sets it on 2 cores: the
 CPU time is the work done, what other jobs on a shared machine do not change), the ratios to SAHI, and the
 fraction of boxes matched one-to-one (same class, IoU >= 0.9) between wildtrain and SAHI.
-Writes benchmarks/results/sliced_vs_sahi.json.
+Writes benchmarks/results/sliced_vs_sahi.json. --bf16 adds `wildtrain predict --precision bf16` (backbone in
+bfloat16, head in fp32) and counts its boxes matched to fp32's.
+
+Findings (issue 24 item 6; docs/census-performance.md has the tables): the default (fp32, batches of 16 windows
+across images) gives the same boxes as before and is bound by the network's convolutions (~77% of the time); batch
+size beyond 16, channels_last and torch.compile did not make it faster on this CPU, so its CPU-time ratio to SAHI
+stays 0.5-0.87 (trained baseline: 0.613 at 2048 px and 0.542 at 4096 px with the default avx2 kernel pin; 0.765
+and 0.869 native). Only bf16 (opt-in; 146 of 146 and 499 of 502 of the trained model's fp32 boxes matched) goes
+below 0.5x SAHI (0.447 at 2048 px, 0.446 at 4096 px), and only with WILDTRAIN_CPU_KERNELS=native on CPUs with
+AMX/AVX512-BF16: under the avx2 pin bfloat16 is emulated, ~3x slower.
+The machine is shared: contenders are interleaved in one run and the medians compared; CPU seconds are the steadier
+figure.
 
     python benchmarks/sliced_vs_sahi.py [--model FOLDER] [--images 20] [--repeat 3] [--width 2300 --height 2500]
 """
@@ -74,6 +85,8 @@ def main() -> None:
     ap.add_argument("--conf", type=float, default=0.25)
     ap.add_argument("--sahi-batch", type=int, default=0, help="also time SAHI with this batch_size (0: no)")
     ap.add_argument("--whole", action="store_true", help="also time the whole `wildtrain predict` function")
+    ap.add_argument("--bf16", action="store_true", help="also time wildtrain with --precision bf16 (boxes close to, "
+                                                        "not identical to, fp32's: matched against them)")
     ap.add_argument("--old-net", action="store_true",
                     help="also time the same slicing with YOLO.predict as the net (YoloNet before it called "
                          "Ultralytics' steps directly)")
@@ -95,7 +108,7 @@ def run(args: argparse.Namespace, folder: Path, root: Path) -> None:
     from PIL import Image
 
     from wildtrain import families, params
-    from wildtrain.families.base import Detections
+    from wildtrain.contract import Detections
     from wildtrain.pipeline.predict import CHUNK_PIXELS, predict
     from wildtrain.prediction import sources
 
@@ -112,16 +125,17 @@ def run(args: argparse.Namespace, folder: Path, root: Path) -> None:
     options = {"conf": args.conf, "iou": 0.7, "max_det": 300, "slice": "auto", "overlap": overlap, "merge_ios": 0.5,
                "batch": 16}
 
-    def ours(files: list[Path]) -> list[Detections]:
+    def ours(files: list[Path], precision: str = "fp32") -> list[Detections]:
         """pipeline/predict.py's loop without its writers: read, chunk, predict."""
         out, pending = [], []
+        opts = {**options, "precision": precision}
         for path in files:
             image, _ = sources.read(sources.Item(path.name, path))
             pending.append(image)
             if len(pending) >= options["batch"] or sum(im.size // 3 for im in pending) >= CHUNK_PIXELS:
-                out += predictor.predict(pending, **options)
+                out += predictor.predict(pending, **opts)
                 pending = []
-        return out + (predictor.predict(pending, **options) if pending else [])
+        return out + (predictor.predict(pending, **opts) if pending else [])
 
     from sahi import AutoDetectionModel
     from sahi.predict import get_sliced_prediction
@@ -172,11 +186,13 @@ def run(args: argparse.Namespace, folder: Path, root: Path) -> None:
     contenders = {"wildtrain": ours, "sahi": sahi}
     if args.old_net:
         contenders["wildtrain_old_net"] = old_net
+    if args.bf16:
+        contenders["wildtrain_bf16"] = lambda files: ours(files, "bf16")
     if args.sahi_batch:
         contenders[f"sahi_batch{args.sahi_batch}"] = lambda files: sahi(files, args.sahi_batch)
     if args.whole:
         contenders["wildtrain_predict_command"] = whole
-    cases = {"one image": paths[:1], f"folder of {len(paths)}": paths}
+    cases = {"one image": paths[:1], **({f"folder of {len(paths)}": paths} if len(paths) > 1 else {})}
     for fn in contenders.values():  # warm-up: first inference, lazy imports, Ultralytics' thread setting
         fn(paths[:1])
     import torch
@@ -224,6 +240,9 @@ def run(args: argparse.Namespace, folder: Path, root: Path) -> None:
                  "cpu_ratio_median": {k: round(statistics.median(v) / statistics.median(cpu["sahi"]), 3)
                                       for k, v in cpu.items()},
                  "load": loads}
+        if "wildtrain_bf16" in found:
+            entry["bf16_matched_iou_0.9_of_fp32"] = sum(matched(a, b) for a, b in zip(found["wildtrain"],
+                                                                                      found["wildtrain_bf16"]))
         results["cases"][case] = entry
         print(f"{case} ({len(files)} x {slices} slices):")
         for name in contenders:
@@ -234,7 +253,12 @@ def run(args: argparse.Namespace, folder: Path, root: Path) -> None:
                   + (f"  {boxes[name]} boxes" if name in boxes else ""))
         print(f"  boxes matched (same class, IoU >= 0.9): {agree} of {boxes['wildtrain']} (wildtrain) / "
               f"{boxes['sahi']} (sahi); {loads[-1]}", flush=True)
+        if "wildtrain_bf16" in found:
+            print(f"  bf16 boxes matched to fp32's (same class, IoU >= 0.9): "
+                  f"{entry['bf16_matched_iou_0.9_of_fp32']} of {boxes['wildtrain']} (fp32) / "
+                  f"{boxes['wildtrain_bf16']} (bf16)", flush=True)
     out = RESULTS / f"sliced_vs_sahi{'_' + args.tag if args.tag else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written {out}")
 

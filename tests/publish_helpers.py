@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wildtrain.families.base import Exported, ExportIO
+from wildtrain.contract import Exported, ExportIO
 
 
 class TinyClassifier(torch.nn.Module):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from wildtrain.families.base import Detections, ModelCard
+from wildtrain.contract import Detections, ModelCard
 from wildtrain.prediction import raster
 from wildtrain.prediction.sources import Item
 from wildtrain.prediction.writers import Outputs
@@ -335,3 +335,79 @@ def test_footprint_area_in_a_geographic_crs_is_on_the_ground():
     side = 100 * 0.0001 * 2 * np.pi * 6378137 / 360  # metres per 0.01 degree of the equator
     assert m2 == pytest.approx(side * side, rel=0.01)
     assert census.pixels_area_m2(100 * 100, (0.1, 0, 0, 0, -0.1, 0), CRS, None) == pytest.approx(100.0)
+
+
+class SquaresNet:
+    """The red-square detector as a detector network (arrays in, Detections out): a DetectorPredictor slices over it."""
+
+    def predict(self, arrays, *, conf, iou, max_det):
+        return [red_squares(a, max_det) for a in arrays]
+
+
+class MarkClassifier:
+    """A species classifier that looks at the context around an animal: a crop holding a blue mark is a zebra,
+    else a bird. Records every crop it is given."""
+
+    def __init__(self):
+        from wildtrain.contract import ModelCard
+
+        self.card = ModelCard(family="classifier", task="classification", framework="test", architecture="test",
+                              class_names=["background", "bird", "zebra"], weights="",
+                              input={"size": 32, "crop": {"padding": 0.5, "min_size": 16}})
+        self.crops = []
+
+    def predict(self, crops, batch=64):
+        from wildtrain.contract import Classification
+
+        self.crops += [c.copy() for c in crops]
+        blue = [bool(((c[..., 2] > 200) & (c[..., 0] < 60)).any()) for c in crops]
+        return [Classification([0.0, 0.1, 0.9] if b else [0.0, 0.8, 0.2]) for b in blue]
+
+
+def test_two_stage_crops_of_a_streamed_raster_are_cut_from_the_whole_raster(tmp_path, monkeypatch):
+    """Red squares, every other one with a blue mark 1-3 px right of it (inside the crop's padding, outside the box):
+    the marked ones are zebras, the others birds. A square near a window's edge has its mark in the next window; cut
+    from the window, its crop loses the mark. Streamed, every animal is found once with its true species, each crop is
+    the whole raster's pixels around the merged box, and the result is the in-memory two-stage prediction's."""
+    import csv
+
+    from PIL import Image
+
+    from wildtrain.data.crops import crop_box
+    from wildtrain.families.detector import DetectorPredictor
+    from wildtrain.families.two_stage import TwoStagePredictor
+    from wildtrain.pipeline.predict import _predict_raster
+
+    monkeypatch.setattr(raster, "CHUNK", 128)
+    image, squares = field(1000, 700, spacing=37, offset=5)
+    zebra = set(squares[::2])
+    for x, y in zebra:
+        image[y + 2:y + 6, x + 9:x + 12] = (0, 0, 255)
+    two_card = ModelCard(family="two_stage", task="object-detection", framework="composite", architecture="test",
+                         class_names=["bird", "zebra"], weights="", input={"size": 160, "image_size": 160})
+    classifier = MarkClassifier()
+    two = TwoStagePredictor(two_card, DetectorPredictor(card(), SquaresNet()), classifier)
+    options = {**two.options(), "batch": 8}
+    path = geotiff(tmp_path / "ortho.tif", image)
+    Image.fromarray(image).save(tmp_path / "ortho.png")
+    r = raster.open_raster(Item("ortho.tif", path))
+    out = Outputs(tmp_path / "out", two_card, draw=False, max_det=300)
+    _predict_raster(two, r, options, out, draw=False)
+    streamed_crops = classifier.crops
+    classifier.crops = []
+    out.add(Item("ortho.png", tmp_path / "ortho.png"), image, None, two.predict([image], **options)[0])
+    out.close({})
+    rows = list(csv.DictReader((tmp_path / "out" / "detections.csv").open()))
+    streamed = [{k: v for k, v in row.items() if k != "image_path"} for row in rows if row["image_path"] == "ortho.tif"]
+    in_memory = [{k: v for k, v in row.items() if k != "image_path"} for row in rows if row["image_path"] == "ortho.png"]
+    truth = sorted((x, y, "zebra" if (x, y) in zebra else "bird") for x, y in squares)
+    assert sorted((int(float(b["xmin"])), int(float(b["ymin"])), b["label"]) for b in streamed) == truth
+    key = lambda b: (float(b["ymin"]), float(b["xmin"]))  # noqa: E731 — equal scores: the order of ties may differ
+    assert sorted(streamed, key=key) == sorted(in_memory, key=key)
+    assert len(streamed_crops) == len(squares)  # each animal classified once, after the windows' boxes are merged
+    boxes = [[float(b["xmin"]), float(b["ymin"]), float(b["xmax"]) - float(b["xmin"]),
+              float(b["ymax"]) - float(b["ymin"])] for b in streamed]
+    expected = {tuple(crop_box(b, 1000, 700, 0.5, 16)) for b in boxes}
+    for crop in streamed_crops:
+        assert any(crop.shape[:2] == (bt - t, rt - le) and (crop == image[t:bt, le:rt]).all()
+                   for le, t, rt, bt in expected)

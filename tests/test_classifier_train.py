@@ -78,7 +78,7 @@ def test_train_evaluate_register_tracks_and_registers(tmp_path, monkeypatch):
     assert (tmp_path / "metrics/plots/classifier_explanations.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     reg = register(p, tmp_path, "classifier")
     assert reg["version"] == 1 and reg["aliases"] == ["challenger", "champion"]
-    assert reg["exports"] == ["onnx", "torchscript"]
+    assert reg["exports"] == ["onnx", "openvino", "torchscript"]
 
     client = MlflowClient()
     run_id = card["training"]["mlflow_run_id"]
@@ -112,7 +112,7 @@ def test_train_evaluate_register_tracks_and_registers(tmp_path, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["resnet18", "mobilenet_v3_small"])
 def test_export_parity_onnxruntime_and_torchscript(tmp_path, backbone):
-    from wildtrain.families.base import Exported, ExportIO
+    from wildtrain.contract import Exported, ExportIO
     from wildtrain.families.classifier.backbones import build
     from wildtrain.families.classifier.data import MEAN, STD
     from wildtrain.families.torch_export import export

@@ -126,7 +126,7 @@ def test_portable_training_is_bit_identical_run_to_run_and_recorded(tiny_data):
 
 
 def test_the_model_card_says_which_kernels_trained_the_model():
-    from wildtrain.families.base import ModelCard
+    from wildtrain.contract import ModelCard
     from wildtrain.publish.card import training_section
     from wildtrain.publish.release import Context
 

@@ -7,7 +7,7 @@ import pytest
 
 from wildtrain.data.coco import CocoDataset
 from wildtrain.evaluate.detection import BACKGROUND, coco_eval, confusion_pairs, to_coco_results
-from wildtrain.families.base import Detections
+from wildtrain.contract import Detections
 
 CATS = [{"id": 4, "name": "zebra"}, {"id": 9, "name": "bird"}]
 

@@ -10,7 +10,7 @@ import pytest
 
 from wildtrain.errors import WildtrainError
 from wildtrain.families import FAMILIES, get
-from wildtrain.families.base import Classification, Detections, ModelCard, check_options, tensors_sha256
+from wildtrain.contract import Classification, Detections, ModelCard, check_options, tensors_sha256
 from wildtrain.families.detector import DetectorPredictor
 from wildtrain.families.two_stage import TwoStagePredictor
 

@@ -265,11 +265,12 @@ def test_cli_data_convert_writes_the_target_format_and_refuses_unknown_ones(tmp_
     formats.write(ds, tmp_path / "src", tmp_path / "csv", "csv")
     env = pipeline_env(Path(__file__).resolve().parents[1])
     cmd = ["python", "-m", "wildtrain.cli", "data", "convert"]
-    ok = subprocess.run([*cmd, "--to", "voc", str(tmp_path / "csv"), str(tmp_path / "voc")], env=env,
+    ok = subprocess.run([*cmd, "--to", "voc", str(tmp_path / "csv"), "--out", str(tmp_path / "voc")], env=env,
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0 and "(csv) ->" in ok.stdout and "(voc)" in ok.stdout, ok.stderr
     _, back, _ = read_clean(tmp_path / "voc", tmp_path / "out")
     assert_same_boxes(back, ds)
-    bad = subprocess.run([*cmd, "--to", "pascal", str(tmp_path / "csv"), str(tmp_path / "x")], env=env,
+    bad = subprocess.run([*cmd, "--to", "pascal", str(tmp_path / "csv"), "-o", str(tmp_path / "x")], env=env,
                          capture_output=True, text=True, timeout=120)
-    assert_one_line_error(bad, "unknown format 'pascal'")
+    assert_one_line_error(bad, "'pascal' is not one of 'coco', 'voc', 'yolo', 'csv', 'masks'")
+    assert not (tmp_path / "x").exists()

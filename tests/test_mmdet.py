@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import ModelCard
+from wildtrain.contract import ModelCard
 from wildtrain.families.detector.mmdet import MODELS, MmdetNet, build_config, config_file, setup, train
 from wildtrain.params import Mmdet, Params, _build
 
@@ -193,7 +193,7 @@ def test_mmdet_coco_metric_agrees_with_our_evaluator(tiny_coco, tmp_path):
     import numpy as np
 
     from wildtrain.evaluate.detection import coco_eval, to_coco_results
-    from wildtrain.families.base import Detections
+    from wildtrain.contract import Detections
 
     rng = np.random.default_rng(0)
     dets = []
@@ -297,21 +297,61 @@ def test_dvc_repro_with_mmdet_through_evaluate_and_register(repo_copy: Path, tmp
                            text=True, timeout=300)
     assert shown.returncode == 0, shown.stderr[-3000:]
     artifacts, predicted = shown.stdout.strip().splitlines()[-2:]
-    assert "publish/v1/mmdet_config.py" in artifacts and ".onnx" not in artifacts  # no ONNX without mmdeploy
-    assert "publish/v1/stac-item.json" in artifacts and ".dlpk" not in artifacts
+    assert "publish/v1/mmdet_config.py" in artifacts and "publish/v1/model.onnx" in artifacts  # RetinaNet: ONNX
+    assert "publish/v1/model.xml" in artifacts  # and the OpenVINO IR made from it
+    assert "publish/v1/stac-item.json" in artifacts and "publish/v1/wildtrain-detector.dlpk" in artifacts
     assert predicted == "1 ['boxes', 'counts', 'labels', 'scores']"
 
-    # published all the same: a valid STAC item whose model asset is the registered PyTorch checkpoint, and a
-    # model card, both saying why there is no ONNX, TorchScript or .dlpk
+    # published like a YOLO model: a valid STAC item naming the parity-checked exports, the config beside them
     from wildtrain.publish import stac
 
     item = json.loads((repo_copy / "publish/detector/stac-item.json").read_text())
     stac.validate(item)
-    assert item["assets"]["weights"]["href"] == "models:/wildtrain-detector/1"
-    assert "mlm:model" in item["assets"]["weights"]["roles"] and item["assets"]["config"]["href"] == "mmdet_config.py"
-    missing = item["properties"]["wildtrain:unavailable"]
-    assert set(missing) == {"onnx", "torchscript", "dlpk"} and "mmdeploy" in missing["onnx"]
-    card = (repo_copy / "publish/detector/MODEL_CARD.md").read_text()
-    assert "No onnx export: MMDetection models export to ONNX or TorchScript only through mmdeploy" in card
-    assert not list((repo_copy / "publish/detector").glob("*.dlpk"))
+    assert {item["assets"][k]["mlm:artifact_type"] for k in ("onnx", "torchscript", "openvino")} == \
+        {"onnx", "torch.jit.script", "openvino"}
+    assert item["assets"]["config"]["href"] == "mmdet_config.py" and not item["properties"]["wildtrain:unavailable"]
+    parity = json.loads((repo_copy / "publish/detector/parity.json").read_text())
+    assert all(parity[f]["max_abs_diff"] <= 1e-4 and parity[f]["matched"] == parity[f]["boxes"]
+               for f in ("onnx", "torchscript", "openvino"))
     assert not netlog.exists() or netlog.read_text() == "", netlog.read_text()
+
+
+@pytest.mark.slow
+def test_retinanet_exports_onnx_torchscript_openvino_that_pass_parity_and_others_say_why_not(tiny, tmp_path,
+                                                                                             monkeypatch):
+    """A trained RetinaNet's network + box decoding exported (NMS outside), checked like a YOLO export: raw scores
+    within 1e-4 and every box after NMS matched; the IR made from its ONNX too. Heads the export does not cover say
+    why (two-stage: RoI pooling)."""
+    import time
+
+    from mmengine.config import Config
+    from mmdet.registry import MODELS as REGISTRY
+
+    from wildtrain.data.coco import load_coco
+    from wildtrain.data.images import load_rgb
+    from wildtrain.families.detector import mmdet, mmdet_onnx
+    from wildtrain.publish import openvino, parity
+
+    p, root, data = tiny
+    monkeypatch.chdir(root)
+    result = train(train_cfg(p, "retinanet_r18"), data, tmp_path / "run", False, lambda e, m: None)
+    card = ModelCard(family="detector", task="object-detection", framework="mmdet", architecture="retinanet_r18",
+                     class_names=data.class_names, weights="model.pt", input={"size": 128})
+    test = load_coco(data.coco["test"])
+    arrays = [load_rgb(data.image_root / im["file_name"]) for im in test.images]
+    start = time.perf_counter()
+    exported = mmdet.export(result.files["model.pt"].parent, card, tmp_path / "export", arrays)
+    exported = openvino.add(exported, tmp_path / "export")
+    exported_s = time.perf_counter() - start
+    assert {"onnx", "torchscript", "openvino", "mmdet_config"} <= set(exported.files) and not exported.unavailable
+    x, ref = exported.reference
+    assert x.shape == (len(arrays), 3, 128, 128) and ref.shape[:2] == (len(arrays), 4 + len(data.class_names))
+    nms = {"conf": 0.001, "iou": 0.7, "max_det": 100}
+    report = parity.check(exported, nms)
+    print(f"mmdet retinanet_r18 export {exported_s:.1f} s; parity", parity.summary(report))
+    for fmt in ("onnx", "torchscript", "openvino"):
+        assert report[fmt]["max_abs_diff"] <= parity.TOLERANCE and report[fmt]["matched"] == report[fmt]["boxes"] > 0
+    cfg = Config.fromfile(str(config_file("retinanet_r18", root)))
+    assert mmdet_onnx.unsupported(REGISTRY.build(cfg.model)) is None
+    faster = Config.fromfile(str(config_file("faster_rcnn_r50", root)))
+    assert "two-stage" in mmdet_onnx.unsupported(REGISTRY.build(faster.model))

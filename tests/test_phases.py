@@ -98,7 +98,7 @@ def test_empty_images_selected_by_ratio_deterministically_by_seed(tiny):
 def test_each_phase_starts_from_the_previous_phases_best_weights(staged):
     import torch
 
-    from wildtrain.families.base import tensors_sha256
+    from wildtrain.contract import tensors_sha256
 
     root, p, card, _ = staged
     work = root / "runs/detector"
@@ -118,7 +118,7 @@ def test_each_phase_starts_from_the_previous_phases_best_weights(staged):
 
 
 def test_phase_images_and_mined_negatives(staged, tiny):
-    from wildtrain.families.base import ModelCard
+    from wildtrain.contract import ModelCard
     from wildtrain.families.detector.yolo import YoloNet
 
     root, _, card, _ = staged
@@ -161,7 +161,7 @@ def scoring_net(folder: Path, arrays: list, class_names: list[str]):
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
-    from wildtrain.families.base import ModelCard
+    from wildtrain.contract import ModelCard
     from wildtrain.families.detector.yolo import YoloNet
     from wildtrain.io import write_torch
 
@@ -207,8 +207,6 @@ class Crash(Exception):
 
 
 def test_resume_continues_in_the_interrupted_phase(tiny, tmp_path, capsys):
-    from wildtrain.families.detector import yolo
-
     root, data = tiny
     p = params([{"epochs": 1, "empty_ratio": 0.0}, {"epochs": 2, "empty_ratio": 1.0}])
     work = tmp_path / "detector"
@@ -220,7 +218,7 @@ def test_resume_continues_in_the_interrupted_phase(tiny, tmp_path, capsys):
             raise Crash
 
     with pytest.raises(Crash):
-        yolo.train(p.train, data, work, False, crash_in_phase_2)
+        ph.train(p.train, data, work, False, crash_in_phase_2)
     assert seen == [(0, 1), (1, 2)]
     assert [r["phase"] for r in json.loads((work / ph.STATE).read_text())["phases"]] == [1]
     best1 = (work / "phase1/weights/best.pt").stat().st_mtime_ns
@@ -228,7 +226,7 @@ def test_resume_continues_in_the_interrupted_phase(tiny, tmp_path, capsys):
 
     seen.clear()
     capsys.readouterr()
-    trained = yolo.train(p.train, data, work, True, lambda e, m: seen.append((e, m["phase"])))
+    trained = ph.train(p.train, data, work, True, lambda e, m: seen.append((e, m["phase"])))
     out = capsys.readouterr().out
     assert "phase 1/2 was trained before" in out and f"resuming from {work / 'phase2/weights/last.pt'}" in out
     assert seen == [(2, 2)]  # phase 1 not retrained; phase 2 goes on from its second epoch (the 3rd overall)

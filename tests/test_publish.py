@@ -15,7 +15,7 @@ import torch
 
 from publish_helpers import ArcGIS, TinyClassifier, TinySegmenter, export_tiny, unpack
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import Exported, ExportIO, ModelCard
+from wildtrain.contract import Exported, ExportIO, ModelCard
 from wildtrain.publish import Staged, finish, parity, stac
 from wildtrain.publish.release import Context, release
 

@@ -60,12 +60,13 @@ def test_register_publishes_every_family(pipeline_repo):
         checked = [report] if family != "two_stage" else [report["detector"], report["classifier"]]
         for part in checked:
             assert part["images"] > 0
-            for fmt in ("onnx", "torchscript"):
+            for fmt in ("onnx", "torchscript", "openvino"):
                 assert part[fmt]["max_abs_diff"] <= 1e-4
                 assert part[fmt].get("matched", 0) == part[fmt].get("boxes", 0)
         onnx = ["model.onnx"] if family != "two_stage" else ["detector/model.onnx", "classifier/model.onnx"]
         assert all((folder / f).is_file() for f in onnx) and (folder / f"{reg['model_name']}.dlpk").is_file()
-        assert sorted(reg["exports"]) == sorted(k for k in item["assets"] if k.endswith(("onnx", "torchscript")))
+        assert sorted(reg["exports"]) == sorted(k for k in item["assets"] if k.endswith(("onnx", "torchscript", "openvino")))
+        assert all(item["assets"][k]["mlm:artifact_type"] == "openvino" for k in reg["exports"] if k.endswith("openvino"))
 
         logged = {a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(reg["run_id"], f"publish/v{reg['version']}")}
         assert {f.name for f in folder.iterdir()} <= logged, family  # also artifacts of the registered version
@@ -163,7 +164,7 @@ def test_dlpk_packages_find_what_wildtrain_finds(pipeline_repo, tmp_path):
     predictions (same labels and boxes at IoU >= 0.99, scores within 1e-4)."""
     from wildtrain import families, params, publish
     from wildtrain.data.images import load_rgb
-    from wildtrain.families.base import ModelCard
+    from wildtrain.contract import ModelCard
     from wildtrain.families.two_stage import compose
     from wildtrain.publish.dlpk import VALID_MODEL_TYPES
     from wildtrain.publish import Staged
@@ -231,14 +232,14 @@ def test_export_writes_any_versions_publication(pipeline_repo, tmp_path, monkeyp
     from wildtrain.pipeline.export import export
 
     ws = pipeline_repo.clone(tmp_path / "repo")
-    ws.sh("python", "-m", "wildtrain.cli", "export", str(tmp_path / "a"), "--model",
+    ws.sh("python", "-m", "wildtrain.cli", "export", "--out", str(tmp_path / "a"), "--model",
           "models:/wildtrain-two-stage@champion", "--to", "dlpk")
     registered = ws.path / "publish/two_stage/wildtrain-two-stage.dlpk"
     assert (tmp_path / "a/wildtrain-two-stage.dlpk").read_bytes() == registered.read_bytes()
-    bad = ws.sh("python", "-m", "wildtrain.cli", "export", str(tmp_path / "d"), "--model",
+    bad = ws.sh("python", "-m", "wildtrain.cli", "export", "-o", str(tmp_path / "d"), "--model",
                 "models:/wildtrain-classifier@champion", "--to", "pdf", check=False)
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == \
-        "error: --to: unknown format 'pdf' (available: stac, dlpk, onnx, torchscript, card)"
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].endswith(
+        "'pdf' is not one of 'stac', 'dlpk', 'onnx', 'torchscript', 'openvino', 'card'. (see wildtrain export --help)")
     assert ws.network_log() == ""
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the clone's own store
@@ -247,6 +248,9 @@ def test_export_writes_any_versions_publication(pipeline_repo, tmp_path, monkeyp
     written = export(p, ws.path, "models:/wildtrain-two-stage/1", "onnx", str(tmp_path / "b"))
     assert sorted(str(f.relative_to(tmp_path / "b")) for f in written) == \
         ["classifier/model.onnx", "detector/model.onnx"]
+    written = export(p, ws.path, "models:/wildtrain-detector@champion", "openvino", str(tmp_path / "ov"))
+    assert sorted(f.name for f in written) == ["model.bin", "model.xml"]  # the IR as registered, both files
+    assert (tmp_path / "ov/model.xml").read_bytes() == (ws.path / "publish/detector/model.xml").read_bytes()
 
     reg = json.loads((ws.path / "metrics/register_classifier.json").read_text())
     shutil.rmtree(next(ws.path.glob(f"mlruns/*/{reg['run_id']}/artifacts/publish")))  # as before publishing existed

@@ -13,7 +13,7 @@ from PIL import Image
 
 from wildtrain import slicing
 from wildtrain.evaluate.segmentation import confusion, scores
-from wildtrain.families.base import ModelCard, Segmentation
+from wildtrain.contract import ModelCard, Segmentation
 
 IGNORE = 255
 NAMES = ["background", "water", "reeds", "hut"]

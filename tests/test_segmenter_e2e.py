@@ -44,7 +44,7 @@ def test_segmenter_stages_train_evaluate_register_with_tracking(pipeline_repo):
             assert im.width > 300
     reg = json.loads((repo / "metrics/register_segmenter.json").read_text())
     assert reg["model_name"] == "wildtrain-segmenter" and reg["version"] == 1
-    assert reg["aliases"] == ["challenger", "champion"] and reg["exports"] == ["onnx", "torchscript"]
+    assert reg["aliases"] == ["challenger", "champion"] and reg["exports"] == ["onnx", "openvino", "torchscript"]
     assert "miou" in json.loads((repo / "metrics/train_segmenter/metrics.json").read_text())["val"]
 
     check = f"""

@@ -1,6 +1,7 @@
-"""Every DVC stage depends on every project file it runs (dvc.yaml checked against the real imports), so editing
-any module a stage imports makes `dvc status` report that stage; and main's dvc.lock and metrics are what main's
-code and params produce (no stage is stale), so a fresh clone's `dvc repro` reproduces them."""
+"""Every DVC stage depends on every project file it runs (dvc.yaml's code deps are generated from the real imports
+by tools/stage_deps.py, `make deps`), so editing any module a stage imports makes `dvc status` report that stage;
+and main's dvc.lock and metrics are what main's code and params produce (no stage is stale), so a fresh clone's
+`dvc repro` reproduces them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from import_closure import REPO, stage_files
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from stage_deps import REPO, rewrite, stage_files  # noqa: E402
 
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
@@ -29,6 +31,24 @@ def test_stage_deps_cover_every_module_it_imports(name):
     deps = [d if isinstance(d, str) else next(iter(d)) for d in stage["deps"]]
     missing = sorted(str(f.relative_to(REPO)) for f in stage_files(stage["cmd"]) if not covered(f, deps))
     assert not missing, f"dvc.yaml stage '{name}' runs these files but does not depend on them: {missing}"
+
+
+def test_dvc_yaml_code_deps_are_the_generated_ones():
+    text = (REPO / "dvc.yaml").read_text()
+    new, changed = rewrite(text)
+    assert not changed, f"dvc.yaml: the code deps of {changed} are not what the imports say: run `make deps`"
+    assert new == text
+
+
+def test_the_generator_rewrites_only_code_deps_and_keeps_the_rest():
+    text = (REPO / "dvc.yaml").read_text()
+    stale = text.replace("      - stages/train.py\n", "      - stages/train.py\n      - src/wildtrain/cli.py\n", 1)
+    stale = stale.replace("      - src/wildtrain/contract.py\n", "", 1)
+    new, changed = rewrite(stale)
+    assert changed == ["train"] and new == text
+    bare = "".join(line for line in text.splitlines(keepends=True)  # stages as one writes them: no code deps
+                   if not re.match(r"^      - (src|stages)/", line))
+    assert rewrite(bare)[0] == text
 
 
 def test_the_closure_follows_imports_inside_functions_and_the_named_family():

@@ -11,7 +11,7 @@ from wildtrain.data.coco import CocoDataset
 from wildtrain.data.tiling import tile_dataset, windows
 from wildtrain.evaluate.detection import coco_eval, to_coco_results
 from wildtrain.slicing import merge, predict_sliced, slice_size
-from wildtrain.families.base import Detections
+from wildtrain.contract import Detections
 
 
 def red_blobs(image: np.ndarray) -> Detections:

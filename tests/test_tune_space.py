@@ -20,8 +20,13 @@ LR = {"type": "float", "low": 0.001, "high": 0.1, "log": True}
     ({"train.lr0": {"type": "float", "low": 0.1, "high": 0.01}}, "tune.space.train.lr0: low (0.1) must be < high (0.01)"),
     ({"train.lr0": {"type": "float", "low": 0.1, "high": 0.1}}, "low (0.1) must be < high (0.1)"),
     ({"train.lr00": LR}, "tune.space.train.lr00: 'lr00' is not a train param (known: "),
-    ({"evaluate.conf": LR}, "tune.space.evaluate.conf: only train.<key> can be tuned"),
-    ({"lr0": LR}, "tune.space.lr0: only train.<key> can be tuned"),
+    ({"evaluate.conf": LR}, "tune.space.evaluate.conf: only train.<key>, classifier.<key>, segmenter.<key> can be tuned"),
+    ({"lr0": LR}, "tune.space.lr0: only train.<key>, classifier.<key>, segmenter.<key> can be tuned"),
+    ({"classifier.lr00": LR}, "tune.space.classifier.lr00: 'lr00' is not a classifier param (known: "),
+    ({"segmenter.augment": LR}, "tune.space.segmenter.augment: 'augment' is not a segmenter param"),
+    ({"segmenter.epochs": {"type": "float", "low": 1, "high": 3}}, "segmenter.epochs is an int: use type int"),
+    ({"classifier.batch": {"type": "int", "low": 0, "high": 8}}, "classifier.batch: value 0 is refused"),
+    ({"train.lr0": LR, "classifier.lr": LR}, "tune.space: one study tunes one family; the keys name train and classifier"),
     ({"train.batch": {"type": "categorical", "choices": []}}, "train.batch: choices must be a non-empty list"),
     ({"train.batch": {"type": "categorical"}}, "train.batch: choices must be a non-empty list"),
     ({"train.lr0": {"type": "float", "low": 0, "high": 0.1, "log": True}}, "train.lr0: log scale needs low > 0, got low=0"),
@@ -66,6 +71,37 @@ def test_apply_command_is_an_argument_list():
     cmd = report.apply_command({"train.lr0": 0.005, "train.cos_lr": True, "train.optimizer": "SGD", "train.batch": 8})
     assert cmd == ["dvc", "exp", "run", "-S", "train.lr0=0.005", "-S", "train.cos_lr=true",
                    "-S", "train.optimizer=SGD", "-S", "train.batch=8", "register"]
+    # another family's study runs up to that family's registration
+    assert report.apply_command({"classifier.lr": 0.01})[-3:] == ["-S", "classifier.lr=0.01", "register_classifier"]
+    assert report.apply_command({"segmenter.loss": "dice"})[-1] == "register_segmenter"
+
+
+def test_classifier_and_segmenter_spaces_build_their_sections_params():
+    spec = {"classifier.lr": LR, "classifier.optimizer": {"type": "categorical", "choices": ["adamw", "sgd"]},
+            "classifier.batch": {"type": "int", "low": 8, "high": 32, "step": 8}}
+    dims = space.parse(spec, params.Params())
+    assert space.section(dims) == "classifier" and space.family(dims) == "classifier"
+    p = space.with_values(params.Params(), {"classifier.lr": 0.02, "classifier.optimizer": "sgd", "classifier.batch": 16})
+    assert (p.classifier.lr, p.classifier.optimizer, p.classifier.batch) == (0.02, "sgd", 16)
+    assert p.train == params.Train() and p.segmenter == params.Segmenter()  # other sections untouched
+    seg = space.parse({"segmenter.loss": {"type": "categorical", "choices": ["ce", "dice"]}}, params.Params())
+    assert space.family(seg) == "segmenter"
+    assert space.with_values(params.Params(), {"segmenter.loss": "dice"}).segmenter.loss == "dice"
+    with pytest.raises(WildtrainError, match=r"segmenter.loss choice: expected .* got 'tversky'"):
+        space.parse({"segmenter.loss": {"type": "categorical", "choices": ["ce", "tversky"]}}, params.Params())
+
+
+@pytest.mark.parametrize("tune, message", [
+    ({"metric": "map50_95"}, "tune.metric: 'map50_95' is not a metric of metrics/eval_classifier.json (known: f1_macro"),
+    ({"metric": "f1_macro", "prune_metric": "metrics/mAP50-95(B)"},
+     "tune.prune_metric: 'metrics/mAP50-95(B)' is not a per-epoch metric of the classifier (known: val/f1_macro"),
+])
+def test_a_classifier_study_needs_its_own_objective(tmp_path, tune, message):
+    p = params.Params()
+    p = p.__class__(**{**p.__dict__, "tune": params.Tune(space={"classifier.lr": LR}, **tune)})
+    with pytest.raises(WildtrainError) as e:
+        check_inputs(p, tmp_path)
+    assert message in str(e.value) and "\n" not in str(e.value)
 
 
 def test_unknown_objective_metric_is_refused(tmp_path):

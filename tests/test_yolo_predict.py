@@ -96,3 +96,26 @@ def test_concurrent_calls_of_other_shapes(model_dir):
     for t in threads:
         t.join()
     assert len(got) == 80 and all(dets == want[k] for k, dets in got)
+
+
+def test_bf16_is_opt_in_and_leaves_fp32_boxes_unchanged(model_dir, capsys):
+    """precision bf16 runs the backbone in bfloat16 (boxes close to, not equal to fp32's): asked for by name only, and
+    a later fp32 call gives exactly the boxes it gave before (the head's fp32 wrapper changes nothing in fp32)."""
+    from wildtrain.errors import WildtrainError
+
+    predictor = families.load(model_dir, "cpu")
+    image = scene(np.random.default_rng(3), 430, 380)
+    options = {**predictor.options(), "conf": 0.05}
+    assert options["precision"] == "fp32"
+    before = predictor.predict([image], **options)[0]
+    fast = predictor.predict([image], **{**options, "precision": "bf16"})[0]
+    after = predictor.predict([image], **options)[0]
+    assert before.boxes and (before.boxes, before.classes, before.scores) == (after.boxes, after.classes, after.scores)
+    boxes = np.asarray(fast.boxes, float).reshape(-1, 4)
+    assert len(boxes) and (boxes[:, :2] >= -1).all() and (boxes[:, 0] + boxes[:, 2] <= 381).all()
+    from wildtrain.env import cpu_kernel_mode
+
+    # pinned kernels (the default avx2) hide the CPU's bfloat16 units: bf16 says it will be slow, once
+    assert capsys.readouterr().out.count("set WILDTRAIN_CPU_KERNELS=native") == (cpu_kernel_mode() != "native")
+    with pytest.raises(WildtrainError, match="precision: expected fp32 or bf16 for a yolo detector, got 'fp16'"):
+        predictor.predict([], **{**options, "precision": "fp16"})

@@ -27,7 +27,7 @@ def yolo_detector(folder: Path, size: int = SIZE) -> Path:
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
-    from wildtrain.families.base import ModelCard, tensors_sha256
+    from wildtrain.contract import ModelCard, tensors_sha256
     from wildtrain.io import write_torch
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ def species_classifier(folder: Path, size: int = 64) -> Path:
     """A MobileNetV3-small species classifier (seeded random weights), saved as the classifier stage saves one."""
     import torch
 
-    from wildtrain.families.base import ModelCard, tensors_sha256
+    from wildtrain.contract import ModelCard, tensors_sha256
     from wildtrain.families.classifier.backbones import build
     from wildtrain.families.classifier.data import MEAN, STD
     from wildtrain.io import write_torch

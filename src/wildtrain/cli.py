@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import enum
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 import typer.core
 
-from wildtrain import env
+from wildtrain import __version__, env
 from wildtrain.errors import WildtrainError
 from wildtrain.pipeline.entry import run
 
@@ -40,8 +41,37 @@ class OneLineErrors(typer.core.TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+# A flag takes no value: its help shows `--draw` (or `--draw/--no-draw`), not `--draw <bool>`.
+_display_type = typer.core.TyperOption.display_type_rich
+typer.core.TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _display_type(self, ctx)
+
+# The CLI's choices as types: --help lists them, completion offers them, a wrong one is one line. Spelled out here so
+# that `import wildtrain.cli` stays cheap; tests/test_cli.py checks them against the lists the code acts on.
+FamilyName = enum.Enum("FamilyName", {n: n for n in ("detector", "classifier", "two_stage", "segmenter")}, type=str)
+Publication = Literal["stac", "dlpk", "onnx", "torchscript", "openvino", "card"]
+DataFormat = Literal["coco", "voc", "yolo", "csv", "masks"]
+SourceFormat = Literal["auto", "coco", "voc", "yolo", "csv", "masks", "label_studio"]
+BoxPolicy = Literal["clip", "drop", "fail"]
+Unannotated = Literal["skip", "negative"]
+Framework = Literal["yolo", "mmdet"]
+# Open sets (a size, a device index): their named values are offered by completion, the rest checked by predict.
+SLICES = ("auto", "off")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def offer(values: tuple[str, ...]):
+    return lambda incomplete: [v for v in values if v.startswith(incomplete)]
+
+
+def show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"wildtrain {__version__}")
+        raise typer.Exit()
+
+
 app = typer.Typer(help="Reproducible wildlife-detection training pipelines (DVC + MLflow).", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False, cls=OneLineErrors)
+                  pretty_exceptions_enable=False, cls=OneLineErrors,
+                  context_settings={"help_option_names": ["-h", "--help"]})
 train_app = typer.Typer(help="Train a model (reads params.yaml `train`, `classifier` or `segmenter`).",
                         no_args_is_help=True)
 config_app = typer.Typer(help="Compose params.yaml from config overlays.", no_args_is_help=True)
@@ -54,6 +84,12 @@ annotate_app = typer.Typer(help="The annotation loop through Label Studio (LABEL
                                 "`make labelstudio` starts one): push images for review, pull the reviewed labels.",
                            no_args_is_help=True)
 app.add_typer(annotate_app, name="annotate")
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=show_version,
+                                      help="Show the version and exit.")) -> None:
+    """Reproducible wildlife-detection training pipelines (DVC + MLflow)."""
 
 
 @app.command()
@@ -82,7 +118,7 @@ def rebalance() -> None:
 
 
 @train_app.command("detector")
-def train_detector(framework: Optional[str] = typer.Option(None, help="Override train.framework (yolo or mmdet).")) -> None:
+def train_detector(framework: Optional[Framework] = typer.Option(None, help="Override train.framework.")) -> None:
     """Train the detector configured in params.yaml `train`."""
     import dataclasses
 
@@ -112,24 +148,24 @@ def train_segmenter() -> None:
     run(stage, "segmenter")
 
 
-FAMILY = typer.Argument("detector", help="detector | classifier | two_stage | segmenter")
+FAMILY = typer.Argument(FamilyName.detector, help="The model family.")
 
 
 @app.command()
-def evaluate(family: str = FAMILY) -> None:
+def evaluate(family: FamilyName = FAMILY) -> None:
     """Score the pipeline's model of a family on the held-out split (params: evaluate / classifier_evaluate /
     segmenter_evaluate)."""
     from wildtrain.pipeline.evaluate import evaluate as stage
 
-    run(stage, family)
+    run(stage, family.value)
 
 
 @app.command()
-def register(family: str = FAMILY) -> None:
+def register(family: FamilyName = FAMILY) -> None:
     """Register the evaluated model of a family in MLflow and apply the alias gate."""
     from wildtrain.pipeline.register import register as stage
 
-    run(stage, family)
+    run(stage, family.value)
 
 
 @app.command()
@@ -147,8 +183,9 @@ def predict(
     max_det: Optional[int] = typer.Option(None, "--max-det", help="Detectors: most boxes per window (slice); an "
                                                                   "image's total is not limited, and report.json "
                                                                   "says where it bound."),
-    slice_: Optional[str] = typer.Option(None, "--slice", help="Detectors, segmenters: auto | off | SIZE (px, >= 32): "
-                                                               "slice large images into windows."),
+    slice_: Optional[str] = typer.Option(None, "--slice", metavar="<auto|off|SIZE>", autocompletion=offer(SLICES),
+                                         help="Detectors, segmenters: slice large images into windows of SIZE px "
+                                              "(>= 32), or of the model's size (auto), or not (off)."),
     overlap: Optional[float] = typer.Option(None, help="Detectors, segmenters: window overlap, in [0, 1)."),
     merge_ios: Optional[float] = typer.Option(None, "--merge-ios", help="Detectors: merge same-class boxes of "
                                                                         "neighbouring windows (or overlapping frames) "
@@ -158,9 +195,15 @@ def predict(
     areas: Optional[str] = typer.Option(None, "--areas", help="Detectors: GeoPackage/GeoJSON polygons (strata, "
                                                               "transects): counts, area and density per polygon."),
     batch: Optional[int] = typer.Option(None, help="Images or windows per forward pass (>= 1)."),
-    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N | mps."),
-    draw: bool = typer.Option(False, "--draw", help="Detectors, segmenters: also write a copy of each image with its "
-                                                    "boxes or classes (draw/)."),
+    precision: Optional[str] = typer.Option(None, metavar="<fp32|bf16>", autocompletion=offer(("fp32", "bf16")),
+                                            help="YOLO detectors: fp32 (default) or bf16: the backbone in bfloat16, "
+                                                 "~2x faster on CPUs with AMX or AVX512-BF16 (with "
+                                                 "WILDTRAIN_CPU_KERNELS=native); boxes close to fp32's, not "
+                                                 "identical."),
+    device: Optional[str] = typer.Option(None, metavar="<auto|cpu|cuda|cuda:N|mps>", autocompletion=offer(DEVICES),
+                                         help="Where the model runs."),
+    draw: bool = typer.Option(False, "--draw/--no-draw", help="Detectors, segmenters: also write a copy of each "
+                                                              "image with its boxes or classes (draw/)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous predict run's outputs in --out: "
                                                               "removes only the files and folders predict writes "
                                                               "(report.json, detections.*, counts.csv, areas.csv, "
@@ -182,7 +225,8 @@ def predict(
     def call(p, root):
         outcome.update(stage(p, root, source, out, model=model, draw=draw, overwrite=overwrite, areas=areas,
                              classes=classes, conf=conf, iou=iou, max_det=max_det, slice=slice_, overlap=overlap,
-                             merge_ios=merge_ios, batch=batch, device=device))
+                             merge_ios=merge_ios, batch=batch, precision=precision,
+                             device=device))
 
     run(call, params_optional=True)
     if outcome.get("skipped"):
@@ -191,13 +235,14 @@ def predict(
 
 @app.command()
 def export(
-    out: str = typer.Argument(..., help="Output folder (files are written into it)."),
     model: str = typer.Option(..., "--model", help="models:/NAME@ALIAS, models:/NAME/VERSION or a model folder."),
-    to: str = typer.Option(..., "--to", help="stac (the STAC-MLM item and every file it names) | dlpk | onnx | "
-                                             "torchscript | card"),
+    to: Publication = typer.Option(..., "--to", help="stac: the STAC-MLM item and every file it names; dlpk: an "
+                                                     "Esri deep-learning package; onnx; torchscript; openvino: "
+                                                     "model.xml + model.bin; card: the model card."),
+    out: str = typer.Option("publication", "--out", "-o", help="Output folder (files are written into it)."),
 ) -> None:
-    """Write a model's publication: its STAC-MLM item, Esri .dlpk, ONNX, TorchScript or model card (README
-    "Publishing"). A version registered with its publication gets exactly those files."""
+    """Write a model's publication: its STAC-MLM item, Esri .dlpk, ONNX, TorchScript, OpenVINO IR or model card
+    (docs/tutorials/publishing.md). A version registered with its publication gets exactly those files."""
     from wildtrain.pipeline.export import export as stage
 
     run(lambda p, root: stage(p, root, model, to, out))
@@ -238,18 +283,50 @@ def replicates(
                                                            "train.lr0=0.001 (repeatable; as dvc exp run -S)."),
     compare: Optional[tuple[str, str]] = typer.Option(None, "--compare", help="Two param sets A B (each "
                                                       "'key=value ...', '' = params.yaml): paired difference A - B."),
-    family: list[str] = typer.Option([], "--family", "-f", help="detector | classifier | two_stage | segmenter "
-                                     "(repeatable; default all): runs up to these evaluate stages."),
+    family: list[FamilyName] = typer.Option([], "--family", "-f", help="Repeatable (default: all): runs up to "
+                                                                        "these evaluate stages."),
     first_seed: int = typer.Option(0, min=0, help="Seed of the first replicate."),
     name: Optional[str] = typer.Option(None, help="Report name under reports/replicates/ (default: from the "
                                                   "param set's hash)."),
 ) -> None:
     """Train the current params with N training seeds as DVC experiments (up to the evaluate stages; resumable:
-    replicates already in `dvc exp show` are skipped), then write mean, sd, min, max per metric (README
-    "Comparing runs")."""
+    replicates already in `dvc exp show` are skipped), then write mean, sd, min, max per metric
+    (docs/how-to/seed-replicates.md)."""
     from wildtrain.replicates.run import replicates as stage
 
-    run(lambda p, root: stage(Path(root), set_, n, first_seed, family, compare, name))
+    run(lambda p, root: stage(Path(root), set_, n, first_seed, [f.value for f in family], compare,
+                                            name))
+
+
+@app.command()
+def models(name: Optional[str] = typer.Argument(None, help="Only this registered model."),
+           json_: bool = typer.Option(False, "--json", help="As JSON, for scripts.")) -> None:
+    """List the registered models of the MLflow registry (MLFLOW_TRACKING_URI, else the project's mlflow.db): each
+    version, its aliases, and the gate metric it was registered with (95% interval; gain over the champion)."""
+    from wildtrain import catalog
+
+    def show(p, root):
+        uri = env.tracking_uri(Path(root))
+        found = catalog.listing(uri, name)
+        typer.echo(catalog.as_json(found, uri) if json_ else catalog.render(found, uri))
+
+    run(show, params_optional=True)
+
+
+@app.command("ci-rerun")
+def ci_rerun(
+    base: str = typer.Option("", "--base", help="The commit to compare with (branch, tag or sha), e.g. origin/main."),
+    out: str = typer.Option("reports/ci.md", "--out", "-o", help="The report (plots diff PNGs are written beside it)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Pull and plan (what `dvc repro` would run), run nothing."),
+    pull: bool = typer.Option(True, "--pull/--no-pull", help="--no-pull: recompute what the local cache lacks "
+                              "instead of pulling it (the weekly check for drift in the environment)."),
+) -> None:
+    """Rerun what changed since BASE (after `dvc pull` when a remote is configured) and write reports/ci.md: stages
+    and why, params diff, metric deltas against their noise bands, registry decision, CPUs, plots (docs/how-to/ci-reruns.md).
+    Exits non-zero only on a failure, never on a metric change."""
+    from wildtrain.ci.rerun import main
+
+    run(lambda p, root: main(p, Path(root), base, out, dry_run, pull))
 
 
 @config_app.command("apply")
@@ -289,11 +366,12 @@ def data_add(
 @data_app.command("convert")
 def data_convert(
     src: str = typer.Argument(..., help="A dataset folder or .zip/.tar/.tar.gz archive (any supported format)."),
-    dst: str = typer.Argument(..., help="Output folder (replaced)."),
-    to: str = typer.Option(..., "--to", help="coco | voc | yolo | csv | masks"),
-    source_format: str = typer.Option("auto", "--from", help="auto | coco | voc | yolo | csv | masks | label_studio"),
-    invalid_boxes: str = typer.Option("clip", help="Boxes outside the image: clip | drop | fail."),
-    unannotated: str = typer.Option("skip", help="Images no annotation file mentions: skip | negative (kept empty)."),
+    out: str = typer.Option(..., "--out", "-o", help="Output folder (replaced)."),
+    to: DataFormat = typer.Option(..., "--to", help="The format to write."),
+    source_format: SourceFormat = typer.Option("auto", "--from", help="The source's format (auto: detected)."),
+    invalid_boxes: BoxPolicy = typer.Option("clip", help="Boxes outside the image: clipped, dropped, or an error."),
+    unannotated: Unannotated = typer.Option("skip", help="Images no annotation file mentions: skipped, or kept as "
+                                                        "negatives (no boxes)."),
     ignore: int = typer.Option(255, "--ignore", help="Image/mask pairs: the pixel value of unlabelled pixels."),
 ) -> None:
     """Convert a dataset between formats, validated as prepare does (images copied as they are unless normalized)."""
@@ -301,12 +379,12 @@ def data_convert(
     from wildtrain.data.validate import summary_line
 
     try:
-        fmt, report = transcode(Path(src), Path(dst), to, source_format, invalid_boxes=invalid_boxes,
+        fmt, report = transcode(Path(src), Path(out), to, source_format, invalid_boxes=invalid_boxes,
                                 unannotated=unannotated, masks={"ignore": ignore})
     except WildtrainError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
-    typer.echo(f"{src} ({fmt}) -> {dst} ({to}): {summary_line(report)}")
+    typer.echo(f"{src} ({fmt}) -> {out} ({to}): {summary_line(report)}")
 
 
 @annotate_app.command("push")
@@ -349,4 +427,4 @@ def annotate_pull(
 
 
 if __name__ == "__main__":
-    app()
+    app(prog_name="wildtrain")  # `python -m wildtrain.cli` is the same program: its name in help, errors, completion

@@ -1,8 +1,8 @@
 """Offline, project-local settings for the tools we drive, applied before they are imported.
 
 Without these, Ultralytics probes DNS, checks PyPI and fetches a font from GitHub, MLflow and DVC send
-telemetry, and albumentations asks PyPI for its version (see README "Offline"). Ultralytics' settings
-live in a project-local folder so the user's global settings are never touched.
+telemetry, and albumentations asks PyPI for its version (see docs/explanation/offline-and-safety.md).
+Ultralytics' settings live in a project-local folder so the user's global settings are never touched.
 """
 
 from __future__ import annotations
@@ -41,15 +41,16 @@ def forbid_runtime_installs() -> None:
 
 # x86 CPUs choose kernels by instruction set (AVX2, AVX-512, AMX), and each choice rounds differently: the
 # same training gave other weights, and test mAP50 0.629 instead of 0.653, on another host of the same
-# machine kind. Each mode below fixes what can be fixed by environment before the libraries start (README
-# "Reproducibility", measured by benchmarks/cpu_kernels.py):
+# machine kind. Each mode below fixes what can be fixed by environment before the libraries start
+# (docs/explanation/reproducibility.md, measured by benchmarks/cpu_kernels.py):
 # - avx2 (default): PyTorch's own kernels (ATen) and oneDNN (convolutions) on their AVX2 paths, and MKL (matrix
 #   products) on its vendor-neutral code branch. MKL honours MKL_CBWR=AVX2 only on Intel CPUs: on AMD it runs its
 #   AUTO branch instead (mkl_serv_cbwr_get says so here), so the pins of earlier versions left MKL on different
 #   code on Intel and AMD. COMPATIBLE is the one branch MKL documents as the same on both. oneDNN still sizes its
 #   blocks from the CPU's caches, so CPU models may still disagree.
 # - portable: as avx2, and convolutions without oneDNN and NNPACK (ATen's im2col + MKL's COMPATIBLE sgemm), so
-#   no kernel reads the CPU's vendor or cache sizes: 1.4-2x the training CPU time (README), so not the default.
+#   no kernel reads the CPU's vendor or cache sizes: 1.4-2x the training CPU time
+#   (docs/explanation/reproducibility.md), so not the default.
 # - native: nothing pinned; the fastest kernels of this CPU, results depend on it.
 CPU_KERNEL_MODES = {
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE"},
@@ -150,12 +151,10 @@ def reproducibility(device: str) -> dict[str, str]:
     """What decides whether a rerun gives the same bits, recorded on every training run (MLflow tags, model card)."""
     import torch
 
-    from wildtrain.devices import resolve_device
-
-    try:
-        cuda = not resolve_device(device).startswith(("cpu", "mps"))
-    except Exception:  # noqa: BLE001 — a record, never a reason to fail after training
-        cuda = torch.cuda.is_available()
+    # the device the training ran on, read as wildtrain.devices.resolve_device reads it (not imported from there:
+    # devices imports this module); auto is CUDA when present, else MPS or CPU
+    d = str(device).strip().lower()
+    cuda = torch.cuda.is_available() if d == "auto" else d not in ("cpu", "mps")
     mode = pin_cpu_kernels()
     exact = {"portable": "true on this CPU model; portable kernels, meant to match any x86-64 CPU with AVX2",
              "avx2": "true on this CPU model (pinned kernels)", "custom": "true on this CPU model (custom kernels)",

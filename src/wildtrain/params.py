@@ -1,7 +1,7 @@
 """Typed params sections, validated once: a misspelled key or a wrong type is one clear line.
 
 Each stage reads only its own section(s) of params.yaml; these dataclasses are the reference
-(README "Params") and the defaults.
+(docs/reference/params.md) and the defaults.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class Data:
     annotations: str = "annotations.json"
     images: str = "images"
     invalid_boxes: Literal["clip", "drop", "fail"] = "clip"
-    unannotated: Literal["negative", "skip"] = "skip"  # images no annotation file mentions (README "Validation")
+    unannotated: Literal["negative", "skip"] = "skip"  # images no annotation file mentions (docs/reference/data.md)
     group_regex: str = ""
     seed: int = 0
     synthetic: Synthetic = field(default_factory=Synthetic)
@@ -148,7 +148,7 @@ class Train:
     resume: Literal["auto", "never"] = "auto"
     plots: bool = False
     mmdet: Mmdet = field(default_factory=Mmdet)
-    phases: list[Phase] = field(default_factory=list)  # framework yolo: train in phases (README "Training in phases")
+    phases: list[Phase] = field(default_factory=list)  # framework yolo: docs/how-to/phases-and-hard-negatives.md
 
 
 @dataclass(frozen=True)
@@ -263,9 +263,10 @@ class Augment:
 
 
 @dataclass(frozen=True)
-class Classifier:
-    backbone: Backbone = "resnet18"
-    pretrained: bool = False
+class LightningTrain:
+    """What every Lightning family's training section shares (classifier, segmenter): the fit, its devices, its
+    resume. A family's section adds its model's keys and may change a default (redeclaring a key keeps its place)."""
+
     weights: str = ""
     imgsz: int = 64
     epochs: int = 30
@@ -274,19 +275,25 @@ class Classifier:
     weight_decay: float = 0.01
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     scheduler: Literal["cosine", "none"] = "cosine"
-    imbalance: Literal["loss_weights", "sampler", "none"] = "loss_weights"
-    monitor: Literal["f1_macro", "accuracy", "loss"] = "f1_macro"
     patience: int = 10
     precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
     accumulate_grad_batches: int = 1
     device: str = "auto"
     devices: int = 1
-    num_nodes: int = 1  # machines; > 1: launched by torchrun or SLURM on each (README "Multi-node training")
+    num_nodes: int = 1  # machines; > 1: launched by torchrun or SLURM on each (docs/tutorials/team.md)
     strategy: Literal["auto", "ddp"] = "auto"
     workers: int = 2
     seed: int = 0
     resume: Literal["auto", "never"] = "auto"
-    augment: Augment = field(default_factory=Augment)
+    augment: Augment = field(default_factory=Augment)  # the segmenter applies it to the image and its mask together
+
+
+@dataclass(frozen=True)
+class Classifier(LightningTrain):
+    backbone: Backbone = "resnet18"
+    pretrained: bool = False
+    imbalance: Literal["loss_weights", "sampler", "none"] = "loss_weights"
+    monitor: Literal["f1_macro", "accuracy", "loss"] = "f1_macro"
 
 
 @dataclass(frozen=True)
@@ -321,37 +328,23 @@ class ClassifierRegister:
 
 
 @dataclass(frozen=True)
-class Segmenter:
+class Segmenter(LightningTrain):
     """The semantic segmenter (stage train_segmenter): a segmentation-models-pytorch U-Net trained with Lightning
     on the canonical split files' masks. Classes: background + the dataset's categories."""
 
-    encoder: str = "resnet18"  # any segmentation-models-pytorch encoder name; built from scratch or `weights`
-    encoder_depth: int = 5  # 3..5 encoder stages (fewer: faster, less context)
-    decoder_channels: int = 16  # the last decoder block's channels; each block above has twice as many
     weights: str = ""  # a local state dict: the encoder's (e.g. torchvision ImageNet resnet18) or a whole U-Net
     imgsz: int = 160  # images (or tiles) are resized so their long side is imgsz, padded to a square
-    epochs: int = 30
     batch: int = 8
     lr: float = 0.002
     weight_decay: float = 0.0001
-    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
-    scheduler: Literal["cosine", "none"] = "cosine"
+    encoder: str = "resnet18"  # any segmentation-models-pytorch encoder name; built from scratch or `weights`
+    encoder_depth: int = 5  # 3..5 encoder stages (fewer: faster, less context)
+    decoder_channels: int = 16  # the last decoder block's channels; each block above has twice as many
     loss: Literal["ce", "dice", "ce_dice", "focal"] = "ce_dice"
     focal_gamma: float = 2.0
     class_weights: Literal["sqrt_inverse", "inverse", "none"] = "sqrt_inverse"  # from the train pixel frequencies
     missing_masks: Literal["boxes", "ignore", "fail"] = "boxes"  # an annotation without a mask: its filled box
     monitor: Literal["miou", "loss"] = "miou"
-    patience: int = 10
-    precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
-    accumulate_grad_batches: int = 1
-    device: str = "auto"
-    devices: int = 1
-    num_nodes: int = 1  # machines; > 1: launched by torchrun or SLURM on each (README "Multi-node training")
-    strategy: Literal["auto", "ddp"] = "auto"
-    workers: int = 2
-    seed: int = 0
-    resume: Literal["auto", "never"] = "auto"
-    augment: Augment = field(default_factory=Augment)  # applied to the image and its mask together
 
 
 @dataclass(frozen=True)

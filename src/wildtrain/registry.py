@@ -282,7 +282,7 @@ class ModelRef:
                 "tracking_uri": self.tracking_uri, "folder": str(self.folder)}
 
 
-def check_store(uri: str, what: str) -> None:
+def check_store(uri: str, what: str, hint: str = "or give --model a model folder") -> None:
     """A local store (sqlite file, file:/path folder) must exist: MLflow would create an empty one (an mlflow.db
     in the current folder) and then report that the model does not exist."""
     from urllib.parse import urlparse
@@ -295,7 +295,7 @@ def check_store(uri: str, what: str) -> None:
         return  # a server: it answers for itself
     if not path.exists():
         raise WildtrainError(f"{what}: no MLflow store at {uri} ({path} does not exist); set MLFLOW_TRACKING_URI to "
-                             f"the tracking server or store that holds the model, or give --model a model folder")
+                             f"the tracking server or store that holds the model{', ' + hint if hint else ''}")
 
 
 def resolve_model(spec: str | None, default_names: list[str], cache: Path, tracking_uri: str | None = None

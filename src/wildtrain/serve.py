@@ -136,27 +136,12 @@ def read_rows(model_input, max_pixels: int) -> list[np.ndarray]:
 
 def as_rows(card, predictions: list) -> list[dict]:
     """Predictions as JSON-ready dicts: boxes [x, y, w, h] with labels and scores, class probabilities, or a class
-    map (a base64 palette PNG whose pixel values are class indices) with each class's area in pixels."""
-    import base64
+    map (a base64 palette PNG whose pixel values are class indices) with each class's area in pixels — as the
+    model's task (wildtrain.tasks) writes a row."""
+    from wildtrain.tasks import task_of
 
-    names = card.class_names
-    rows = []
-    for pred in predictions:
-        if hasattr(pred, "mask"):
-            areas = pred.areas(len(names))
-            total = max(1, sum(areas))
-            rows.append({"mask_png": base64.b64encode(pred.png()).decode("ascii"), "height": int(pred.mask.shape[0]),
-                         "width": int(pred.mask.shape[1]), "classes": list(names),
-                         "areas": dict(zip(names, areas)), "fractions": {n: round(a / total, 6) for n, a in zip(names, areas)}})
-        elif hasattr(pred, "boxes"):
-            labels = [names[c] for c in pred.classes]
-            rows.append({"boxes": [[round(v, 2) for v in b] for b in pred.boxes],
-                         "scores": [round(s, 5) for s in pred.scores], "labels": labels,
-                         "counts": {n: labels.count(n) for n in sorted(set(labels))}})
-        else:
-            rows.append({"label": names[pred.label], "score": round(pred.scores[pred.label], 5),
-                         "scores": {n: round(s, 5) for n, s in zip(names, pred.scores)}})
-    return rows
+    row = task_of(card).row
+    return [row(card.class_names, pred) for pred in predictions]
 
 
 class WildtrainModel(PythonModel):

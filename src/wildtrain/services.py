@@ -466,7 +466,7 @@ def down(folder: Path) -> None:
 NO_TLS_WARNING = """
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
 WARNING: the MLflow server listens on {host}:{port} WITHOUT TLS. Passwords (HTTP basic auth), runs and
-models cross the network in clear text. Put a TLS reverse proxy in front of it (README "A team's set-up":
+models cross the network in clear text. Put a TLS reverse proxy in front of it (docs/tutorials/team.md:
 Caddy or nginx terminating HTTPS) and give users https:// URLs; or bind to 127.0.0.1 (the default).
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
 """

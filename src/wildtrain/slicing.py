@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from wildtrain.data.tiling import windows
-from wildtrain.families.base import Detections
+from wildtrain.contract import Detections
 
 AUTO_MARGIN = 1.25  # slice an image only when its long side exceeds the model's training image size by this much
 

@@ -207,21 +207,22 @@ def _displayed_segmentation(seg, info: dict, on_stored_frame: bool) -> tuple[obj
     return masks.compress(seg), None
 
 
-def validate(ds: CocoDataset, out_images: Path, policy: str = "clip", group_regex: str = "",
-             workers: int | None = None, where: str = "dataset",
-             unannotated: str = "skip") -> tuple[CocoDataset, dict]:
-    """Check ds (a lenient reader's output), write usable images under out_images, return the clean dataset + report."""
+def _pattern(policy: str, unannotated: str, ds: CocoDataset, where: str, group_regex: str) -> re.Pattern | None:
+    """The settings checked before any file is read; returns data.group_regex compiled."""
     if policy not in POLICIES:
         raise WildtrainError(f"data.invalid_boxes: expected one of {', '.join(POLICIES)}, got '{policy}'")
     if unannotated not in UNANNOTATED:
         raise WildtrainError(f"data.unannotated: expected one of {', '.join(UNANNOTATED)}, got '{unannotated}'")
     if not ds.categories:
         raise WildtrainError(f"{where}: no classes (no category or label found)")
-    rep = _Report()
     try:
-        pattern = re.compile(group_regex) if group_regex else None
+        return re.compile(group_regex) if group_regex else None
     except re.error as e:
         raise WildtrainError(f"params.yaml: data.group_regex: invalid regular expression ({e})") from None
+
+
+def _screen_entries(ds: CocoDataset, unannotated: str, rep: _Report) -> list[dict]:
+    """Pass 1, the image entries: a bad, repeated or fileless entry is quarantined before its file is read."""
     seen_ids, seen_names, candidates = set(), set(), []
     for im in ds.images:
         if im.get("_problem"):
@@ -240,6 +241,13 @@ def validate(ds: CocoDataset, out_images: Path, policy: str = "clip", group_rege
             candidates.append(im)
         seen_ids.add(im.get("id"))
         seen_names.add(im.get("file_name"))
+    return candidates
+
+
+def _read_images(ds: CocoDataset, candidates: list[dict], out_images: Path, workers: int | None,
+                 rep: _Report) -> tuple[list[tuple[dict, dict]], list[dict]]:
+    """Pass 2, the files: each image decoded and written (its mask file read beside it); returns the readable
+    images with what was read, and the annotations their mask files make (one per region)."""
     n_values, ignore = ds.info.get("_mask_values", 0), ds.info.get("_mask_ignore", masks.IGNORE)
     tasks = [(str(im["_path"]), str(out_images / im["file_name"]), str(im["_mask"]) if im.get("_mask") else None,
               n_values, ignore) for im in candidates]
@@ -256,19 +264,66 @@ def validate(ds: CocoDataset, out_images: Path, policy: str = "clip", group_rege
                             "segmentation": rle} for v, rle, box, n in info.get("regions", [])]
             if info.get("ignore_mask"):
                 im["ignore_mask"] = info["ignore_mask"]
-    annotations_in = [*ds.annotations, *from_masks]  # a mask's regions are annotations like any other
-    twin_of = _merge_twins(readable, Counter(a.get("image_id") for a in annotations_in), rep, out_images)
-    kept: dict[int, tuple[dict, dict]] = {im["id"]: (im, info) for im, info in readable if im["id"] not in twin_of}
-    for im, info in kept.values():
-        if info["converted"]:
-            rep.normalized.append({"file": im["file_name"], "from_mode": info["mode"]})
-    quarantined_ids = {im.get("id") for im in ds.images} - set(kept)
-    cat_ids = {c["id"] for c in ds.categories}
+    return readable, from_masks
+
+
+def _check_annotation(a: dict, index: int, file: str, im: dict, info: dict, cat_ids: set, policy: str, bad,
+                      rep: _Report) -> tuple[dict, dict | None] | None:
+    """One annotation of a kept image: its record (box in the displayed frame, inside the image) and its clip
+    record when it was clipped; None when it is dropped (`bad` records why, or raises under policy fail)."""
+    if a.get("_problem"):
+        return bad("unparseable", a["_problem"])
+    if a.get("category_id") not in cat_ids:
+        return bad("unknown_class", f"has unknown class {a.get('category_id')!r}")
+    box = a.get("bbox")
+    if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)):
+        return bad("non_finite", f"has no finite [x, y, w, h] box ({box!r})")
+    w_img, h_img = info["size"]
+    box = [float(v) for v in box]
+    on_stored_frame = False
+    if a.get("_normalized"):
+        box = [box[0] * w_img, box[1] * h_img, box[2] * w_img, box[3] * h_img]
+    elif info["orientation"] in (5, 6, 7, 8) and [im.get("width"), im.get("height")] == info["stored"] != info["size"]:
+        box = orient_box(box, info["orientation"], *info["stored"])  # boxes drawn on the stored frame
+        on_stored_frame = True
+    segmentation = None
+    if masks.has_mask(a):
+        segmentation, why = _displayed_segmentation(a["segmentation"], info, on_stored_frame)
+        if why is not None:
+            return bad(*why)
+    if box[2] <= 0 or box[3] <= 0:
+        return bad("non_positive_size", f"has zero or negative width/height ({box})")
+    inside = box[0] >= -EPS and box[1] >= -EPS and box[0] + box[2] <= w_img + EPS and box[1] + box[3] <= h_img + EPS
+    if inside and (box[0] < 0 or box[1] < 0 or box[0] + box[2] > w_img or box[1] + box[3] > h_img):
+        box = _fit_box(box, w_img, h_img) or box  # float noise (< EPS) from normalized formats: snapped, not counted
+    clip = None
+    if not inside:
+        fitted = _fit_box(box, w_img, h_img)
+        detail = f"box {[round(v, 3) for v in box]} outside the {w_img}x{h_img} image"
+        if policy == "fail":
+            bad("outside_image", detail)
+        if fitted is None or policy == "drop":
+            rep.drop(file, index, "outside_image", detail + ("" if fitted else " (nothing left after clipping)"))
+            return None
+        clip = {"file": file, "annotation": index, "before": box, "after": fitted}
+        box = fitted
+    extra = {k: v for k, v in a.items() if not k.startswith("_") and k not in ("id", "image_id", "bbox", "area")}
+    area = a["area"] if inside and isinstance(a.get("area"), (int, float)) else box[2] * box[3]
+    record = {**extra, "bbox": box, "area": area, "iscrowd": a.get("iscrowd", 0)}
+    if segmentation is not None:
+        record["segmentation"] = segmentation
+    return record, clip
+
+
+def _check_annotations(annotations_in: list[dict], kept: dict[int, tuple[dict, dict]],
+                       twin_of: dict[int, tuple[dict, dict, int]], quarantined_ids: set, cat_ids: set, policy: str,
+                       where: str, rep: _Report) -> dict[int, list[dict]]:
+    """Pass 4, the annotations: each checked in its image's frame and kept, clipped or dropped by the policy; a
+    quarantined twin's boxes join its kept twin's. Returns the kept records by image id."""
     by_image: dict[int, list[dict]] = {i: [] for i in kept}
     pending: dict[tuple[int, str], list] = defaultdict(list)  # boxes of quarantined twins, for their kept twin
-    n_in = 0
     for index, a in enumerate(annotations_in):
-        n_in += 1
         image_id = a.get("image_id")
         entry, target = kept.get(image_id), image_id
         if entry is None and image_id in twin_of:  # checked in the twin's own frame, then kept on its twin
@@ -287,54 +342,10 @@ def validate(ds: CocoDataset, out_images: Path, policy: str = "clip", group_rege
             else:
                 bad("unknown_image", f"references unknown image id {image_id}")
             continue
-        im, info = entry
-        if a.get("_problem"):
-            bad("unparseable", a["_problem"])
+        checked = _check_annotation(a, index, file, *entry, cat_ids, policy, bad, rep)
+        if checked is None:
             continue
-        if a.get("category_id") not in cat_ids:
-            bad("unknown_class", f"has unknown class {a.get('category_id')!r}")
-            continue
-        box = a.get("bbox")
-        if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)):
-            bad("non_finite", f"has no finite [x, y, w, h] box ({box!r})")
-            continue
-        w_img, h_img = info["size"]
-        box = [float(v) for v in box]
-        on_stored_frame = False
-        if a.get("_normalized"):
-            box = [box[0] * w_img, box[1] * h_img, box[2] * w_img, box[3] * h_img]
-        elif info["orientation"] in (5, 6, 7, 8) and [im.get("width"), im.get("height")] == info["stored"] != info["size"]:
-            box = orient_box(box, info["orientation"], *info["stored"])  # boxes drawn on the stored frame
-            on_stored_frame = True
-        segmentation = None
-        if masks.has_mask(a):
-            segmentation, why = _displayed_segmentation(a["segmentation"], info, on_stored_frame)
-            if why is not None:
-                bad(*why)
-                continue
-        if box[2] <= 0 or box[3] <= 0:
-            bad("non_positive_size", f"has zero or negative width/height ({box})")
-            continue
-        inside = box[0] >= -EPS and box[1] >= -EPS and box[0] + box[2] <= w_img + EPS and box[1] + box[3] <= h_img + EPS
-        if inside and (box[0] < 0 or box[1] < 0 or box[0] + box[2] > w_img or box[1] + box[3] > h_img):
-            box = _fit_box(box, w_img, h_img) or box  # float noise (< EPS) from normalized formats: snapped, not counted
-        clip = None
-        if not inside:
-            fitted = _fit_box(box, w_img, h_img)
-            detail = f"box {[round(v, 3) for v in box]} outside the {w_img}x{h_img} image"
-            if policy == "fail":
-                bad("outside_image", detail)
-            if fitted is None or policy == "drop":
-                rep.drop(file, index, "outside_image", detail + ("" if fitted else " (nothing left after clipping)"))
-                continue
-            clip = {"file": file, "annotation": index, "before": box, "after": fitted}
-            box = fitted
-        extra = {k: v for k, v in a.items() if not k.startswith("_") and k not in ("id", "image_id", "bbox", "area")}
-        area = a["area"] if inside and isinstance(a.get("area"), (int, float)) else box[2] * box[3]
-        record = {**extra, "bbox": box, "area": area, "iscrowd": a.get("iscrowd", 0)}
-        if segmentation is not None:
-            record["segmentation"] = segmentation
+        record, clip = checked
         if target != image_id:
             pending[(target, file)].append((index, record, clip))
             continue
@@ -342,6 +353,13 @@ def validate(ds: CocoDataset, out_images: Path, policy: str = "clip", group_rege
         if clip is not None:
             rep.clipped.append(clip)
     _add_twin_boxes(pending, by_image, {i: im["file_name"] for i, (im, _) in kept.items()}, rep)
+    return by_image
+
+
+def _renumber(kept: dict[int, tuple[dict, dict]], by_image: dict[int, list[dict]], pattern: re.Pattern | None,
+              rep: _Report) -> tuple[list[dict], list[dict], list[int | None]]:
+    """Pass 5, the clean dataset: images sorted by file name and numbered from 1, each with its group and its
+    annotations; returns (images, annotations, perceptual hashes in image order)."""
     images, annotations, hashes = [], [], []
     for new_id, (old_id, (im, info)) in enumerate(sorted(kept.items(), key=lambda kv: kv[1][0]["file_name"]), start=1):
         extra = {k: v for k, v in im.items() if not k.startswith("_") and k not in ("id", "file_name", "width", "height")}
@@ -355,14 +373,13 @@ def validate(ds: CocoDataset, out_images: Path, policy: str = "clip", group_rege
             rep.rotated.append({"file": im["file_name"], "orientation": info["orientation"]})
         for a in by_image[old_id]:
             annotations.append({"id": len(annotations) + 1, "image_id": new_id, **a})
-    near = _group_near_duplicates(images, hashes)
-    if not images:
-        first = rep.quarantined[0] if rep.quarantined else {"file": "-", "detail": "no images"}
-        raise WildtrainError(f"{where}: no usable images ({len(rep.quarantined)} quarantined; first: "
-                             f"{first['file']}: {first['detail']})")
-    clean = CocoDataset(images=images, annotations=annotations, categories=[
-        {k: v for k, v in c.items() if not k.startswith("_")} for c in ds.categories],
-        info={k: v for k, v in ds.info.items() if not k.startswith("_")})
+    return images, annotations, hashes
+
+
+def _report(ds: CocoDataset, clean: CocoDataset, near: list[dict], from_masks: list[dict], n_in: int, policy: str,
+            unannotated: str, rep: _Report) -> dict:
+    """Where every image and box went; the counts reconcile (asserted)."""
+    images, annotations = clean.images, clean.annotations
     with_boxes = {a["image_id"] for a in annotations}
     near_files = {f for pair in near for f in pair["files"]}
     n_boxes = Counter(images[a["image_id"] - 1]["file_name"] for a in annotations)
@@ -393,7 +410,37 @@ def validate(ds: CocoDataset, out_images: Path, policy: str = "clip", group_rege
     }
     assert report["images"]["in"] == report["images"]["kept"] + report["images"]["quarantined"]
     assert report["boxes"]["in"] == report["boxes"]["kept"] + report["boxes"]["dropped"]
-    return clean, report
+    return report
+
+
+def validate(ds: CocoDataset, out_images: Path, policy: str = "clip", group_regex: str = "",
+             workers: int | None = None, where: str = "dataset",
+             unannotated: str = "skip") -> tuple[CocoDataset, dict]:
+    """Check ds (a lenient reader's output), write usable images under out_images, return the clean dataset + report.
+    The passes, in order: entries, files, identical twins (pass 3), annotations, the clean dataset, near-duplicates."""
+    pattern = _pattern(policy, unannotated, ds, where, group_regex)
+    rep = _Report()
+    candidates = _screen_entries(ds, unannotated, rep)
+    readable, from_masks = _read_images(ds, candidates, out_images, workers, rep)
+    annotations_in = [*ds.annotations, *from_masks]  # a mask's regions are annotations like any other
+    twin_of = _merge_twins(readable, Counter(a.get("image_id") for a in annotations_in), rep, out_images)
+    kept: dict[int, tuple[dict, dict]] = {im["id"]: (im, info) for im, info in readable if im["id"] not in twin_of}
+    for im, info in kept.values():
+        if info["converted"]:
+            rep.normalized.append({"file": im["file_name"], "from_mode": info["mode"]})
+    quarantined_ids = {im.get("id") for im in ds.images} - set(kept)
+    by_image = _check_annotations(annotations_in, kept, twin_of, quarantined_ids, {c["id"] for c in ds.categories},
+                                  policy, where, rep)
+    images, annotations, hashes = _renumber(kept, by_image, pattern, rep)
+    near = _group_near_duplicates(images, hashes)
+    if not images:
+        first = rep.quarantined[0] if rep.quarantined else {"file": "-", "detail": "no images"}
+        raise WildtrainError(f"{where}: no usable images ({len(rep.quarantined)} quarantined; first: "
+                             f"{first['file']}: {first['detail']})")
+    clean = CocoDataset(images=images, annotations=annotations, categories=[
+        {k: v for k, v in c.items() if not k.startswith("_")} for c in ds.categories],
+        info={k: v for k, v in ds.info.items() if not k.startswith("_")})
+    return clean, _report(ds, clean, near, from_masks, len(annotations_in), policy, unannotated, rep)
 
 
 def summary_line(report: dict) -> str:

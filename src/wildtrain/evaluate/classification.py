@@ -111,13 +111,13 @@ def crop_units(crops_root: Path, split: str, files: list[Path]) -> list[str]:
     return units
 
 
-def evaluate_classifier(predictor, p, root: Path, write_outputs: bool) -> tuple:
+def evaluate_classifier(predictor, p, root: Path, write_outputs: bool, scan_split) -> tuple:
     """A classifier Predictor scored on the held-out crops, with bootstrap intervals over their source images, and
-    its per-image confusion table; with write_outputs, the confusion plot data and PNGs."""
+    its per-image confusion table; with write_outputs, the confusion plot data and PNGs. `scan_split` is the
+    family's reader of a crops folder (the family passes it: evaluation does not import the families)."""
     from wildtrain.data.images import load_rgb
     from wildtrain.evaluate import bootstrap, plots
     from wildtrain.evaluate import evaluation_hash
-    from wildtrain.families.classifier.data import scan_split
     from wildtrain.tracking.lineage import dataset_hash, hash_tree
 
     e, card = p.classifier_evaluate, predictor.card

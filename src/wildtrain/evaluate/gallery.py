@@ -12,7 +12,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from wildtrain.data.coco import CocoDataset
-from wildtrain.evaluate.detection import matches
+from wildtrain.evaluate.matching import matches
 from wildtrain.io import atomic_path
 
 FILE = "gallery.png"

@@ -14,11 +14,11 @@ import numpy as np
 
 from wildtrain.data.masks import IGNORE
 from wildtrain.evaluate.bootstrap import ConfusionTable
-from wildtrain.families import base
+from wildtrain import contract
 from wildtrain.io import write_json
 
 CONFUSION, EXAMPLES, IOU_PLOT = "segmenter_confusion", "segmenter_examples.png", "segmenter_iou.json"  # in plots/
-PALETTE = np.array(base.PALETTE, np.uint8)
+PALETTE = np.array(contract.PALETTE, np.uint8)
 
 
 def confusion(truth: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -150,15 +150,15 @@ def examples_png(path: Path, rows: list[tuple[str, np.ndarray, np.ndarray, np.nd
     save_png(fig, path)
 
 
-def evaluate_segmenter(predictor, p, root: Path, write_outputs: bool):
+def evaluate_segmenter(predictor, p, root: Path, write_outputs: bool, Split):
     """A segmenter Predictor scored on the held-out split (full images, sliced like the tiles it trained on when
     convert tiled), with bootstrap intervals over its images, and its per-image confusion table; with
-    write_outputs, the confusion plot data, per-class IoU rows and the PNGs."""
+    write_outputs, the confusion plot data, per-class IoU rows and the PNGs. `Split` is the family's reader of a
+    split's images and masks (the family passes it: evaluation does not import the families)."""
     from wildtrain.data.coco import load_coco
     from wildtrain.data.split import unit_key
     from wildtrain.errors import WildtrainError
     from wildtrain.evaluate import bootstrap, evaluation_hash
-    from wildtrain.families.segmenter.data import Split
     from wildtrain.io import sha256_file
 
     e, card = p.segmenter_evaluate, predictor.card

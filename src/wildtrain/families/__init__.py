@@ -7,7 +7,7 @@ import importlib
 from pathlib import Path
 
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import Family, ModelCard, Predictor
+from wildtrain.contract import Family, ModelCard, Predictor
 
 FAMILIES = ("detector", "classifier", "two_stage", "segmenter")
 

@@ -9,13 +9,13 @@ classifier removes the detector's false positives. A two-stage model folder hold
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from wildtrain.data.crops import BACKGROUND, crop_box
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import Detections, Exported, ModelCard, check_options
+from wildtrain.contract import Detections, Exported, ModelCard, check_options
 from wildtrain.io import link_or_copy, replaced_dir
 from wildtrain.layout import MODEL_CARD
 
@@ -47,7 +47,26 @@ class TwoStagePredictor:
             for box in det.boxes:
                 left, top, right, bottom = crop_box(box, w, h, self.padding, self.min_size)
                 crops.append(image[top:bottom, left:right])
-        labels = iter(self.classifier.predict(crops, batch=batch) if crops else [])
+        return self.relabel(found, self.classifier.predict(crops, batch=batch) if crops else [])
+
+    def classify_regions(self, det: Detections, width: int, height: int,
+                         read: Callable[[list[tuple[int, int, int, int]]], list[np.ndarray]], batch: int) -> Detections:
+        """The merged boxes of a streamed raster (width x height px), relabelled as `predict` relabels an image's.
+
+        A raster is detected window by window, but each box is cut from the whole raster (`read` gives the pixels
+        of (left, top, right, bottom) regions) after the windows' boxes are merged: a box near a window's edge gets
+        the same padded crop as anywhere else, and an animal cut by a window border is classified once, whole.
+        Crops are read `batch` at a time, the classifier's batches, so memory does not grow with the animals."""
+        regions = [crop_box(box, width, height, self.padding, self.min_size) for box in det.boxes]
+        labels = []
+        for start in range(0, len(regions), max(1, batch)):
+            labels += self.classifier.predict(read(regions[start:start + batch]), batch=batch)
+        return self.relabel([det], labels)[0]
+
+    def relabel(self, found: list[Detections], labels: Sequence) -> list[Detections]:
+        """Each box with its classifier label (one per box, in order): the species, score detector x classifier,
+        best first; boxes the classifier calls background dropped."""
+        labels = iter(labels)
         out = []
         for det in found:
             kept = []

@@ -1,4 +1,4 @@
-"""`wildtrain export --model MODEL --to stac|dlpk|onnx|torchscript|card DIR`: a model's publication, for any version.
+"""`wildtrain export --model MODEL --to stac|dlpk|onnx|torchscript|openvino|card --out DIR`: a model's publication, for any version.
 
 A version registered by `register` carries its publication as artifacts of its run (`publish/v<N>/`): those exact
 files are written. Any other model — a version registered before publishing existed, a model folder — is
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from wildtrain import families, publish
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import ModelCard
+from wildtrain.contract import ModelCard
 from wildtrain.io import copy_file, read_json
 from wildtrain.params import Params
 from wildtrain.publish.release import Context, Release, release

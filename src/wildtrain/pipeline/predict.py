@@ -24,6 +24,7 @@ from wildtrain.params import PREDICT_CHECKS, Params
 from wildtrain.prediction import raster, sources
 from wildtrain.prediction.writers import Outputs
 from wildtrain.registry import resolve_model
+from wildtrain.tasks import task_of
 
 CHUNK_PIXELS = 64_000_000  # images read per predict call: about this many pixels (or `batch` images)
 # What a predict run writes under --out (besides the files its report.json lists): --overwrite removes these and
@@ -39,7 +40,7 @@ def flag(key: str) -> str:
 
 def check_values(given: dict) -> dict:
     """The options given on the command line, normalized; a value params.yaml would refuse is one line naming it."""
-    given = {k: (str(v).strip().lower() if k in ("slice", "device") else v) for k, v in given.items() if v is not None}
+    given = {k: (str(v).strip().lower() if k in ("slice", "device", "precision") else v) for k, v in given.items() if v is not None}
     for key, value in given.items():
         ok, must = PREDICT_CHECKS.get(key, (None, None))
         if ok is not None and not ok(value):
@@ -117,7 +118,7 @@ def family_options(predictor, defaults: dict, given: dict, draw: bool) -> dict:
             takes = ", ".join(flag(k) for k in known if k in PREDICT_CHECKS)
             raise WildtrainError(f"{flag(key)} does not apply to a {card.family} model ({card.architecture}); it "
                                  f"takes {takes}, --device")
-    if draw and card.task == "classification":
+    if draw and not task_of(card).drawn:
         raise WildtrainError(f"--draw does not apply to a {card.family} model: it gives one label per image, no "
                              f"boxes or masks to draw")
     return {k: v for k, v in {**defaults, **given}.items() if k in known}
@@ -150,12 +151,12 @@ def predict(p: Params, root: Path, source: str, out: str, model: str | None = No
     options = family_options(predictor, settings, given, draw)
     predictor.predict([], **options)  # refuse bad options in one line before any image is read
     print(f"predict: {ref.describe()} ({predictor.card.family}, {predictor.card.architecture})")
-    if (areas or classes) and predictor.card.task != "object-detection":
+    if (areas or classes) and not task_of(predictor.card).boxes:
         used = " and ".join(f for f, v in (("--areas", areas), ("--classes", classes)) if v)
         raise WildtrainError(f"{used} does not apply to a {predictor.card.family} model: it counts no animals")
     writer = Outputs(out_dir, predictor.card, draw, areas=Path(areas) if areas else None,
                      merge_ios=float(options.get("merge_ios", 0.5)), max_det=options.get("max_det"), classes=classes)
-    stream = predictor.card.task in ("object-detection", "semantic-segmentation")
+    stream = task_of(predictor.card).streamed
     started = time.perf_counter()
     with sources.items(Path(source)) as todo:
         if not todo:
@@ -228,12 +229,18 @@ def _predict_raster(predictor, big: raster.Raster, options: dict, writer: Output
     except ValueError as e:
         raise WildtrainError(str(e)) from None
     overlap, batch = float(options.get("overlap", 0.2)), max(1, int(options.get("batch", 16)))
-    if card.task == "semantic-segmentation":
+    if task_of(card).writes == "masks":
         pixels, scan = raster.segment(predictor.probabilities, big, size, writer.mask_path(big.item),
                                       len(card.class_names), overlap=overlap, batch=batch, draw=draw)
         writer.add_raster_mask(big.item, big, pixels, scan)
         return
-    window_options = {**options, "slice": "off"}
-    det, scan = raster.detect(lambda arrays: predictor.predict(arrays, **window_options), big, size, overlap=overlap,
+    # a two-stage model: its detector on the windows; each merged box is then cut from the raster and classified
+    classify = getattr(predictor, "classify_regions", None)
+    detector = predictor.detector if classify else predictor
+    window_options = {k: v for k, v in {**options, "slice": "off"}.items() if k in detector.options()}
+    det, scan = raster.detect(lambda arrays: detector.predict(arrays, **window_options), big, size, overlap=overlap,
                               merge_ios=float(options.get("merge_ios", 0.5)), batch=batch, draw=draw)
+    if classify:
+        with raster.region_reader(big) as read:
+            det = classify(det, big.width, big.height, read, int(options["classifier_batch"]))
     writer.add_raster(big.item, big, det, scan)

@@ -12,7 +12,7 @@ from pathlib import Path
 from wildtrain import __version__, families, publish
 from wildtrain.env import tracking_uri
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import ModelCard
+from wildtrain.contract import ModelCard
 from wildtrain.evaluate.bootstrap import CI_SUFFIX
 from wildtrain.io import read_json, write_json
 from wildtrain.layout import tables_file
@@ -136,7 +136,7 @@ def register(p: Params, root: Path, family: str = "detector") -> dict:
         out = root / p.paths.publish / fam.name
         files = publish.finish(staged, out, final)
     log_publication(run_id, out, result["version"])
-    result["exports"] = sorted(k for k in files if k.endswith(("onnx", "torchscript")))
+    result["exports"] = sorted(k for k in files if k.endswith(("onnx", "torchscript", "openvino")))
     result["publish"] = {k: str(f.relative_to(root)) for k, f in sorted(files.items())}
     result["parity"] = publish.parity.summary(staged.parity)
     write_json(root / p.paths.metrics / f"register{fam.suffix}.json", result)

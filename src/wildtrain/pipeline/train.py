@@ -16,7 +16,7 @@ from pathlib import Path
 from wildtrain import env, families
 from wildtrain.data.coco import load_coco
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import EpochCallback, ModelCard, TrainData
+from wildtrain.contract import EpochCallback, ModelCard, TrainData
 from wildtrain.io import copy_file, read_json, replaced_dir, sha256_file
 from wildtrain.layout import CROPS_INFO, MANIFEST, REBALANCE_PLAN, SPLITS, YOLO_DATASET, image_root
 from wildtrain.params import Params, as_dict, flatten

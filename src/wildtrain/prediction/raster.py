@@ -15,16 +15,17 @@ high (no full-size accumulator); rows that no later window touches are written t
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from wildtrain.data.tiling import windows
-from wildtrain.families.base import Detections
+from wildtrain.contract import Detections
 from wildtrain.prediction.sources import Geo, Item
 from wildtrain.slicing import blend_weight, merge
 
@@ -224,6 +225,16 @@ def detect(predict: Callable[[list[np.ndarray]], list[Detections]], r: Raster, s
         return Detections(boxes, classes, scores, scan.windows, capped), scan
     merged = merge(boxes, classes, scores, merge_ios)
     return Detections(merged.boxes, merged.classes, merged.scores, scan.windows, capped), scan
+
+
+@contextlib.contextmanager
+def region_reader(r: Raster) -> Iterator[Callable[[list[tuple[int, int, int, int]]], list[np.ndarray]]]:
+    """A function giving the HxWx3 uint8 pixels of (left, top, right, bottom) regions of the raster, read from the
+    file (GDAL's capped block cache keeps the blocks read last): the crops a two-stage model classifies."""
+    import rasterio
+
+    with gdal_env(), rasterio.open(r.path) as src:
+        yield lambda regions: [_read(src, r, *region)[0] for region in regions]
 
 
 def segment(probabilities: Callable[[list[np.ndarray]], list[np.ndarray]], r: Raster, size: int | None,

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from wildtrain.families.base import Detections, ModelCard, Segmentation
+from wildtrain.contract import Detections, ModelCard, Segmentation
 from wildtrain.io import write_json, write_text
 from wildtrain.prediction import census
 from wildtrain.prediction.sources import Geo, Item
+from wildtrain.tasks import task_of
 
 COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
@@ -50,7 +51,7 @@ def _class_filter(classes: str | None, card: ModelCard) -> set[int] | None:
 
     if classes is None:
         return None
-    if card.task != "object-detection":
+    if not task_of(card).boxes:
         raise WildtrainError(f"--classes: only for detectors (this model is a {card.family})")
     wanted = [c.strip() for c in classes.split(",") if c.strip()]
     unknown = [c for c in wanted if c not in card.class_names]
@@ -64,6 +65,7 @@ class Outputs:
     def __init__(self, out_dir: Path, card: ModelCard, draw: bool, areas: Path | None = None,
                  merge_ios: float = 0.5, max_det: int | None = None, classes: str | None = None):
         self.out, self.card, self.draw = out_dir, card, draw
+        self.task = task_of(card)  # what is written: detections, labels or masks
         self.only = _class_filter(classes, card)
         self.areas_file, self.merge_ios, self.max_det = areas, merge_ios, max_det
         if areas is not None:
@@ -94,17 +96,20 @@ class Outputs:
     def add(self, item: Item, image: np.ndarray, geo: Geo | None, pred) -> None:
         h, w = image.shape[:2]
         image_id = self._image(item, w, h, geo)
-        if isinstance(pred, Segmentation):
-            self._add_mask(item, image, geo, pred)
-            return
-        if not isinstance(pred, Detections):  # a classifier: one label per image
-            label = self.names[pred.label]
-            self.boxes.append([item.name, label, round(pred.scores[pred.label], 5)])
-            self.counts[item.name] = {label: 1}
-            return
+        {"detections": self._add_detections, "labels": self._add_label, "masks": self._add_mask}[self.task.writes](
+            item, image, image_id, geo, pred)
+
+    def _add_detections(self, item: Item, image: np.ndarray, image_id: int, geo: Geo | None, pred: Detections) -> None:
+        h, w = image.shape[:2]
         self._detections(item, image_id, geo, pred, w * h, None, 1, w, h)
         if self.draw:
             self._draw(item, image, pred)
+
+    def _add_label(self, item: Item, image: np.ndarray, image_id: int, geo: Geo | None, pred) -> None:
+        """A classifier: one label per image."""
+        label = self.names[pred.label]
+        self.boxes.append([item.name, label, round(pred.scores[pred.label], 5)])
+        self.counts[item.name] = {label: 1}
 
     def add_raster(self, item: Item, raster, pred: Detections, scan) -> None:
         """A streamed raster's merged detections and what its scan found (footprint, skipped windows)."""
@@ -156,7 +161,7 @@ class Outputs:
             self.frames.append(census.Frame(item.name, geo.crs, shape, census.pixels_area_m2(
                 valid_pixels, geo.transform, geo.crs, shape), map_boxes, list(pred.classes), list(pred.scores)))
 
-    def _add_mask(self, item: Item, image: np.ndarray, geo: Geo | None, pred: Segmentation) -> None:
+    def _add_mask(self, item: Item, image: np.ndarray, image_id: int, geo: Geo | None, pred: Segmentation) -> None:
         from wildtrain.io import write_bytes
 
         pixels = dict(zip(self.names, pred.areas(len(self.names))))
@@ -242,9 +247,9 @@ class Outputs:
         return report
 
     def close(self, summary: dict) -> dict:
-        if self.card.task == "semantic-segmentation":
+        if self.task.writes == "masks":
             return self._close_masks(summary)
-        if self.card.task == "object-detection":
+        if self.task.writes == "detections":
             write_text(self.out / "detections.csv",
                        _csv(self.boxes, ["image_path", "xmin", "ymin", "xmax", "ymax", "label", "score"]))
             write_json(self.out / "detections.json", {
@@ -258,7 +263,7 @@ class Outputs:
                                                  ["image_path", *self.names, "total"]))
         if self.features:
             write_json(self.out / "detections.geojson", {"type": "FeatureCollection", "features": self.features})
-        extra = {"limits": self._limits()} if self.card.task == "object-detection" else {}
+        extra = {"limits": self._limits()} if self.task.boxes else {}
         if self.streamed:
             extra["streamed"] = self.streamed
         if self.frames:

@@ -1,10 +1,11 @@
-"""Publishing a trained model where users look for it: TorchScript and ONNX exports checked against PyTorch
+"""Publishing a trained model where users look for it: TorchScript, ONNX and OpenVINO IR exports checked against PyTorch
 (parity.py), a STAC-MLM item (stac.py), an Esri deep-learning package (dlpk.py) and a model card (card.py).
 
 One folder per model (register writes `publish/<family>/`, DVC-tracked, and logs it to the registered version's
 MLflow run as `publish/v<N>/`; `wildtrain export` writes it for any version):
 
     model.onnx, model.torchscript.pt   (a two-stage model: detector/..., classifier/...)
+    model.xml + model.bin              OpenVINO IR, converted from the ONNX export (openvino.py)
     <model name>.dlpk                  ONNX + .emd + WildtrainInference.py (when ONNX exists)
     MODEL_CARD.md, parity.json, stac-item.json (its assets are the files beside it)
 
@@ -18,15 +19,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from wildtrain.families.base import Exported, ModelCard
+from wildtrain.contract import Exported, ModelCard
 from wildtrain.io import link_or_copy, replaced_dir, write_json, write_text
 from wildtrain.publish import card as card_md
-from wildtrain.publish import dlpk, parity, stac
+from wildtrain.publish import dlpk, openvino, parity, stac
 from wildtrain.publish.release import Context, Release
 
 STAC_ITEM, MODEL_CARD_MD, PARITY_REPORT = "stac-item.json", "MODEL_CARD.md", "parity.json"
-EXPORT_NAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
-FORMATS = ("stac", "dlpk", "onnx", "torchscript", "card")  # what `wildtrain export --to` writes
+EXPORT_NAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt", openvino.FORMAT: openvino.XML_FILE,
+                openvino.WEIGHTS: openvino.BIN_FILE}
+FORMATS = ("stac", "dlpk", "onnx", "torchscript", "openvino", "card")  # what `wildtrain export --to` writes
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,9 @@ def stage(family, model_dir: Path, work: Path, p, root: Path, context: Context, 
     registered."""
     card = ModelCard.load(model_dir)
     if export:
-        exported = family.export(model_dir, work / "export", p, root)
+        exported = openvino.add(family.export(model_dir, work / "export", p, root), work / "export")
     else:
-        off = {"onnx": "not exported (register export: false)", "torchscript": "not exported (register export: false)"}
+        off = {fmt: "not exported (register export: false)" for fmt in ("onnx", "torchscript", openvino.FORMAT)}
         exported = Exported(unavailable=off)
     report = parity.check(exported, context.parity_nms)
     staged = Staged(model_dir, card, exported, report, context)
@@ -103,5 +105,7 @@ def select(folder: Path, to: str) -> list[Path]:
         return [f for f in files if f.suffix == ".dlpk"]
     if to == "card":
         return [f for f in files if f.name == MODEL_CARD_MD]
+    if to == openvino.FORMAT:  # the IR is two files
+        return [f for f in files if f.name in (openvino.XML_FILE, openvino.BIN_FILE)]
     return [f for f in files if f.name == EXPORT_NAMES[to]]
 

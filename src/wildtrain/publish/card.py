@@ -6,10 +6,11 @@ metrics/); the intended use and known limits are derived from the same facts, no
 from __future__ import annotations
 
 from wildtrain.evaluate.bootstrap import CI_SUFFIX, HEADLINE, HIGH, LOW
-from wildtrain.families.base import Exported, ModelCard
+from wildtrain.contract import Exported, ModelCard
 from wildtrain.publish.parity import summary
 from wildtrain.publish.release import Context, Release
 from wildtrain.publish.stac import unavailable
+from wildtrain.tasks import task_of
 
 DIGITS = 4
 WEAK = 0.5  # a class scoring below this (AP50, F1, IoU) is named among the known limits
@@ -67,7 +68,7 @@ def cell(key: str, value) -> str:
 
 
 def _class_counts(card: ModelCard, split: dict) -> dict:
-    if card.task == "classification" and "crops" in split:
+    if task_of(card).data_unit == "crops" and "crops" in split:
         return split["crops"]
     return split.get("classes", {})
 
@@ -82,7 +83,7 @@ def data_section(card: ModelCard, release: Release, data: dict | None) -> list[s
     classes: list[str] = []
     for s in splits:
         classes += [c for c in _class_counts(card, data[s]) if c not in classes]
-    unit = "crops" if card.task == "classification" else "boxes"
+    unit = task_of(card).data_unit
     rows = [[s, data[s].get("images"), sum(_class_counts(card, data[s]).values()),
              *[_class_counts(card, data[s]).get(c, 0) for c in classes]] for s in splits]
     return lines + [f"- Images: {data.get('images')}, boxes: {data.get('boxes')}", "",
@@ -104,7 +105,7 @@ def training_section(card: ModelCard, context: Context) -> list[str]:
     lines += [f"- Git commit: `{t.get('git_commit', '?')}`" + (" (uncommitted changes)" if t.get("git_dirty") == "true"
                                                                 else ""),
               f"- Reproducibility: {t.get('repro.bit_exact', 'not recorded')}"]
-    if t.get("repro.cpu_kernels"):  # README "Reproducibility": what decides the bits on a CPU
+    if t.get("repro.cpu_kernels"):  # docs/explanation/reproducibility.md: what decides the bits on a CPU
         lines.append(f"- CPU kernels: `{t['repro.cpu_kernels']}` on {t.get('repro.cpu', '?')}, "
                      f"{t.get('repro.torch_threads', '?')} threads; ATen {t.get('repro.cpu_capability', '?')}, "
                      f"oneDNN {t.get('repro.onednn', '?')}, NNPACK {t.get('repro.nnpack', '?')}, "
@@ -142,7 +143,7 @@ def exports_section(exported: Exported, parity: dict, dlpk_reason: str | None) -
     lines = ["## Exports", ""]
     checked = summary(parity)
     lines += [f"- {line} (checked against PyTorch on held-out images)" for line in checked] or \
-             ["- No ONNX or TorchScript export."]
+             ["- No ONNX, TorchScript or OpenVINO export."]
     lines += [f"- {fmt_}: not available — {why}" for fmt_, why in unavailable(exported).items()]
     lines.append("- Esri .dlpk: " + ("included (ONNX + an onnxruntime inference function)" if dlpk_reason is None
                                     else f"not available — {dlpk_reason}"))
@@ -161,7 +162,7 @@ def weak_classes(metrics: dict | None) -> list[str]:
 
 
 def limits(card: ModelCard, release: Release, context: Context, exported: Exported) -> list[str]:
-    m, t, size = context.metrics or {}, card.training, card.input.get("size")
+    m, t = context.metrics or {}, card.training
     out = []
     if release.data_source == "synthetic":
         out.append("Trained and evaluated on synthetic scenes (wildtrain's built-in generator), not real survey "
@@ -180,29 +181,12 @@ def limits(card: ModelCard, release: Release, context: Context, exported: Export
         out.append(f"Weak on: {', '.join(weak)}.")
     out.append(f"Knows only these classes: {', '.join(card.class_names)}. An animal of another species is missed or "
                f"given one of these labels.")
-    if card.task == "object-detection":
-        out.append(f"Sees images at {size} px (the training size): `wildtrain predict` slices larger images; the "
-                   f"ONNX, TorchScript and .dlpk models take one {size}x{size} tile at a time, so objects must be as "
-                   f"large in pixels as in training (same ground sampling distance).")
+    out += task_of(card).limits(card)
     for fmt_, why in unavailable(exported).items():
         out.append(f"No {fmt_} export: {why}.")
     if t.get("git_dirty") == "true":
         out.append("Trained from a work tree with uncommitted changes: the commit alone does not reproduce it.")
     return out
-
-
-def intended_use(card: ModelCard) -> str:
-    classes = ", ".join(card.class_names)
-    if card.task == "classification":
-        return (f"Naming the species ({classes}) of an animal already located in aerial survey imagery: a crop cut "
-                f"around its box as in training ({card.input.get('crop') or 'padding recorded in model.json'}), "
-                f"resized to {card.input.get('size')} px. Results support human review of survey counts.")
-    if card.task == "semantic-segmentation":
-        return (f"Mapping {classes} per pixel in aerial survey imagery like the training data. Results support "
-                f"human review.")
-    return (f"Finding and counting {classes} in nadir aerial survey images (drone or aircraft) like the training "
-            f"data: 8-bit RGB at about the same ground sampling distance. Counts support human review of surveys; "
-            f"they are not census figures without it.")
 
 
 def render(card: ModelCard, exported: Exported, parity: dict, release: Release, context: Context,
@@ -216,7 +200,7 @@ def render(card: ModelCard, exported: Exported, parity: dict, release: Release, 
                                ["Input", f"RGB, {card.input.get('size')} px"],
                                ["Weights sha256", card.hashes.get("weights_sha256", "see parts")],
                                ["Published", release.created]]), "",
-             "## Intended use", "", intended_use(card), "",
+             "## Intended use", "", task_of(card).intended_use(card), "",
              "## Known limits", "", *[f"- {line}" for line in limits(card, release, context, exported)], "",
              *data_section(card, release, context.data),
              *training_section(card, context),

@@ -12,14 +12,14 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from wildtrain.families.base import Exported, ExportIO, ModelCard
+from wildtrain.contract import Exported, ExportIO, ModelCard
 from wildtrain.io import atomic_path
 from wildtrain.publish.release import Context, Release
 from wildtrain.publish.stac import palette
+from wildtrain.tasks import task_of_output
 
 FUNCTION = "WildtrainInference.py"  # ArcGIS loads the class named after the file
 SOURCE = Path(__file__).with_name("esri_inference.py")
-MODEL_TYPES = {"yolo": "ObjectDetection", "logits": "ObjectClassification", "segmentation": "ClassifyPixels"}
 VALID_MODEL_TYPES = ("ObjectDetection", "ObjectClassification", "ClassifyPixels")  # what ArcGIS accepts
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed entry dates: the same model gives the same bytes
 
@@ -42,7 +42,7 @@ def emd(card: ModelCard, exported: Exported, release: Release, context: Context,
     """The .emd: Esri's keys, and a `Wildtrain` section the inference function reads everything else from."""
     main = exported.parts.get("detector", exported) if exported.parts else exported
     io = main.io
-    kind = MODEL_TYPES[io.output]
+    kind = task_of_output(io.output).esri_model_type
     colors = palette(len(io.classes))
     spec = {"format": 1, "output": io.output, "input": _io(io), "class_names": list(io.classes),
             "conf": context.predict["conf"], "iou": context.predict["iou"], "max_det": context.predict["max_det"]}

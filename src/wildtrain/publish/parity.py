@@ -1,4 +1,4 @@
-"""Every export (ONNX through onnxruntime, TorchScript) run on the same batch of real held-out images as the PyTorch
+"""Every export (ONNX through onnxruntime, TorchScript, OpenVINO IR on its CPU plugin) run on the same batch of real held-out images as the PyTorch
 model, and refused unless it gives the same answers: scores and logits within TOLERANCE; for YOLO detectors the
 raw head's class scores within TOLERANCE for every anchor, and the boxes after NMS (the NMS the .dlpk's inference
 function applies, at the evaluation's thresholds) each matched at IoU >= BOX_IOU with the same class.
@@ -8,7 +8,7 @@ with every score within 1e-4, an NMS run on the export's own output can only dif
 threshold (a score at `conf`, two classes or an overlap within noise of each other), which is float noise, not a
 broken export. How often that happened is reported (`nms_differs`), not refused.
 
-What a family provides is in `Exported` (families/base.py): the files, what they take and give (`io.output`
+What a family provides is in `Exported` (wildtrain/contract.py): the files, what they take and give (`io.output`
 says how to compare), and PyTorch's own output on the batch. A segmentation family's per-pixel logits are
 compared like a classifier's.
 """
@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import Exported
+from wildtrain.contract import Exported
 from wildtrain.publish.esri_inference import _iou_one, decode_yolo
+from wildtrain.tasks import task_of_output
 
 TOLERANCE = 1e-4  # max |difference| of scores and logits
 BOX_IOU = 0.99  # detectors: each box after NMS matched (same anchor, same class) at least this well
-CHECKED = ("onnx", "torchscript")
+CHECKED = ("onnx", "torchscript", "openvino")
 
 
 def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
@@ -48,7 +49,13 @@ def run_torchscript(path: Path, x: np.ndarray) -> np.ndarray:
     return out.float().numpy()
 
 
-RUNNERS = {"onnx": run_onnx, "torchscript": run_torchscript}
+def run_openvino(path: Path, x: np.ndarray) -> np.ndarray:
+    from wildtrain.publish import openvino
+
+    return openvino.run(path, x)
+
+
+RUNNERS = {"onnx": run_onnx, "torchscript": run_torchscript, "openvino": run_openvino}
 
 
 def match_boxes(ref: np.ndarray, out: np.ndarray, nms: dict) -> dict:
@@ -77,24 +84,36 @@ def match_boxes(ref: np.ndarray, out: np.ndarray, nms: dict) -> dict:
 
 
 def compare(kind: str, ref: np.ndarray, out: np.ndarray, nms: dict) -> dict:
-    """One export's output against PyTorch's: what was measured and whether it passes."""
+    """One export's output (`kind`: ExportIO.output) against PyTorch's: what was measured and whether it passes,
+    by the check its task names (wildtrain.tasks)."""
     if out.shape != ref.shape:
         return {"ok": False, "why": f"output shape {list(out.shape)} != PyTorch's {list(ref.shape)}"}
-    if kind == "yolo":
-        diff = float(np.abs(out[:, 4:] - ref[:, 4:]).max())
-        boxes = match_boxes(ref, out, nms)
-        report = {"max_abs_diff": diff, "box_max_abs_diff_px": float(np.abs(out[:, :4] - ref[:, :4]).max()), **boxes}
-        if diff > TOLERANCE:
-            return {**report, "ok": False, "why": f"max |score difference| {diff:.1e} > {TOLERANCE:g}"}
-        if boxes["matched"] < boxes["boxes"]:
-            return {**report, "ok": False, "why": f"{boxes['boxes'] - boxes['matched']} of {boxes['boxes']} boxes "
-                                                  f"after NMS differ (IoU < {BOX_IOU} or another class)"}
-        return {**report, "ok": True}
+    return CHECKS[task_of_output(kind).parity](ref, out, nms)
+
+
+def compare_boxes(ref: np.ndarray, out: np.ndarray, nms: dict) -> dict:
+    """Detectors: scores within TOLERANCE, and every box PyTorch keeps after NMS matched by the export's."""
+    diff = float(np.abs(out[:, 4:] - ref[:, 4:]).max())
+    boxes = match_boxes(ref, out, nms)
+    report = {"max_abs_diff": diff, "box_max_abs_diff_px": float(np.abs(out[:, :4] - ref[:, :4]).max()), **boxes}
+    if diff > TOLERANCE:
+        return {**report, "ok": False, "why": f"max |score difference| {diff:.1e} > {TOLERANCE:g}"}
+    if boxes["matched"] < boxes["boxes"]:
+        return {**report, "ok": False, "why": f"{boxes['boxes'] - boxes['matched']} of {boxes['boxes']} boxes "
+                                              f"after NMS differ (IoU < {BOX_IOU} or another class)"}
+    return {**report, "ok": True}
+
+
+def compare_values(ref: np.ndarray, out: np.ndarray, nms: dict) -> dict:
+    """Logits (per image or per pixel): every value within TOLERANCE."""
     diff = float(np.abs(out - ref).max())
     report = {"max_abs_diff": diff}
     if diff > TOLERANCE:
         return {**report, "ok": False, "why": f"max |logit difference| {diff:.1e} > {TOLERANCE:g}"}
     return {**report, "ok": True}
+
+
+CHECKS = {"boxes": compare_boxes, "values": compare_values}  # Task.parity -> its check
 
 
 def check(exported: Exported, nms: dict, where: str = "") -> dict:
@@ -112,7 +131,7 @@ def check(exported: Exported, nms: dict, where: str = "") -> dict:
     x, ref = exported.reference
     report["images"] = int(len(x))
     report["tolerance"] = TOLERANCE
-    if exported.io.output == "yolo":
+    if task_of_output(exported.io.output).boxes:
         report.update(box_iou=BOX_IOU, nms=dict(nms))
     for fmt in formats:
         path = exported.files[fmt]

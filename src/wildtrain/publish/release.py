@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wildtrain.families.base import ModelCard
+from wildtrain.contract import ModelCard
 
 
 @dataclass(frozen=True)

@@ -14,24 +14,20 @@ import re
 from pathlib import Path
 
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import Exported, ExportIO, ModelCard
+from wildtrain.contract import Exported, ExportIO, ModelCard
 from wildtrain.publish.release import Context, Release, pretrained_source
+from wildtrain.tasks import task_of, task_of_output
 
 STAC_VERSION = "1.1.0"
 FILE_EXTENSION = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
 BANDS = ("red", "green", "blue")
-TASKS = {"object-detection": ["object-detection"], "classification": ["classification"],
-         "semantic-segmentation": ["semantic-segmentation"]}
-OUTPUT_TASKS = {"yolo": "object-detection", "logits": "classification", "segmentation": "semantic-segmentation"}
 ARTIFACTS = {  # format -> (mlm:artifact_type, media type, mlm:framework, its version)
     "onnx": ("onnx", "application/octet-stream; application=onnx", "ONNX", "onnx"),
     "torchscript": ("torch.jit.script", "application/octet-stream; framework=pytorch", "PyTorch", "torch"),
+    "openvino": ("openvino", "application/xml; application=openvino-ir", "OpenVINO", "openvino"),
 }
 NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]+[a-zA-Z0-9]$")  # mlm:name
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
-POST = {"yolo": "WildtrainInference.py:decode_yolo (boxes cx, cy, w, h in input px; per-class sigmoid scores; "
-                "class-aware NMS; letterbox undone)",
-        "logits": "softmax over classes", "segmentation": "argmax over classes per pixel"}
 
 
 def palette(n: int) -> list[tuple[int, int, int]]:
@@ -44,7 +40,10 @@ def palette(n: int) -> list[tuple[int, int, int]]:
 
 def _version(module: str) -> str:
     import importlib
+    import importlib.metadata
 
+    if module == "openvino":  # its __version__ carries a build suffix with slashes; the release is the package's
+        return importlib.metadata.version("openvino")
     return str(importlib.import_module(module).__version__)
 
 
@@ -69,11 +68,12 @@ def model_input(io: ExportIO, name: str) -> dict:
 
 def model_output(io: ExportIO, name: str, class_names: list[str]) -> dict:
     colors = palette(len(class_names))
-    return {"name": name, "tasks": [OUTPUT_TASKS[io.output]],
+    task = task_of_output(io.output)
+    return {"name": name, "tasks": [task.stac_task],
             "result": {"shape": list(io.output_shape), "dim_order": list(io.output_dims), "data_type": "float32"},
             "classification:classes": [{"value": i, "name": n, "description": n,
                                         "color_hint": "%02X%02X%02X" % colors[i]} for i, n in enumerate(class_names)],
-            "post_processing_function": {"format": "python", "expression": POST[io.output]}}
+            "post_processing_function": {"format": "python", "expression": task.post_processing}}
 
 
 def mlm_name(name: str) -> str:
@@ -150,14 +150,16 @@ def item(card: ModelCard, exported: Exported, parity: dict, release: Release, co
                           "application/zip", ["esri-dlpk"]),
                  "card": ("model card", "text/markdown", ["metadata", "documentation"]),
                  "parity": ("export parity report", "application/json", ["metadata"]),
-                 "config": ("framework config of the weights", "text/x-python", ["metadata"])}
+                 "config": ("framework config of the weights", "text/x-python", ["metadata"]),
+                 "openvino_weights": ("OpenVINO IR weights (the .bin its .xml reads)", "application/octet-stream",
+                                      ["mlm:weights"])}
     for key, f in files.items():
         kind = key.rsplit("-", 1)[-1]  # a composite's parts: "detector-config"
         if kind in documents:
             title, media, roles = documents[kind]
             assets[key] = _asset(f, f.relative_to(folder).as_posix(), title, media, roles)
     source = pretrained_source(context.hyperparameters)
-    tasks = sorted({t for o in outputs for t in o["tasks"]} | set(TASKS.get(card.task, [card.task])))
+    tasks = sorted({t for o in outputs for t in o["tasks"]} | {task_of(card).stac_task})
     hyper = {k: v for k, v in context.hyperparameters.items() if v is not None} or {"family": card.family}
     props = {
         "title": f"{release.label}: {card.architecture} {card.task}",
@@ -168,7 +170,7 @@ def item(card: ModelCard, exported: Exported, parity: dict, release: Release, co
         "mlm:framework": "PyTorch", "mlm:framework_version": _version("torch"),
         "mlm:pretrained": source is not None, "mlm:pretrained_source": source,
         "mlm:accelerator": "amd64", "mlm:accelerator_constrained": False,
-        "mlm:accelerator_summary": "x86-64 CPU (onnxruntime, PyTorch); CUDA GPUs when available",
+        "mlm:accelerator_summary": "x86-64 CPU (onnxruntime, OpenVINO, PyTorch); CUDA GPUs when available",
         "mlm:batch_size_suggestion": int(context.predict.get("batch", 16)),
         "mlm:input": inputs, "mlm:output": outputs, "mlm:hyperparameters": hyper,
         "bands": [{"name": b, "description": f"{b} channel of 8-bit RGB imagery"} for b in BANDS],

@@ -1,2 +1,3 @@
 """Seed replicates: the same params trained with several seeds as DVC experiments, summarised per metric, and
-two param sets compared seed by seed, so a difference can be told from training noise (README "Comparing runs")."""
+two param sets compared seed by seed, so a difference can be told from training noise
+(docs/how-to/seed-replicates.md, docs/explanation/comparing-runs.md)."""

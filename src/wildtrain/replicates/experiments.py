@@ -105,13 +105,19 @@ def code_state(root: Path) -> str:
     return proc.stdout
 
 
-def param_set(root: Path, overrides: list[str]) -> ParamSet:
-    resolved = resolve(root, overrides)
+def params_key(resolved: dict, code: str = "") -> str:
+    """The param set's key: the params without their seeds, and uncommitted code (none at a commit). CI matches a
+    commit's params.yaml with the replicates made of it (wildtrain.ci.noise)."""
+    unseeded = copy.deepcopy(resolved)
     for dotted in SEED_KEYS:
         section, key = dotted.split(".")
-        resolved.get(section, {}).pop(key, None)
-    blob = json.dumps(resolved, sort_keys=True, default=str) + "\n" + code_state(root)
-    key = hashlib.sha256(blob.encode()).hexdigest()[:8]
+        (unseeded.get(section) or {}).pop(key, None)
+    blob = json.dumps(unseeded, sort_keys=True, default=str) + "\n" + code
+    return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+
+def param_set(root: Path, overrides: list[str]) -> ParamSet:
+    key = params_key(resolve(root, overrides), code_state(root))
     return ParamSet(" ".join(overrides) or "params.yaml", tuple(overrides), key)
 
 

@@ -1,4 +1,5 @@
-"""Optuna sweeps over params.yaml `train` keys, run through the real pipeline (README "Hyperparameter search").
+"""Optuna sweeps over params.yaml `train`, `classifier` or `segmenter` keys, run through the real pipeline
+(docs/how-to/tune.md). The section the space names picks the family a study trains and evaluates.
 
 `launch` is `wildtrain tune`: check the space and the data before any training, open or resume the
 study, mark trials of dead workers failed, open the study's MLflow parent run, run the workers (in
@@ -22,25 +23,33 @@ from wildtrain.tune import report, space, study as study_mod, trial as trial_mod
 INTERRUPTED = 130  # a worker's exit code after Ctrl-C (wildtrain.pipeline.entry)
 
 
+# What a family's evaluate writes (metrics/eval{suffix}.json) that a study can optimise, and what its training
+# reports per epoch (tune.prune_metric); the detector's per-epoch names are Ultralytics' (checked at the first epoch)
 def check_inputs(p: Params, root: Path) -> list[space.Dim]:
     """Everything that can be refused before training: the space, the objective, the canonical data."""
-    from wildtrain.evaluate.detection import STAT_NAMES
+    from wildtrain import families
     from wildtrain.layout import MANIFEST
 
     t = p.tune
     dims = space.parse(t.space, p)
-    if t.metric not in STAT_NAMES:
-        raise WildtrainError(f"params.yaml: tune.metric: '{t.metric}' is not a metric of metrics/eval.json "
-                             f"(known: {', '.join(STAT_NAMES)})")
+    fam = families.get(space.family(dims))
+    known = space.objectives(fam.name)
+    if t.metric not in known:
+        raise WildtrainError(f"params.yaml: tune.metric: '{t.metric}' is not a metric of metrics/eval{fam.suffix}.json "
+                             f"(known: {', '.join(known)})")
+    if fam.name in space.EPOCH_METRICS and t.pruner != "none" and t.prune_metric not in space.EPOCH_METRICS[fam.name]:
+        raise WildtrainError(f"params.yaml: tune.prune_metric: '{t.prune_metric}' is not a per-epoch metric of the "
+                             f"{fam.name} (known: {', '.join(space.EPOCH_METRICS[fam.name])})")
     if t.n_trials < 1 or t.timeout < 0 or t.prune_startup_trials < 0 or t.prune_warmup_epochs < 0:
         raise WildtrainError("params.yaml: tune: n_trials must be >= 1; timeout, prune_startup_trials and "
                              "prune_warmup_epochs >= 0")
     if not t.study or any(c in t.study for c in "/\\") or t.study.startswith("."):
         raise WildtrainError(f"params.yaml: tune.study: '{t.study}' must be a plain name (it names a folder)")
-    needed = [f"{p.paths.raw}/{MANIFEST}", f"{p.paths.yolo}/dataset.yaml",
-              *{f"{p.paths.coco}/{s}.json" for s in ("train", "val", t.split)}]
+    needed = [f"{p.paths.raw}/{MANIFEST}", *{f"{p.paths.coco}/{s}.json" for s in ("train", "val", t.split)}]
+    needed += {"detector": [f"{p.paths.yolo}/dataset.yaml"],
+               "classifier": [f"{p.paths.crops}/{s}" for s in ("train", "val", t.split)]}.get(fam.name, [])
     for rel in needed:
-        if not (root / rel).is_file():
+        if not (root / rel).exists():
             raise WildtrainError(f"{rel} not found: tune reads the canonical data; run `dvc repro convert` first")
     return dims
 
@@ -70,6 +79,7 @@ def _parent_run(p: Params, root: Path, study) -> str:
     run_id = run.info.run_id
     for key in ("metric", "split", "direction", "sampler", "seed", "pruner", "prune_metric"):
         client.log_param(run_id, f"tune.{key}", getattr(t, key))
+    client.log_param(run_id, "tune.family", space.family(space.parse(t.space, p)))
     client.log_param(run_id, "tune.space", json.dumps(t.space, sort_keys=True)[:6000])
     study.set_user_attr(study_mod.PARENT_RUN_ATTR, run_id)
     return run_id
@@ -118,7 +128,7 @@ def work(p: Params, root: Path, worker: int = 0) -> None:
     dims = space.parse(t.space, p)
     url = study_mod.storage_url(t.storage, root)
     try:
-        study = study_mod.open_study(t, p.train, root, worker)
+        study = study_mod.open_study(t, getattr(p, space.section(dims)), root, worker)
         parent = study.user_attrs.get(study_mod.PARENT_RUN_ATTR)
         if not parent:
             raise WildtrainError(f"tune: study '{t.study}' has no MLflow parent run; start it with `wildtrain tune`")
@@ -174,7 +184,8 @@ def launch(p: Params, root: Path, workers: int = 1, apply: bool = False, first_w
 
 def _launch(p: Params, root: Path, workers: int, apply: bool, first_worker: int) -> dict:
     t = p.tune
-    study = study_mod.open_study(t, p.train, root, create=True)
+    section = space.section(space.parse(t.space, p))
+    study = study_mod.open_study(t, getattr(p, section), root, create=True)
     parent = _parent_run(p, root, study)
     _fail_dead(p, root, study, parent)
     print(f"tune: study '{t.study}' on {study_mod.redact(t.storage)}: {study_mod.counts(study)}; "

@@ -28,12 +28,16 @@ def _set_value(v: Any) -> str:
 
 
 def apply_command(best_params: dict[str, Any]) -> list[str]:
-    """`dvc exp run -S ... register`: up to the detector's last stage, so stale stages of the other model
-    family (the classifier) are not dragged into the tuned experiment."""
+    """`dvc exp run -S ... register<suffix>`: up to the tuned family's last stage, so stale stages of the other
+    families are not dragged into the tuned experiment."""
+    from wildtrain import families
+    from wildtrain.tune.space import SECTIONS
+
     cmd = ["dvc", "exp", "run"]
     for key, value in best_params.items():
         cmd += ["-S", f"{key}={_set_value(value)}"]
-    return cmd + ["register"]
+    section = next(iter(best_params)).split(".", 1)[0]
+    return cmd + [f"register{families.get(SECTIONS[section]).suffix}"]
 
 
 def history(study) -> list[dict]:

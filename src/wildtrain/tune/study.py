@@ -26,7 +26,7 @@ from typing import Iterator
 
 from wildtrain.errors import WildtrainError
 from wildtrain.processes import alive
-from wildtrain.params import Train, Tune
+from wildtrain.params import Tune
 
 FINISHED = ("COMPLETE", "PRUNED")  # what counts toward n_trials; FAIL trials are kept but do not count
 CLAIMED = (*FINISHED, "RUNNING")  # WAITING (enqueued) trials are not claimed until asked
@@ -110,7 +110,8 @@ def sampler(t: Tune, worker: int):
     return optuna.samplers.TPESampler(seed=seed) if t.sampler == "tpe" else optuna.samplers.RandomSampler(seed=seed)
 
 
-def pruner(t: Tune, train: Train):
+def pruner(t: Tune, train):
+    """`train`: the tuned section's params (train, classifier or segmenter); hyperband's budget is its epochs."""
     import optuna
 
     if t.pruner == "median":
@@ -121,7 +122,7 @@ def pruner(t: Tune, train: Train):
     return optuna.pruners.NopPruner()
 
 
-def open_study(t: Tune, train: Train, root: Path, worker: int = 0, create: bool = False):
+def open_study(t: Tune, train, root: Path, worker: int = 0, create: bool = False):
     """Create (launcher) or load (workers) the study; an existing study must have the same direction."""
     import optuna
 

@@ -1,10 +1,11 @@
 """One trial: the real train and evaluate stages in a per-trial work dir, as an MLflow child run.
 
-The canonical data (data/coco, data/yolo, data/raw) is read in place; everything a stage writes
+The canonical data (data/coco, data/yolo, data/crops, data/raw) is read in place; everything a stage writes
 (models, runs, metrics, predictions) is redirected under runs/tune/<study>/trial_<n>/, so trials never
 touch the pipeline's own outputs and can run side by side. Each epoch's validation metric is reported
-to Optuna from inside Ultralytics' loop; raising TrialPruned there stops training at once (Ultralytics
-does not catch exceptions from callbacks; its `finally` only tears down).
+to Optuna from inside the training loop (Ultralytics' for the detector, Lightning's for the classifier and the
+segmenter); raising TrialPruned there stops training at once (neither catches exceptions from callbacks; both
+only tear down and re-raise).
 """
 
 from __future__ import annotations
@@ -27,13 +28,18 @@ def trial_dir(study_name: str, number: int) -> str:
     return f"{TRIALS_DIR}/{study_name}/trial_{number}"
 
 
-def redirect(p: Params, workdir: str) -> Params:
-    """Stage outputs under workdir; canonical inputs unchanged; objective scored on tune.split."""
-    paths = dataclasses.replace(p.paths, models=f"{workdir}/models", runs=f"{workdir}/runs",
+def redirect(p: Params, workdir: str, family: str = "detector") -> Params:
+    """Stage outputs under workdir; canonical inputs unchanged; objective scored on tune.split by `family`."""
+    from wildtrain import families
+
+    fam = families.get(family)
+    paths = dataclasses.replace(p.paths, models=f"{workdir}/models", classifier=f"{workdir}/models_classifier",
+                                segmenter=f"{workdir}/models_segmenter", runs=f"{workdir}/runs",
                                 metrics=f"{workdir}/metrics", plots=f"{workdir}/metrics/plots",
                                 predictions=f"{workdir}/predictions")
-    return dataclasses.replace(p, paths=paths, train=dataclasses.replace(p.train, resume="never"),
-                               evaluate=dataclasses.replace(p.evaluate, split=p.tune.split))
+    train, ev = getattr(p, fam.train_section), getattr(p, fam.evaluate_section)
+    return dataclasses.replace(p, paths=paths, **{fam.train_section: dataclasses.replace(train, resume="never"),
+                                                  fam.evaluate_section: dataclasses.replace(ev, split=p.tune.split)})
 
 
 def epoch_reporter(trial, metric: str, epochs: int):
@@ -86,11 +92,13 @@ def _objective(p: Params, root: Path, trial, dims: list[space.Dim], tags: dict[s
 
     values = space.sample(trial, dims)
     workdir = trial_dir(p.tune.study, trial.number)
-    tp = redirect(space.with_values(p, values, f"tune trial {trial.number}"), workdir)
+    family = space.family(dims)
+    tp = redirect(space.with_values(p, values, f"tune trial {trial.number}"), workdir, family)
     shutil.rmtree(root / workdir, ignore_errors=True)
     trial.set_user_attr("workdir", workdir)
-    train(tp, root, on_epoch=epoch_reporter(trial, p.tune.prune_metric, tp.train.epochs), run_tags=tags)
-    metrics = evaluate(tp, root)
+    epochs = getattr(tp, space.section(dims)).epochs
+    train(tp, root, family, on_epoch=epoch_reporter(trial, p.tune.prune_metric, epochs), run_tags=tags)
+    metrics = evaluate(tp, root, family)
     value = float(metrics[p.tune.metric])
     if not math.isfinite(value):
         raise ValueError(f"objective {p.tune.metric} is {value}")
@@ -107,7 +115,6 @@ def run(p: Params, root: Path, study, trial, dims: list[space.Dim], parent_run_i
     import optuna
     from mlflow.tracking import MlflowClient
 
-    from wildtrain.evaluate.detection import STAT_NAMES
     from wildtrain.tracking import mlflow_run
 
     n = trial.number
@@ -148,8 +155,9 @@ def run(p: Params, root: Path, study, trial, dims: list[space.Dim], parent_run_i
     run_ = child_run(client, experiment_id, parent_run_id, n)
     if run_ is not None:
         client.log_metric(run_.info.run_id, f"tune.{p.tune.metric}", value)
-        for k in STAT_NAMES:
-            client.log_metric(run_.info.run_id, f"{p.tune.split}.{k}", float(metrics[k]))
+        for k in space.objectives(space.family(dims)):
+            if isinstance(metrics.get(k), (int, float)):
+                client.log_metric(run_.info.run_id, f"{p.tune.split}.{k}", float(metrics[k]))
     mark_child(client, run_, "COMPLETE")
     print(f"tune: trial {n} {p.tune.metric} = {value:.4f}")
     return "COMPLETE"

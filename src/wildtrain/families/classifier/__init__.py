@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from wildtrain.families.base import Classification, Exported, ExportIO, ModelCard, Trained, TrainData, check_options
+from wildtrain.contract import Classification, Exported, ExportIO, ModelCard, Trained, TrainData, check_options
 from wildtrain.io import read_json
 from wildtrain.layout import CROPS_INFO
 
@@ -57,7 +57,7 @@ class ClassifierFamily:
 
     def train(self, cfg, data: TrainData, workdir: Path, resume: bool, on_epoch) -> Trained | None:
         """None in the extra processes of DDP training (rank 0 returns the model)."""
-        from wildtrain.families.base import tensors_sha256
+        from wildtrain.contract import tensors_sha256
         from wildtrain.families.classifier.data import MEAN, STD
         from wildtrain.families.classifier.datamodule import CropDataModule
         from wildtrain.families.classifier.trainer import build_module, fit
@@ -101,8 +101,9 @@ class ClassifierFamily:
 
     def evaluate(self, predictor: ClassifierPredictor, p, root: Path, write_outputs: bool) -> tuple:
         from wildtrain.evaluate.classification import evaluate_classifier
+        from wildtrain.families.classifier.data import scan_split
 
-        return evaluate_classifier(predictor, p, root, write_outputs)
+        return evaluate_classifier(predictor, p, root, write_outputs, scan_split)
 
     def lineage(self, p, root: Path) -> dict[str, str]:
         return {}

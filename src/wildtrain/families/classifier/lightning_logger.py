@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from wildtrain.families.base import EpochCallback
+from wildtrain.contract import EpochCallback
 
 
 class EpochLoggerBridge(Logger, pl.Callback):

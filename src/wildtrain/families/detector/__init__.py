@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import Detections, Exported, ModelCard, Trained, TrainData, check_options
+from wildtrain.contract import Detections, Exported, ModelCard, Trained, TrainData, check_options
 from wildtrain.slicing import predict_sliced, slice_size
 
 FRAMEWORKS = ("yolo", "mmdet")
@@ -44,7 +44,8 @@ class DetectorPredictor:
 
     def options(self) -> dict:
         return {"conf": 0.25, "iou": 0.7, "max_det": 300, "slice": "auto",
-                "overlap": float(self.card.input.get("overlap", DEFAULT_OVERLAP)), "merge_ios": 0.5, "batch": 16}
+                "overlap": float(self.card.input.get("overlap", DEFAULT_OVERLAP)), "merge_ios": 0.5, "batch": 16,
+                "precision": "fp32"}
 
     def predict(self, images: Sequence[np.ndarray], **options) -> list[Detections]:
         o = check_options(options, self.options(), "detector predict")
@@ -59,7 +60,13 @@ class DetectorPredictor:
             raise WildtrainError(f"max_det: expected a whole number of boxes per window (>= 1), got {o['max_det']}")
         if not 0 < float(o["merge_ios"]) <= 1:
             raise WildtrainError(f"merge_ios: expected a fraction in (0, 1], got {o['merge_ios']}")
-        return predict_sliced(lambda arrays: self.net.predict(arrays, conf=conf, iou=iou, max_det=max_det),
+        precision = str(o["precision"]).strip().lower()
+        supported = getattr(self.net, "PRECISIONS", ("fp32",))
+        if precision not in supported:
+            raise WildtrainError(f"precision: expected {' or '.join(supported)} for a {self.card.framework} detector, "
+                                 f"got '{o['precision']}'")
+        fast = {"precision": precision} if precision != "fp32" else {}
+        return predict_sliced(lambda arrays: self.net.predict(arrays, conf=conf, iou=iou, max_det=max_det, **fast),
                               images, sizes, overlap=float(o["overlap"]), merge_ios=float(o["merge_ios"]),
                               max_det=max_det, batch=int(o["batch"]))
 
@@ -81,7 +88,12 @@ class DetectorFamily:
         if getattr(cfg, "phases", None) and cfg.framework != "yolo":
             raise WildtrainError(f"train.phases: training in phases is for framework yolo only (framework is "
                                  f"{cfg.framework}): set phases: []")
-        trained = framework(cfg.framework).train(cfg, data, workdir, resume, on_epoch)
+        if getattr(cfg, "phases", None):  # train.phases: several YOLO trainings in a row
+            from wildtrain.families.detector import phases
+
+            trained = phases.train(cfg, data, workdir, resume, on_epoch)
+        else:
+            trained = framework(cfg.framework).train(cfg, data, workdir, resume, on_epoch)
         overlap = data.tiling["overlap"] if data.tiling else DEFAULT_OVERLAP
         return dataclasses.replace(
             trained, input={**trained.input, "image_size": data.image_size, "overlap": overlap, "tiling": data.tiling,

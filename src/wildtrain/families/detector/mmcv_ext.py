@@ -3,7 +3,7 @@
 PyPI has no mmcv wheel, only the pure-Python `mmcv-lite`; mmdet imports `mmcv.ops` everywhere, and that
 loads `mmcv._ext`. This module provides the kernels the detectors we offer call, with torchvision
 (CPU and CUDA kernels) or plain torch, under mmcv's names and argument conventions. Any other kernel
-resolves to a function that raises one clear line (install compiled mmcv: README "MMDetection").
+resolves to a function that raises one clear line (install compiled mmcv: docs/how-to/mmdetection.md).
 `install()` registers it as `mmcv._ext` only when no compiled mmcv is present.
 """
 
@@ -57,7 +57,7 @@ def roi_align_forward(input, rois, output, argmax_y, argmax_x, *, aligned_height
     """mmcv's average RoIAlign is the same algorithm as torchvision's (both from Detectron2)."""
     if pool_mode != 1:
         raise WildtrainError("mmcv RoIAlign pool_mode='max' is not in the pure-PyTorch stand-in; use 'avg' "
-                             "or compiled mmcv (README: MMDetection)")
+                             "or compiled mmcv (docs/how-to/mmdetection.md)")
     output.copy_(torch.ops.torchvision.roi_align(input, rois.to(input.dtype), spatial_scale, aligned_height,
                                                  aligned_width, sampling_ratio, aligned))
 
@@ -110,7 +110,7 @@ def ms_deform_attn_backward(value, spatial_shapes, level_start_index, sampling_l
 def _missing(name: str):
     def kernel(*args, **kwargs):
         raise WildtrainError(f"mmcv op '{name}' has no pure-PyTorch stand-in in wildtrain; this model needs "
-                             f"compiled mmcv (README: MMDetection, compiled ops)")
+                             f"compiled mmcv (docs/how-to/mmdetection.md, compiled mmcv)")
 
     kernel.__name__ = name
     return kernel

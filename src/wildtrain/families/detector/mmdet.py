@@ -3,7 +3,7 @@
 The config is mmdet's own (architecture, losses, optimizer) with our classes, image size, epochs, batch,
 seed and device; data comes straight from the canonical COCO files (no image copies); pretrained URLs
 are removed (nothing is downloaded) unless `train.mmdet.weights` names a local checkpoint. Without
-compiled mmcv, `mmcv_ext` stands in for its kernels (README "MMDetection").
+compiled mmcv, `mmcv_ext` stands in for its kernels (docs/how-to/mmdetection.md).
 
 The checkpoint this adapter hands back holds only tensors, dicts, strings and lists (weights, the full
 config, class order), so it loads with `torch.load(weights_only=True)`. mmengine's own checkpoints (for
@@ -22,7 +22,7 @@ import numpy as np
 
 from wildtrain.devices import resolve_device
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import (Detections, EpochCallback, Exported, ModelCard, Trained, TrainData,
+from wildtrain.contract import (Detections, EpochCallback, Exported, ModelCard, Trained, TrainData,
                                     tensors_sha256)
 
 # name -> config under mmdet's packaged configs (mmdet/.mim/configs)
@@ -256,7 +256,7 @@ def check_ops(model, device: str) -> None:
                                  f"train it on a CUDA device with compiled mmcv")
         if standin and OP_MODULES[name] not in mmcv_ext.IMPLEMENTED:
             raise WildtrainError(f"train.mmdet.model: uses mmcv {name}, which needs compiled mmcv (not the "
-                                 f"pure-PyTorch stand-in); see README 'MMDetection'")
+                                 f"pure-PyTorch stand-in); see docs/how-to/mmdetection.md")
 
 
 def to_plain(obj):
@@ -492,23 +492,33 @@ class MmdetNet:
 NET = MmdetNet
 
 
-MMDEPLOY = ("MMDetection models export to ONNX or TorchScript only through mmdeploy, which needs compiled mmcv ops "
-            "(not installed: README \"MMDetection\")")
-
 
 def export(model_dir: Path, card: ModelCard, out_dir: Path, images: Sequence[np.ndarray]) -> Exported:
-    """No ONNX or TorchScript (mmdeploy's job, and mmdeploy needs compiled mmcv). The portable artifact is the
-    config beside the weights; the reasons go into the STAC item and the model card."""
+    """ONNX and TorchScript of the network and its box decoding, NMS outside (mmdet_onnx: anchor-based
+    single-stage heads such as RetinaNet); other heads export only through mmdeploy, which needs compiled mmcv ops,
+    and the reason goes into the STAC item and the model card. The config is published beside them either way."""
     import torch
     from mmengine.config import Config
 
+    from wildtrain.families.detector import mmdet_onnx
     from wildtrain.io import write_text
+
+    setup()
+    from mmdet.registry import MODELS as REGISTRY
 
     out_dir.mkdir(parents=True, exist_ok=True)
     config = out_dir / "mmdet_config.py"
     ckpt = torch.load(model_dir / card.weights, map_location="cpu", weights_only=True)
-    write_text(config, Config(ckpt["config"]).pretty_text)
+    cfg = Config(ckpt["config"])
+    write_text(config, cfg.pretty_text)
     buffers = ("running_mean", "running_var", "num_batches_tracked")
     total = sum(v.numel() for k, v in ckpt["state_dict"].items() if not k.endswith(buffers))
-    return Exported(files={"mmdet_config": config}, total_parameters=int(total),
-                    unavailable={"onnx": MMDEPLOY, "torchscript": MMDEPLOY})
+    model = REGISTRY.build(cfg.model)
+    model.load_state_dict(ckpt["state_dict"])
+    why = mmdet_onnx.unsupported(model)
+    if why is not None:
+        return Exported(files={"mmdet_config": config}, total_parameters=int(total),
+                        unavailable={"onnx": why, "torchscript": why})
+    files, io, reference = mmdet_onnx.export(model, cfg, int(card.input["size"]), ckpt["label_to_class"],
+                                             card.class_names, out_dir, images)
+    return Exported(files={**files, "mmdet_config": config}, io=io, reference=reference, total_parameters=int(total))

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import EpochCallback, ModelCard, Trained, TrainData, tensors_sha256
+from wildtrain.contract import EpochCallback, ModelCard, Trained, TrainData, tensors_sha256
 from wildtrain.io import read_json, read_yaml, write_json, write_text, write_yaml
 
 STATE = "phases.json"  # in the work folder: the records of the phases trained so far

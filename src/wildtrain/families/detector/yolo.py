@@ -18,7 +18,7 @@ import numpy as np
 
 from wildtrain.devices import resolve_device
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import (Detections, EpochCallback, Exported, ExportIO, ModelCard, Trained, TrainData,
+from wildtrain.contract import (Detections, EpochCallback, Exported, ExportIO, ModelCard, Trained, TrainData,
                                     tensors_sha256)
 from wildtrain.io import write_torch
 
@@ -162,10 +162,7 @@ def fit(model, args: dict, resume_from: Path | None, workdir: Path, on_epoch: Ep
 
 
 def train(cfg, data: TrainData, workdir: Path, resume: bool, on_epoch: EpochCallback) -> Trained:
-    if getattr(cfg, "phases", None):  # train.phases: several trainings in a row (families/detector/phases.py)
-        from wildtrain.families.detector import phases
-
-        return phases.train(cfg, data, workdir, resume, on_epoch)
+    """One Ultralytics training (train.phases, several in a row, is families/detector/phases.py, built on this)."""
     from wildtrain.env import configure_ultralytics
 
     configure_ultralytics()
@@ -216,7 +213,13 @@ class YoloNet:
         # shape, so concurrent calls (a served model answers requests in threads) could decode with another's
         self.lock = threading.Lock()
 
-    def predict(self, images: Sequence[np.ndarray], *, conf: float, iou: float, max_det: int) -> list[Detections]:
+    PRECISIONS = ("fp32", "bf16")
+
+    def predict(self, images: Sequence[np.ndarray], *, conf: float, iou: float, max_det: int,
+                precision: str = "fp32") -> list[Detections]:
+        """`precision` bf16: the backbone and neck in bfloat16 (autocast; AMX units make it ~2x faster on recent
+        x86 CPUs, with WILDTRAIN_CPU_KERNELS=native), the head and its box decoding in fp32 — boxes close to fp32's,
+        not bit-identical."""
         import torch
         from ultralytics.data.augment import LetterBox
         from ultralytics.utils import nms, ops
@@ -229,7 +232,12 @@ class YoloNet:
         batch = np.stack([letterbox(image=im) for im in images])
         with self.lock, torch.inference_mode():
             x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).contiguous().float().div_(255)
-            kept = nms.non_max_suppression(self.backend(x), conf, iou, max_det=max_det,
+            if precision == "bf16":
+                self._head_in_fp32()
+                self._warn_pinned_kernels()
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                raw = self.backend(x)
+            kept = nms.non_max_suppression(raw, conf, iou, max_det=max_det,
                                            end2end=getattr(self.backend, "end2end", False))
             out = []
             for det, im in zip(kept, images):
@@ -238,6 +246,34 @@ class YoloNet:
                                       classes=det[:, 5].cpu().numpy().astype(int).tolist(),
                                       scores=det[:, 4].cpu().numpy().astype(float).tolist()))
         return out
+
+    def _warn_pinned_kernels(self) -> None:
+        """bf16 is fast only on the CPU's own bfloat16 units (AMX, AVX512-BF16); the default kernel pin (avx2, for
+        reproducible training) hides them, and bfloat16 then runs emulated, ~3x slower than fp32 (measured)."""
+        from wildtrain.env import KERNELS_SWITCH, cpu_kernel_mode
+
+        if self.device.type != "cpu" or getattr(self, "_warned", False) or cpu_kernel_mode() == "native":
+            return
+        self._warned = True
+        print(f"warning: precision bf16 on CPU kernels pinned to {cpu_kernel_mode()} runs bfloat16 emulated, slower "
+              f"than fp32: set {KERNELS_SWITCH}=native for the CPU's bfloat16 units (AMX, AVX512-BF16)")
+
+    def _head_in_fp32(self) -> None:
+        """Under bf16 autocast, the Detect head still runs in fp32 on fp32 copies of its inputs: box coordinates
+        in bfloat16 (8 significant bits) would be off by up to 2 px at 320 px."""
+        import torch
+
+        head = self.backend.model.model[-1]
+        if getattr(head, "_wildtrain_fp32", False):
+            return
+        forward = head.forward
+
+        def fp32_forward(feats):
+            with torch.autocast(self.device.type, enabled=False):
+                return forward([f.float() for f in feats])
+
+        head.forward = fp32_forward
+        head._wildtrain_fp32 = True
 
 
 NET = YoloNet

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from wildtrain.errors import WildtrainError
-from wildtrain.families.base import (Exported, ExportIO, ModelCard, Segmentation, Trained, TrainData,
+from wildtrain.contract import (Exported, ExportIO, ModelCard, Segmentation, Trained, TrainData,
                                     check_options)
 from wildtrain.slicing import predict_blended, slice_size
 
@@ -83,7 +83,7 @@ class SegmenterFamily:
 
     def train(self, cfg, data: TrainData, workdir: Path, resume: bool, on_epoch) -> Trained | None:
         """None in the extra processes of DDP training (rank 0 returns the model)."""
-        from wildtrain.families.base import tensors_sha256
+        from wildtrain.contract import tensors_sha256
         from wildtrain.families.segmenter.data import MEAN, STD
         from wildtrain.families.segmenter.datamodule import MaskDataModule
         from wildtrain.families.segmenter.trainer import build_module, fit
@@ -134,8 +134,9 @@ class SegmenterFamily:
 
     def evaluate(self, predictor: SegmenterPredictor, p, root: Path, write_outputs: bool) -> tuple:
         from wildtrain.evaluate.segmentation import evaluate_segmenter
+        from wildtrain.families.segmenter.data import Split
 
-        return evaluate_segmenter(predictor, p, root, write_outputs)
+        return evaluate_segmenter(predictor, p, root, write_outputs, Split)
 
     def lineage(self, p, root: Path) -> dict[str, str]:
         return {}
