@@ -54,6 +54,7 @@ SourceFormat = Literal["auto", "coco", "voc", "yolo", "csv", "masks", "label_stu
 BoxPolicy = Literal["clip", "drop", "fail"]
 Unannotated = Literal["skip", "negative"]
 Framework = Literal["yolo", "mmdet"]
+Strategy = Literal["uncertainty", "diverse", "random"]
 # Open sets (a size, a device index): their named values are offered by completion, the rest checked by predict.
 SLICES = ("auto", "off")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -391,8 +392,8 @@ def data_convert(
 def annotate_push(
     source: str = typer.Argument(..., help="Images: a folder (recursive), a .zip/.tar(.gz) archive or a .txt list."),
     n: int = typer.Option(..., "--n", help="How many images to push."),
-    strategy: str = typer.Option("uncertainty", help="uncertainty (the champion's borderline boxes) | diverse "
-                                                     "(k-center on thumbnails) | random."),
+    strategy: Strategy = typer.Option("uncertainty", help="uncertainty: the champion's borderline boxes; diverse: "
+                                                          "k-center on thumbnails; random."),
     model: Optional[str] = typer.Option(None, help="models:/NAME@ALIAS, models:/NAME/VERSION or a model folder "
                                                    "(default: the two-stage champion, else the detector champion)."),
     project: Optional[str] = typer.Option(None, help="Label Studio project title (default: 'wildtrain MODEL-NAME'; "
