@@ -16,7 +16,7 @@ export YOLO_AUTOINSTALL := False
 .DEFAULT_GOAL := help
 MMDET_MODEL ?= retinanet_r18
 
-.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter evaluate register replicates ci-rerun tune test test-fast dag metrics plots mlflow-ui services services-user services-down bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-census bench-serve bench-team clean clean-all models docs
+.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter evaluate register replicates ci-rerun tune test test-fast dag metrics plots mlflow-ui services services-user services-down bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-census bench-serve bench-team clean clean-all models docs labelstudio labelstudio-down
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
@@ -135,6 +135,21 @@ services-user: $(STAMP) ## Add a user of the team server: make services-user NAM
 
 services-down: $(STAMP) ## Stop what `make services` started (data kept in .services/)
 	python -m wildtrain.services down
+
+# Label Studio in its own venv (pinned in requirements-labelstudio.txt), installed by uv when the project's venv has it
+LS_VENV := .labelstudio/venv
+LS_STAMP := $(LS_VENV)/.installed
+$(LS_STAMP): requirements-labelstudio.txt | $(STAMP)
+	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(VENV)/bin/python -m uv pip install -q --python $(LS_VENV)/bin/python -r requirements-labelstudio.txt || \
+	  $(LS_VENV)/bin/python -m pip install -q -r requirements-labelstudio.txt
+	touch $(LS_STAMP)
+
+labelstudio: $(STAMP) $(LS_STAMP) ## Label Studio for the annotation loop on 127.0.0.1 (LABEL_STUDIO_PORT=8080; data in .labelstudio/): prints LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY
+	LABEL_STUDIO_PORT="$(LABEL_STUDIO_PORT)" python -m wildtrain.annotate.server up
+
+labelstudio-down: $(STAMP) ## Stop what `make labelstudio` started (its database kept in .labelstudio/data)
+	python -m wildtrain.annotate.server down
 
 mlflow-ui: $(STAMP) ## Browse runs and the model registry at http://127.0.0.1:5000
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1

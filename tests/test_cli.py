@@ -79,11 +79,13 @@ def test_the_choices_are_the_lists_the_code_acts_on():
 
     assert tuple(f.value for f in cli.FamilyName) == families.FAMILIES
     assert typing.get_args(cli.Publication) == publish.FORMATS
-    assert typing.get_args(cli.DataFormat) == formats.FORMATS
+    assert typing.get_args(cli.DataFormat) == tuple(formats.WRITERS)  # label_studio is read only
     assert typing.get_args(cli.SourceFormat) == ("auto", *formats.FORMATS) == literal(params.Data, "format")
     assert typing.get_args(cli.BoxPolicy) == POLICIES == literal(params.Data, "invalid_boxes")
     assert sorted(typing.get_args(cli.Unannotated)) == sorted(literal(params.Data, "unannotated"))
     assert typing.get_args(cli.Framework) == literal(params.Train, "framework")
+    from wildtrain.annotate.select import STRATEGIES
+    assert typing.get_args(cli.Strategy) == STRATEGIES
     ok_slice, _ = params.PREDICT_CHECKS["slice"]
     assert all(ok_slice(v) for v in cli.SLICES) and not ok_slice("sideways")
 

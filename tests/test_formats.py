@@ -134,6 +134,65 @@ def test_coco_file_names_relative_to_the_source_or_to_images(tmp_path, layout):
     assert report["images"]["in"] == 2 and sorted(im["file_name"] for im in ds.images) == ["a.png", "b.png"]
 
 
+def test_coco_roboflow_layout_images_beside_the_annotation_file(tmp_path):
+    """Roboflow: each split folder holds `_annotations.coco.json` beside its images, bare file names."""
+    split = tmp_path / "train"
+    noise_image(split / "a_jpg.rf.1.png", 30, 30)
+    noise_image(split / "b_jpg.rf.2.png", 30, 30, seed=1)
+    coco = {"images": [{"id": 0, "file_name": "a_jpg.rf.1.png", "width": 30, "height": 30},
+                       {"id": 1, "file_name": "b_jpg.rf.2.png", "width": 30, "height": 30}],
+            "annotations": [{"id": 0, "image_id": 0, "category_id": 1, "bbox": [1, 2, 10, 8], "area": 80,
+                             "segmentation": [], "iscrowd": 0}],
+            "categories": [{"id": 0, "name": "animals", "supercategory": "none"},
+                           {"id": 1, "name": "zebra", "supercategory": "animals"}]}
+    (split / "_annotations.coco.json").write_text(json.dumps(coco))
+    fmt, ds, report = read_clean(split, tmp_path / "out")
+    assert fmt == "coco" and report["images"]["kept"] == 2 and report["boxes"]["kept"] == 1
+    assert sorted(im["file_name"] for im in ds.images) == ["a_jpg.rf.1.png", "b_jpg.rf.2.png"]
+
+
+def _ls_task(tid: int, ref: str, boxes: list, cancelled: bool = False) -> dict:
+    result = [{"id": f"r{k}", "type": "rectanglelabels", "from_name": "label", "to_name": "image",
+               "original_width": 40, "original_height": 20,
+               "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [label]}}
+              for k, (label, x, y, w, h) in enumerate(boxes)]
+    return {"id": tid, "data": {"image": ref}, "predictions": [],
+            "annotations": [{"id": 100 + tid, "result": result, "was_cancelled": cancelled}]}
+
+
+def test_label_studio_export_reads_reviewed_boxes_in_pixels(tmp_path):
+    """Local-files and uploaded images; percent boxes -> pixels; cancelled and unreviewed tasks left out."""
+    for k, name in enumerate(("a.png", "b.png", "c.png", "d.png")):
+        noise_image(tmp_path / "images" / name, 40, 20, seed=k)
+    tasks = [_ls_task(1, "/data/local-files/?d=survey/images/a.png", [("zebra", 10, 20, 50, 25)]),
+             _ls_task(2, "/data/upload/3/0a1b2c3d-b.png", [("oryx", 0, 0, 10, 10), ("zebra", 50, 50, 25, 50)]),
+             _ls_task(3, "/data/local-files/?d=c.png", [("zebra", 1, 1, 5, 5)], cancelled=True),
+             {"id": 4, "data": {"image": "/data/local-files/?d=d.png"}, "annotations": []}]
+    (tmp_path / "export.json").write_text(json.dumps(tasks))
+    fmt, why = formats.detect(tmp_path, "annotations.json")
+    assert fmt == "label_studio" and "export.json" in why
+    raw, _ = formats.read(tmp_path, fmt, "annotations.json", "images")
+    ds, report = validate(raw, tmp_path / "out", "fail")
+    assert report["images"]["kept"] == 2 and report["boxes"]["kept"] == 3
+    assert sorted(im["file_name"] for im in ds.images) == ["a.png", "b.png"]
+    by_name = {im["file_name"]: im["id"] for im in ds.images}
+    a_box = [a["bbox"] for a in ds.annotations if a["image_id"] == by_name["a.png"]]
+    assert a_box == [[4.0, 4.0, 20.0, 5.0]] and ds.class_names == ["oryx", "zebra"]
+
+
+def test_label_studio_export_named_by_data_annotations_and_bad_tasks(tmp_path):
+    noise_image(tmp_path / "images" / "a.png", 40, 20)
+    (tmp_path / "tasks.json").write_text(json.dumps([_ls_task(1, "/data/local-files/?d=gone.png", [("z", 1, 1, 2, 2)]),
+                                                     _ls_task(2, "a.png", [("z", 1, 1, 2, 2)])]))
+    fmt, _ = formats.detect(tmp_path, "tasks.json")
+    raw, _ = formats.read(tmp_path, fmt, "tasks.json", "images")
+    ds, report = validate(raw, tmp_path / "out", "drop")
+    assert fmt == "label_studio" and report["images"]["kept"] == 1 and report["images"]["in"] == 2
+    (tmp_path / "tasks.json").write_text(json.dumps([{"id": 1}]))
+    with pytest.raises(WildtrainError, match="tasks.json: not a Label Studio JSON export"):
+        formats.read(tmp_path, "label_studio", "tasks.json", "images")
+
+
 def test_auto_detect_refuses_ambiguous_and_empty_folders(tmp_path):
     noise_image(tmp_path / "a.png", 10, 10)
     with pytest.raises(WildtrainError, match="no annotations found"):

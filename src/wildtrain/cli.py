@@ -50,10 +50,11 @@ typer.core.TyperOption.display_type_rich = lambda self, ctx: None if self.is_fla
 FamilyName = enum.Enum("FamilyName", {n: n for n in ("detector", "classifier", "two_stage", "segmenter")}, type=str)
 Publication = Literal["stac", "dlpk", "onnx", "torchscript", "openvino", "card"]
 DataFormat = Literal["coco", "voc", "yolo", "csv", "masks"]
-SourceFormat = Literal["auto", "coco", "voc", "yolo", "csv", "masks"]
+SourceFormat = Literal["auto", "coco", "voc", "yolo", "csv", "masks", "label_studio"]
 BoxPolicy = Literal["clip", "drop", "fail"]
 Unannotated = Literal["skip", "negative"]
 Framework = Literal["yolo", "mmdet"]
+Strategy = Literal["uncertainty", "diverse", "random"]
 # Open sets (a size, a device index): their named values are offered by completion, the rest checked by predict.
 SLICES = ("auto", "off")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -80,6 +81,10 @@ data_app = typer.Typer(help="Datasets: version a source with DVC (add); convert 
 app.add_typer(train_app, name="train")
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
+annotate_app = typer.Typer(help="The annotation loop through Label Studio (LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY; "
+                                "`make labelstudio` starts one): push images for review, pull the reviewed labels.",
+                           no_args_is_help=True)
+app.add_typer(annotate_app, name="annotate")
 
 
 @app.callback()
@@ -381,6 +386,45 @@ def data_convert(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
     typer.echo(f"{src} ({fmt}) -> {out} ({to}): {summary_line(report)}")
+
+
+@annotate_app.command("push")
+def annotate_push(
+    source: str = typer.Argument(..., help="Images: a folder (recursive), a .zip/.tar(.gz) archive or a .txt list."),
+    n: int = typer.Option(..., "--n", help="How many images to push."),
+    strategy: Strategy = typer.Option("uncertainty", help="uncertainty: the champion's borderline boxes; diverse: "
+                                                          "k-center on thumbnails; random."),
+    model: Optional[str] = typer.Option(None, help="models:/NAME@ALIAS, models:/NAME/VERSION or a model folder "
+                                                   "(default: the two-stage champion, else the detector champion)."),
+    project: Optional[str] = typer.Option(None, help="Label Studio project title (default: 'wildtrain MODEL-NAME'; "
+                                                     "created, or reused when it exists)."),
+    seed: int = typer.Option(0, help="--strategy random: the draw's seed."),
+    conf: Optional[float] = typer.Option(None, help="Score threshold of the boxes pre-annotated (default: params.yaml "
+                                                    "predict.conf, 0.25)."),
+) -> None:
+    """Push the N images worth a review to Label Studio, the champion's boxes as pre-annotations tagged with its
+    registry version (model_version)."""
+    from wildtrain.annotate.push import push
+
+    run(lambda p, root: push(p, root, source, n, strategy, model=model, project=project, seed=seed,
+                                      conf=conf))
+
+
+@annotate_app.command("pull")
+def annotate_pull(
+    name: str = typer.Option(..., "--name", help="The new source: data/source/NAME."),
+    project: Optional[str] = typer.Option(None, help="Label Studio project title (default: the one push used for "
+                                                     "the detector champion, 'wildtrain wildtrain-detector')."),
+    beside: bool = typer.Option(False, "--beside", help="Only the reviewed images (Label Studio JSON + images), "
+                                                        "instead of merged with the current source (the default)."),
+    force: bool = typer.Option(False, "--force", help="Replace data/source/NAME when it holds a different dataset."),
+) -> None:
+    """Export the reviewed tasks and version them with `wildtrain data add` as data/source/NAME: merged with the
+    current source (reviewed images replace their earlier boxes), or --beside it. `dvc repro` then retrains and the
+    gate decides."""
+    from wildtrain.annotate.pull import pull
+
+    run(lambda p, root: pull(p, root, name, project=project, beside=beside, force=force))
 
 
 if __name__ == "__main__":

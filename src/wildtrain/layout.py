@@ -35,6 +35,7 @@ class Paths:
 # data/raw (prepare)
 ANNOTATIONS, MANIFEST, IMAGES = "annotations.json", "manifest.json", "images"
 VALIDATION_REPORT = "validation.json"  # in Paths.reports
+REVIEW_LINEAGE = "label_studio/lineage.json"  # in a source `wildtrain annotate pull` wrote: project, export, edits
 # data/coco (convert): tile images and the untiled split files when tiling, WebDataset shards when asked
 TILES, FULL, SHARDS = "tiles", "full", "shards"
 # data/crops (convert): how the ROI crops were cut, so a two-stage model cuts detections the same way

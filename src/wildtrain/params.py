@@ -41,7 +41,7 @@ class MaskPairs:
 @dataclass(frozen=True)
 class Data:
     source: str = "synthetic"
-    format: Literal["auto", "coco", "voc", "yolo", "csv", "masks"] = "auto"
+    format: Literal["auto", "coco", "voc", "yolo", "csv", "masks", "label_studio"] = "auto"
     annotations: str = "annotations.json"
     images: str = "images"
     invalid_boxes: Literal["clip", "drop", "fail"] = "clip"

@@ -16,8 +16,8 @@ def transcode(src: Path, dst: Path, to: str, fmt: str = "auto", annotations: str
               images: str = "images", invalid_boxes: str = "clip", unannotated: str = "skip",
               masks: dict | None = None) -> tuple[str, dict]:
     """Read src, validate it (same rules as prepare), write dst in format `to`; return (source format, report)."""
-    if to not in formats.FORMATS:
-        raise WildtrainError(f"--to: unknown format '{to}' (known: {', '.join(formats.FORMATS)})")
+    if to not in formats.WRITERS:
+        raise WildtrainError(f"--to: unknown format '{to}' (known: {', '.join(formats.WRITERS)})")
     if fmt != "auto" and fmt not in formats.FORMATS:
         raise WildtrainError(f"--from: unknown format '{fmt}' (known: auto, {', '.join(formats.FORMATS)})")
     with open_source(src) as folder:

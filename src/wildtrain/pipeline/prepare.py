@@ -69,6 +69,18 @@ def source_lineage(d: Data, root: Path) -> dict:
     return {"data_source_md5": v["md5"], "data_source_dvc": v["dvc_file"]}
 
 
+def review_lineage(d: Data, root: Path) -> dict:
+    """`wildtrain annotate pull`'s record (Label Studio project, export, boxes the reviewers changed), if the source
+    folder holds one."""
+    from wildtrain.io import read_json
+    from wildtrain.layout import REVIEW_LINEAGE
+
+    if d.source == "synthetic":
+        return {}
+    path = (Path(d.source) if Path(d.source).is_absolute() else root / d.source) / REVIEW_LINEAGE
+    return {"label_studio": read_json(path, "annotate pull lineage")} if path.is_file() else {}
+
+
 def prepare(p: Params, root: Path) -> dict:
     d = p.data
     with replaced_dir(root / p.paths.raw) as tmp:
@@ -80,7 +92,7 @@ def prepare(p: Params, root: Path) -> dict:
         files = hash_tree(tmp)
         digest = dataset_hash(files)
         write_json(tmp / MANIFEST, {"dataset_hash": digest, "data_source": d.source, **lineage, "files": files})
-    report = {"source": d.source, **lineage, "dataset_hash": digest, **report}
+    report = {"source": d.source, **lineage, **review_lineage(d, root), "dataset_hash": digest, **report}
     report_file = root / p.paths.reports / REPORT
     write_json(report_file, report)
     print(f"prepare: {d.source}: format {report['format']} ({report['format_reason']}); {summary_line(report)}; "

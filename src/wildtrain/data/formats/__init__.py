@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Callable
 
 from wildtrain.data.coco import CocoDataset
-from wildtrain.data.formats import coco, csv, mask_pairs, voc, yolo
+from wildtrain.data.formats import coco, csv, label_studio, mask_pairs, voc, yolo
 from wildtrain.errors import WildtrainError
 
 BOX_FORMATS = ("coco", "voc", "yolo", "csv")  # boxes round-trip exactly; masks hold class maps, not boxes
-FORMATS = (*BOX_FORMATS, "masks")
+FORMATS = (*BOX_FORMATS, "masks", "label_studio")  # label_studio: read only (Label Studio's JSON export)
 WRITERS: dict[str, Callable[[CocoDataset, Path, Path], Path]] = {
     "coco": coco.write, "voc": voc.write, "yolo": yolo.write, "csv": csv.write, "masks": mask_pairs.write}
 MASK_DEFAULTS = {"folder": mask_pairs.MASKS, "classes": mask_pairs.CLASSES, "ignore": mask_pairs.IGNORE}
@@ -44,7 +44,7 @@ def _is_csv(path: Path) -> bool:
 
 
 CHECKS = {"coco": ("*.json", _is_coco), "voc": ("*.xml", voc.is_voc), "yolo": ("*.y*ml", _is_yolo_yaml),
-          "csv": ("*.csv", _is_csv)}
+          "csv": ("*.csv", _is_csv), "label_studio": ("*.json", label_studio.is_export)}
 
 
 def find_annotations(root: Path, fmt: str, annotations: str, strict: bool = False) -> Path | None:
@@ -73,9 +73,11 @@ def detect(root: Path, annotations: str, masks: dict | None = None) -> tuple[str
         by_suffix = {".json": "coco", ".csv": "csv", ".yaml": "yolo", ".yml": "yolo"}
         if named.suffix.lower() in by_suffix:  # the reader reports what is wrong with it, if anything
             fmt = by_suffix[named.suffix.lower()]
+            if fmt == "coco" and label_studio.is_export(named):
+                fmt = "label_studio"
             return fmt, f"data.annotations {annotations} is {fmt}"
     found = []
-    for fmt in ("coco", "yolo", "csv"):
+    for fmt in ("coco", "yolo", "csv", "label_studio"):
         f = find_annotations(root, fmt, "", strict=True)
         if f is not None:
             found.append((fmt, f"found {f.name}"))
@@ -107,10 +109,11 @@ def read(root: Path, fmt: str, annotations: str, images: str, masks: dict | None
     if ann is None:
         raise WildtrainError(f"{root / annotations if annotations else root}: no {fmt} annotation file "
                              f"(data.annotations: '{annotations}')")
-    return {"coco": coco.read, "yolo": yolo.read, "csv": csv.read}[fmt](root, ann, images), ann
+    readers = {"coco": coco.read, "yolo": yolo.read, "csv": csv.read, "label_studio": label_studio.read}
+    return readers[fmt](root, ann, images), ann
 
 
 def write(ds: CocoDataset, image_root: Path, out: Path, fmt: str) -> Path:
     if fmt not in WRITERS:
-        raise WildtrainError(f"unknown format '{fmt}' (known: {', '.join(FORMATS)})")
+        raise WildtrainError(f"unknown format '{fmt}' to write (known: {', '.join(WRITERS)})")
     return WRITERS[fmt](ds, image_root, out)
