@@ -20,7 +20,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wildtrain.errors import WildtrainError
-from wildtrain.processes import alive
+from wildtrain.processes import alive, stop_group
 
 FOLDER = ".services"
 USER = "wildtrain"  # the cluster's superuser: creates the roles and databases, nothing else logs in as it
@@ -412,22 +411,7 @@ def add_user(svc: Services, name: str, role: str, password: str | None = None) -
 
 
 def stop_mlflow(folder: Path) -> None:
-    pid = _state(folder).get("mlflow_pid")
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not alive(pid):
-            break
-        try:
-            os.killpg(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            break
-        deadline = time.monotonic() + 20
-        while alive(pid) and time.monotonic() < deadline:
-            try:  # reap it when it is our child (the test fixture); else wait for it to go
-                if os.waitpid(pid, os.WNOHANG)[0]:
-                    break
-            except ChildProcessError:
-                pass
-            time.sleep(0.2)
+    stop_group(_state(folder).get("mlflow_pid"), grace_s=20)
     _save_state(folder, mlflow_pid=None)
 
 

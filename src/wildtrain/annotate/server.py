@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wildtrain.errors import WildtrainError
-from wildtrain.processes import alive
+from wildtrain.processes import alive, stop_group
 from wildtrain.services import _last_lines, port_free, secret_file
 
 FOLDER = ".labelstudio"
@@ -137,22 +136,7 @@ def up(folder: Path, port: int = PORT, document_root: Path | None = None) -> Ser
 def down(folder: Path) -> None:
     """Stop the server (its process group: runserver and what it started); the database is kept."""
     folder = folder.resolve()
-    pid = _state(folder).get("pid")
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not alive(pid):
-            break
-        try:
-            os.killpg(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            break
-        deadline = time.monotonic() + 15
-        while alive(pid) and time.monotonic() < deadline:
-            try:  # reap it when it is our child (the test fixture); else wait for it to go
-                if os.waitpid(pid, os.WNOHANG)[0]:
-                    break
-            except ChildProcessError:
-                pass
-            time.sleep(0.2)
+    stop_group(_state(folder).get("pid"), grace_s=15)
     if folder.is_dir():
         _save_state(folder, pid=None)
 
