@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wildtrain.errors import WildtrainError
+from wildtrain.io import write_json
 from wildtrain.processes import alive, stop_group
 
 FOLDER = ".services"
@@ -275,15 +276,17 @@ def stop_postgres(folder: Path, mode: str = "fast") -> None:
                        capture_output=True, text=True)
 
 
-def _state(folder: Path) -> dict:
+def read_state(folder: Path) -> dict:
+    """What a service folder's `state.json` says runs there (pids, ports); {} when absent or unreadable."""
     try:
         return json.loads((folder / "state.json").read_text())
     except (OSError, ValueError):
         return {}
 
 
-def _save_state(folder: Path, **kw) -> None:
-    (folder / "state.json").write_text(json.dumps({**_state(folder), **kw}, indent=1))
+def save_state(folder: Path, **kw) -> None:
+    """Merge `kw` into `state.json`, atomically: a crash mid-write must not lose the pid of a server still running."""
+    write_json(folder / "state.json", {**read_state(folder), **kw}, indent=1)
 
 
 def healthy(uri: str) -> bool:
@@ -325,7 +328,7 @@ def server_env(svc: Services, backend: str) -> dict[str, str]:
 def start_mlflow(svc: Services, backend: str, artifacts: str) -> int:
     """MLflow's basic-auth server on host:port with the PostgreSQL backend and proxied artifacts; returns its pid."""
     folder, port, host = svc.folder, svc.mlflow_port, svc.host
-    state = _state(folder)
+    state = read_state(folder)
     if alive(state.get("mlflow_pid")) and healthy(svc.tracking_uri):
         return state["mlflow_pid"]
     if not port_free(port):
@@ -338,7 +341,7 @@ def start_mlflow(svc: Services, backend: str, artifacts: str) -> int:
                                  "--workers", "1"],
                                 cwd=folder, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env=server_env(svc, backend))
-    _save_state(folder, mlflow_pid=proc.pid, mlflow_port=port, artifacts=artifacts, host=host)
+    save_state(folder, mlflow_pid=proc.pid, mlflow_port=port, artifacts=artifacts, host=host)
     deadline = time.monotonic() + 240  # the first start creates MLflow's schema in PostgreSQL
     while time.monotonic() < deadline:
         if healthy(svc.tracking_uri):
@@ -411,8 +414,8 @@ def add_user(svc: Services, name: str, role: str, password: str | None = None) -
 
 
 def stop_mlflow(folder: Path) -> None:
-    stop_group(_state(folder).get("mlflow_pid"), grace_s=20)
-    _save_state(folder, mlflow_pid=None)
+    stop_group(read_state(folder).get("mlflow_pid"), grace_s=20)
+    save_state(folder, mlflow_pid=None)
 
 
 def up(folder: Path, pg_port: int = PG_PORT, mlflow_port: int = MLFLOW_PORT, artifacts: str | None = None,
@@ -431,7 +434,7 @@ def up(folder: Path, pg_port: int = PG_PORT, mlflow_port: int = MLFLOW_PORT, art
     except Exception as e:  # noqa: BLE001 — the driver's errors are many kinds; one line each
         raise WildtrainError(f"services: PostgreSQL on 127.0.0.1:{pg_port} refused the set-up "
                              f"({' '.join(str(e).split())[:300]})") from None
-    state = _state(folder)
+    state = read_state(folder)
     if alive(state.get("mlflow_pid")) and state.get("mlflow_port"):
         mlflow_port, host = state["mlflow_port"], state.get("host") or host
     svc = Services(folder, pg_port, mlflow_port, host)

@@ -11,7 +11,6 @@ The test suite starts its own server in a temporary folder through the same func
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from wildtrain.errors import WildtrainError
 from wildtrain.processes import alive, stop_group
-from wildtrain.services import _last_lines, port_free, secret_file
+from wildtrain.services import _last_lines, port_free, read_state, save_state, secret_file
 
 FOLDER = ".labelstudio"
 PORT = 8080
@@ -54,19 +53,6 @@ def api_key(folder: Path) -> str:
     if given and not path.is_file():
         return secret_file(path, given)
     return secret_file(path, None) if not path.is_file() else path.read_text().strip()
-
-
-def _state(folder: Path) -> dict:
-    try:
-        return json.loads((folder / "state.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _save_state(folder: Path, **kw) -> None:
-    tmp = folder / ".state.json.tmp"
-    tmp.write_text(json.dumps({**_state(folder), **kw}, indent=1))
-    os.replace(tmp, folder / "state.json")
 
 
 def healthy(url: str) -> bool:
@@ -101,7 +87,7 @@ def up(folder: Path, port: int = PORT, document_root: Path | None = None) -> Ser
         raise WildtrainError(f"labelstudio: {binary} not found; install it with `make labelstudio`")
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
-    state = _state(folder)
+    state = read_state(folder)
     key = api_key(folder)
     if alive(state.get("pid")) and state.get("port") and healthy(f"http://127.0.0.1:{state['port']}"):
         return Server(folder, state["port"], key, state["pid"])
@@ -117,12 +103,12 @@ def up(folder: Path, port: int = PORT, document_root: Path | None = None) -> Ser
                                  "--log-level", "WARNING"],
                                 cwd=folder, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env=server_env(folder, root))
-    _save_state(folder, pid=proc.pid, port=port, document_root=str(root))
+    save_state(folder, pid=proc.pid, port=port, document_root=str(root))
     server = Server(folder, port, key, proc.pid)
     try:
         while time.monotonic() - started < START_TIMEOUT:
             if healthy(server.url):
-                _save_state(folder, start_seconds=round(time.monotonic() - started, 1))
+                save_state(folder, start_seconds=round(time.monotonic() - started, 1))
                 return server
             if proc.poll() is not None:
                 raise WildtrainError(f"labelstudio: the server exited ({_last_lines(log)}); log: {log}")
@@ -136,9 +122,9 @@ def up(folder: Path, port: int = PORT, document_root: Path | None = None) -> Ser
 def down(folder: Path) -> None:
     """Stop the server (its process group: runserver and what it started); the database is kept."""
     folder = folder.resolve()
-    stop_group(_state(folder).get("pid"), grace_s=15)
+    stop_group(read_state(folder).get("pid"), grace_s=15)
     if folder.is_dir():
-        _save_state(folder, pid=None)
+        save_state(folder, pid=None)
 
 
 def main(argv: list[str]) -> int:
@@ -156,7 +142,7 @@ def main(argv: list[str]) -> int:
     except WildtrainError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    state = _state(folder)
+    state = read_state(folder)
     took = f"; started in {state['start_seconds']} s" if state.get("start_seconds") else ""
     print(f"labelstudio: Label Studio on {server.url} (pid {server.pid}, data in {folder / 'data'}, local files "
           f"under {state.get('document_root')}{took}; `make labelstudio-down` stops it)")
