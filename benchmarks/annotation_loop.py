@@ -69,7 +69,7 @@ def reviewed_result(task: dict, truth: list[tuple[str, list[float]]], width: int
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100)
-    ap.add_argument("--imgsz", type=int, default=256)
+    ap.add_argument("--imgsz", type=int, default=160, help="survey image side (the selection benchmark trains at 160)")
     ap.add_argument("--model", type=Path, default=RESULTS / "annotation_selection" / "model0")
     args = ap.parse_args()
 

@@ -12,7 +12,7 @@ Simulated reviewers on the built-in synthetic survey: a reviewer returns each pu
 6. Each next model is evaluated on the same test split by the evaluate code (COCOeval, bootstrap 95% intervals
    over test images), and each arm against uncertainty by the paired bootstrap the register gate uses.
 
-    nice python benchmarks/annotation_selection.py [--labelled 30] [--n 20] [--random-seeds 0 1] [--imgsz 256]
+    nice python benchmarks/annotation_selection.py [--labelled 40] [--n 20] [--random-seeds 0 1] [--imgsz 160]
 
 Writes benchmarks/results/annotation_selection.json.
 """
@@ -108,11 +108,11 @@ def summary(metrics: dict) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=170, help="synthetic images (85 train / 17 val / 68 test at 170)")
-    ap.add_argument("--imgsz", type=int, default=256)
-    ap.add_argument("--labelled", type=int, default=30, help="train images labelled before the loop")
+    ap.add_argument("--imgsz", type=int, default=160)
+    ap.add_argument("--labelled", type=int, default=40, help="train images labelled before the loop")
     ap.add_argument("--n", type=int, default=20, help="images pushed per arm")
-    ap.add_argument("--epochs0", type=int, default=40, help="epochs of model 0")
-    ap.add_argument("--epochs", type=int, default=20, help="epochs of each next model (fine-tuned from model 0)")
+    ap.add_argument("--epochs0", type=int, default=30, help="epochs of model 0")
+    ap.add_argument("--epochs", type=int, default=15, help="epochs of each next model (fine-tuned from model 0)")
     ap.add_argument("--random-seeds", type=int, nargs="+", default=[0, 1])
     args = ap.parse_args()
 
