@@ -14,7 +14,8 @@ Simulated reviewers on the built-in synthetic survey: a reviewer returns each pu
 
     nice python benchmarks/annotation_selection.py [--labelled 40] [--n 20] [--random-seeds 0 1] [--imgsz 160]
 
-Writes benchmarks/results/annotation_selection.json.
+Writes benchmarks/results/annotation_selection.json; model 0 is kept in benchmarks/results/annotation_selection/
+(reused by a later run with the same --images, --imgsz, --labelled and --epochs0).
 """
 
 from __future__ import annotations
@@ -137,14 +138,23 @@ def main() -> int:
         labelled, pool = names[:args.labelled], subset(train_all, names[args.labelled:])
         print(f"train split {len(names)} images: {len(labelled)} labelled, pool {len(pool.images)}; "
               f"pushing {args.n} per arm", flush=True)
-        model0, s0 = train_model(p, root, "model0", subset(train_all, labelled), out)
+        made = {k: getattr(args, k) for k in ("images", "imgsz", "labelled", "epochs0")}
+        model0 = out / "model0"
+        if (model0 / "model.json").is_file() and (out / "model0.json").is_file() and \
+                json.loads((out / "model0.json").read_text()).get("config") == made:
+            s0 = json.loads((out / "model0.json").read_text())["train_seconds"]  # reused: same data and recipe
+            print(f"model 0 reused from {model0} (trained in {s0:.0f} s)", flush=True)
+        else:
+            model0, s0 = train_model(p, root, "model0", subset(train_all, labelled), out)
+            (out / "model0.json").write_text(json.dumps({"config": made, "train_seconds": round(s0, 1)}))
         m0, table0 = evaluate(p, root, model0)
         print(f"model 0: {s0:.0f} s, test mAP50 {m0['map50']:.3f} {m0.get('map50_ci95')}", flush=True)
 
+        # fine-tuned from model 0 (the train section's recipe but for epochs): the arms differ only in the images added
         fine = dataclasses.replace(p, train=dataclasses.replace(p.train, epochs=args.epochs,
                                                                 model=str(model0 / "model.pt")))
         arms = [("uncertainty", 0)] + [("random", s) for s in args.random_seeds]
-        rows, tables = {}, {}
+        rows, tables, paired, b = {}, {}, {}, p.evaluate.bootstrap
         for strategy, seed in arms:
             key = strategy if strategy == "uncertainty" else f"random_seed{seed}"
             t0 = time.perf_counter()
@@ -159,21 +169,16 @@ def main() -> int:
             print(f"{key}: {rows[key]['picked_boxes']} true boxes in the {len(chosen)} picked; train {seconds:.0f} s; "
                   f"test mAP50 {metrics['map50']:.3f} {metrics.get('map50_ci95')}, mAP50-95 "
                   f"{metrics['map50_95']:.3f} {metrics.get('map50_95_ci95')}", flush=True)
-        b = p.evaluate.bootstrap
-        paired = {}
-        for key in rows:
-            if key == "uncertainty":
-                continue
-            for metric in ("map50", "map50_95"):
+            for metric in ("map50", "map50_95") if key != "uncertainty" else ():
                 delta, ci = bootstrap.paired(tables["uncertainty"], tables[key], metric, b.resamples, b.seed)
                 paired[f"uncertainty - {key}: {metric}"] = {"delta": round(delta, 4), "ci95": ci}
                 print(f"uncertainty - {key}: {metric} {delta:+.3f} {ci}", flush=True)
-        report = {"config": {**vars(args), "test_images": len(table0.units), "pool": len(pool.images),
-                             "pool_boxes": len(pool.annotations), "model": "yolo11n.yaml", "device": "cpu",
-                             "batch": p.train.batch, "bootstrap_resamples": b.resamples},
-                  "model0": {"train_seconds": round(s0, 1), **summary(m0)}, "arms": rows, "paired": paired,
-                  "total_seconds": round(time.perf_counter() - started, 1), "load": load_line()}
-        (out.parent / "annotation_selection.json").write_text(json.dumps(report, indent=1))
+            report = {"config": {**vars(args), "test_images": len(table0.units), "pool": len(pool.images),
+                                 "pool_boxes": len(pool.annotations), "model": "yolo11n.yaml", "device": "cpu",
+                                 "batch": p.train.batch, "bootstrap_resamples": b.resamples},
+                      "model0": {"train_seconds": round(s0, 1), **summary(m0)}, "arms": rows, "paired": paired,
+                      "total_seconds": round(time.perf_counter() - started, 1), "load": load_line()}
+            (out.parent / "annotation_selection.json").write_text(json.dumps(report, indent=1))  # after each arm
         print(json.dumps({k: v for k, v in report.items() if k != "arms"}, indent=1))
     finally:
         os.chdir(cwd)

@@ -183,6 +183,10 @@ def push(p, root: Path, source: str, n: int, strategy: str = "uncertainty", mode
             images += [(a.shape[1], a.shape[0]) for a in arrays]
         if strategy == "uncertainty":
             picked = select.by_uncertainty(scores, n)
+            if not any(select.doubt(s) for s in scores):
+                print(f"annotate push: note: {version} finds nothing at score >= {select.FLOOR:g} in any of the "
+                      f"{len(scores)} images, so uncertainty cannot rank them: these are the first {len(picked)} in "
+                      f"the source's order; --strategy diverse or random spreads them")
         elif strategy == "diverse":
             picked = select.by_diversity(feats, n)
             chosen = [candidates[k] for k in picked]
