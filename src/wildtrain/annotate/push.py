@@ -184,9 +184,10 @@ def push(p, root: Path, source: str, n: int, strategy: str = "uncertainty", mode
         if strategy == "uncertainty":
             picked = select.by_uncertainty(scores, n)
             if not any(select.doubt(s) for s in scores):
-                print(f"annotate push: note: {version} finds nothing at score >= {select.FLOOR:g} in any of the "
-                      f"{len(scores)} images, so uncertainty cannot rank them: these are the first {len(picked)} in "
-                      f"the source's order; --strategy diverse or random spreads them")
+                found = "no animal" if masks else f"nothing at score >= {select.FLOOR:g}"
+                print(f"annotate push: note: {version} finds {found} in any of the {len(scores)} images, so "
+                      f"uncertainty cannot rank them: these are the first {len(picked)} in the source's order; "
+                      f"--strategy diverse or random spreads them")
         elif strategy == "diverse":
             picked = select.by_diversity(feats, n)
             chosen = [candidates[k] for k in picked]
