@@ -183,7 +183,7 @@ def push(p, root: Path, source: str, n: int, strategy: str = "uncertainty", mode
             images += [(a.shape[1], a.shape[0]) for a in arrays]
         if strategy == "uncertainty":
             picked = select.by_uncertainty(scores, n)
-            if not any(select.doubt(s) for s in scores):
+            if not any(scores):  # no box (no blob) in any image: nothing to rank
                 found = "no animal" if masks else f"nothing at score >= {select.FLOOR:g}"
                 print(f"annotate push: note: {version} finds {found} in any of the {len(scores)} images, so "
                       f"uncertainty cannot rank them: these are the first {len(picked)} in the source's order; "
