@@ -395,15 +395,16 @@ def annotate_push(
     strategy: Strategy = typer.Option("uncertainty", help="uncertainty: the champion's borderline boxes; diverse: "
                                                           "k-center on thumbnails; random."),
     model: Optional[str] = typer.Option(None, help="models:/NAME@ALIAS, models:/NAME/VERSION or a model folder "
-                                                   "(default: the two-stage champion, else the detector champion)."),
+                                                   "(default: the two-stage champion, else the detector champion); a "
+                                                   "segmenter pre-annotates polygons."),
     project: Optional[str] = typer.Option(None, help="Label Studio project title (default: 'wildtrain MODEL-NAME'; "
                                                      "created, or reused when it exists)."),
     seed: int = typer.Option(0, help="--strategy random: the draw's seed."),
     conf: Optional[float] = typer.Option(None, help="Score threshold of the boxes pre-annotated (default: params.yaml "
                                                     "predict.conf, 0.25)."),
 ) -> None:
-    """Push the N images worth a review to Label Studio, the champion's boxes as pre-annotations tagged with its
-    registry version (model_version)."""
+    """Push the N images worth a review to Label Studio, the champion's boxes (a segmenter's: polygons) as
+    pre-annotations tagged with its registry version (model_version)."""
     from wildtrain.annotate.push import push
 
     run(lambda p, root: push(p, root, source, n, strategy, model=model, project=project, seed=seed,

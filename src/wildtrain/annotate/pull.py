@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path, PurePosixPath
 
+import numpy as np
+
 from wildtrain.annotate.client import Client
 from wildtrain.data.coco import CocoDataset
 from wildtrain.data.formats import label_studio
@@ -45,8 +47,8 @@ def pick_project(client: Client, title: str | None) -> dict:
 
 
 def changes(task: dict) -> dict[str, int]:
-    """What the reviewer did to the pre-annotations: boxes kept as predicted, edited (moved or relabelled),
-    deleted, and added (result ids: Label Studio keeps a prediction's id when its box is accepted)."""
+    """What the reviewer did to the pre-annotations (boxes or polygons): kept as predicted, edited (moved, reshaped
+    or relabelled), deleted, and added (result ids: Label Studio keeps a prediction's id when it is accepted)."""
     ann = label_studio.reviewed(task) or {}
     preds = [r for p in task.get("predictions") or [] if isinstance(p, dict)
              for r in p.get("result") or [] if isinstance(r, dict)]
@@ -62,8 +64,14 @@ def _same(a, b) -> bool:
     if not (isinstance(a, dict) and isinstance(b, dict)):
         return a == b
     keys = ("x", "y", "width", "height", "rotation")
-    return (all(abs(float(a.get(k) or 0) - float(b.get(k) or 0)) < 1e-6 for k in keys)
-            and a.get("rectanglelabels") == b.get("rectanglelabels"))
+    try:
+        points = np.asarray(a.get("points") or [], float), np.asarray(b.get("points") or [], float)
+        same_points = points[0].shape == points[1].shape and bool(np.all(np.abs(points[0] - points[1]) < 1e-6))
+    except (TypeError, ValueError):
+        same_points = False
+    return (all(abs(float(a.get(k) or 0) - float(b.get(k) or 0)) < 1e-6 for k in keys) and same_points
+            and a.get("rectanglelabels") == b.get("rectanglelabels")
+            and a.get("polygonlabels") == b.get("polygonlabels"))
 
 
 def bring_images(tasks: list[dict], docs: Path, images: Path) -> list[str]:

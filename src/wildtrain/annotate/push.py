@@ -4,7 +4,8 @@ champion's boxes as pre-annotations tagged with its registry version.
 Images are not uploaded: Label Studio shows them through local-files storage (LOCAL_FILES_DOCUMENT_ROOT, which
 `make labelstudio` sets to the project root). Images of an archive, or outside the document root, are hard-linked
 (copied where links are impossible) under `.labelstudio/files/<project id>/` first. Images the project already
-holds are not pushed again. The server and its key are checked before anything is written.
+holds are not pushed again. A detector's boxes become rectangles; a segmenter's class map becomes polygons
+(annotate/polygons.py says why not brushes). The server and its key are checked before anything is written.
 """
 
 from __future__ import annotations
@@ -13,17 +14,30 @@ import os
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from wildtrain.annotate import select
+from wildtrain.annotate import polygons, select
 from wildtrain.annotate.client import Client
 from wildtrain.errors import WildtrainError
 
 FROM, TO = "label", "image"  # the labelling config's control and object names (pull reads them back)
 
 
-def label_config(classes: list[str]) -> str:
+CONTROLS = {"object-detection": "RectangleLabels", "semantic-segmentation": "PolygonLabels"}  # by the model's task
+
+
+def label_config(classes: list[str], control: str = "RectangleLabels") -> str:
     labels = "\n".join(f"    <Label value={quoteattr(c)}/>" for c in classes)
     return (f'<View>\n  <Image name="{TO}" value="$image" zoom="true"/>\n'
-            f'  <RectangleLabels name="{FROM}" toName="{TO}">\n{labels}\n  </RectangleLabels>\n</View>')
+            f'  <{control} name="{FROM}" toName="{TO}">\n{labels}\n  </{control}>\n</View>')
+
+
+def config_control(config: str) -> str | None:
+    """The labelling config's control tag named FROM (RectangleLabels, PolygonLabels, ...)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        return next((e.tag for e in ET.fromstring(config).iter() if e.get("name") == FROM), None)
+    except ET.ParseError:
+        return None
 
 
 def config_labels(config: str) -> list[str]:
@@ -49,22 +63,38 @@ def rectangles(det, classes: list[str], width: int, height: int, conf: float) ->
     return out
 
 
+def guesses(predictor, arrays: list, options: dict, masks: bool) -> tuple[list, list[list[float]]]:
+    """The model's output per image (Detections, or a segmenter's Segmentation) and the scores its doubt is summed
+    over: the boxes' scores, or each predicted blob's mean class probability (one pass at the image's size)."""
+    got = predictor.predict(arrays, **options)
+    if not masks:
+        return got, [d.scores for d in got]
+    probs = predictor.probabilities(arrays)
+    return got, [polygons.blob_scores(s.mask, pr) for s, pr in zip(got, probs)]
+
+
 def document_root(root: Path) -> Path:
     """Where the server serves local files from: LOCAL_FILES_DOCUMENT_ROOT as given to it, else the project root."""
     given = os.environ.get("LOCAL_FILES_DOCUMENT_ROOT")
     return Path(given).resolve() if given else root.resolve()
 
 
-def project_for(client: Client, title: str, classes: list[str], model: str) -> dict:
-    """The project titled `title`, created with the model's classes; an existing one gains classes it lacks."""
+def project_for(client: Client, title: str, classes: list[str], model: str, control: str = "RectangleLabels"
+                ) -> dict:
+    """The project titled `title`, created with the model's classes; an existing one gains classes it lacks. A
+    project that labels with another control (boxes vs polygons) is refused: its tasks would not compare."""
     project = client.project(title)
     if project is None:
-        return client.create_project(title, label_config(classes), f"wildtrain annotation loop; pre-annotations "
-                                                                   f"by {model}")
-    have = config_labels(project.get("label_config") or "")
+        return client.create_project(title, label_config(classes, control), f"wildtrain annotation loop; "
+                                                                            f"pre-annotations by {model}")
+    config = project.get("label_config") or ""
+    if (have_control := config_control(config)) not in (None, control):
+        raise WildtrainError(f"Label Studio project '{title}' (id {project['id']}) labels with {have_control}; "
+                             f"{model} pre-annotates {control}: name another project with --project")
+    have = config_labels(config)
     if not set(classes) <= set(have):
-        project = client.update_project(project["id"], label_config=label_config(have + [c for c in classes
-                                                                                        if c not in have]))
+        project = client.update_project(project["id"], label_config=label_config(
+            have + [c for c in classes if c not in have], control))
     return project
 
 
@@ -106,17 +136,21 @@ def push(p, root: Path, source: str, n: int, strategy: str = "uncertainty", mode
     ref = resolve_model(model, [p.two_stage.model_name, p.register.model_name], model_cache(p, root, uri), uri)
     predictor = families.load(ref.folder, p.predict.device)
     card = predictor.card
-    if card.task != "object-detection":
+    if card.task not in CONTROLS:
         raise WildtrainError(f"annotate push: {ref.describe()} is a {card.family} model ({card.task}); push takes a "
-                             f"detector or the two-stage model (their boxes become the pre-annotations)")
+                             f"detector, the two-stage model (boxes) or a segmenter (polygons) as pre-annotations")
+    masks = card.task == "semantic-segmentation"
+    # a segmenter's class 0 is the background, which nobody draws
+    labels = list(card.class_names)[1:] if masks else list(card.class_names)
     version = f"{ref.name}/{ref.version}" if ref.name else f"folder:{ref.folder.name}"
     title = project or f"wildtrain {ref.name or ref.folder.name}"
-    lp = project_for(client, title, list(card.class_names), version)
+    lp = project_for(client, title, labels, version, CONTROLS[card.task])
     held = {(t.get("data") or {}).get("image") for t in client.tasks(lp["id"])}
     staging = root / ".labelstudio" / "files" / str(lp["id"])
     options = {k: v for k, v in p.predict.__dict__.items() if k in predictor.options()}
     conf = float(options.get("conf", 0.25)) if conf is None else float(conf)
-    options["conf"] = min(conf, select.FLOOR)
+    if not masks:
+        options["conf"] = min(conf, select.FLOOR)
 
     with sources.items(Path(source)) as todo:
         if not todo:
@@ -135,7 +169,7 @@ def push(p, root: Path, source: str, n: int, strategy: str = "uncertainty", mode
                 candidates.append((item, url))
         if not candidates:
             raise WildtrainError(f"project '{title}' (id {lp['id']}) already holds every image of {source}")
-        images, dets, feats, available = [], [], [], len(candidates)
+        images, dets, scores, feats, available = [], [], [], [], len(candidates)
         if strategy == "random":
             candidates = [candidates[k] for k in select.by_chance(len(candidates), n, seed)]
         for start in range(0, len(candidates), 8):
@@ -144,28 +178,34 @@ def push(p, root: Path, source: str, n: int, strategy: str = "uncertainty", mode
             if strategy == "diverse":
                 feats += [select.features(a) for a in arrays]
             else:
-                dets += predictor.predict(arrays, **options)
+                got, doubt = guesses(predictor, arrays, options, masks)
+                dets, scores = dets + got, scores + doubt
             images += [(a.shape[1], a.shape[0]) for a in arrays]
         if strategy == "uncertainty":
-            picked = select.by_uncertainty([d.scores for d in dets], n)
+            picked = select.by_uncertainty(scores, n)
+            if not any(scores):  # no box (no blob) in any image: nothing to rank
+                found = "no animal" if masks else f"nothing at score >= {select.FLOOR:g}"
+                print(f"annotate push: note: {version} finds {found} in any of the {len(scores)} images, so "
+                      f"uncertainty cannot rank them: these are the first {len(picked)} in the source's order; "
+                      f"--strategy diverse or random spreads them")
         elif strategy == "diverse":
             picked = select.by_diversity(feats, n)
             chosen = [candidates[k] for k in picked]
-            dets = predictor.predict([sources.read(item)[0] for item, _ in chosen], **options)
-            dets = dict(zip(picked, dets))
+            got, doubt = guesses(predictor, [sources.read(item)[0] for item, _ in chosen], options, masks)
+            dets, scores = dict(zip(picked, got)), dict(zip(picked, doubt))
         else:
             picked = list(range(len(candidates)))
         tasks, boxes, doubts, folders = [], 0, [], set()
         for k in picked:
             item, url = candidates[k]
-            det = dets[k]
             width, height = images[k]
             folders.add(str(served_path(item.path, docs, staging, item.name).parent))
-            result = rectangles(det, list(card.class_names), width, height, conf)
+            result = polygons.results(dets[k].mask, list(card.class_names), FROM, TO) if masks else \
+                rectangles(dets[k], list(card.class_names), width, height, conf)
             boxes += len(result)
-            doubts.append(select.doubt(det.scores))
+            doubts.append(select.doubt(scores[k]))
             tasks.append({"data": {"image": url, "source_name": item.name},
-                          "predictions": [{"model_version": version, "score": round(select.doubt(det.scores), 4),
+                          "predictions": [{"model_version": version, "score": round(doubts[-1], 4),
                                            "result": result}]})
     have = [s.get("path") for s in client.local_storages(lp["id"])]
     for folder in sorted(folders):
@@ -176,7 +216,8 @@ def push(p, root: Path, source: str, n: int, strategy: str = "uncertainty", mode
     out = {"project": title, "project_id": lp["id"], "url": f"{client.url}/projects/{lp['id']}/data",
            "images": len(tasks), "candidates": available, "strategy": strategy, "model_version": version,
            "pre_annotations": boxes, "doubt": [round(d, 3) for d in doubts]}
+    what = f"{boxes} polygons" if masks else f"{boxes} boxes"
     print(f"annotate push: {len(tasks)} of {available} new images of {source} (strategy {strategy}) -> "
-          f"Label Studio project '{title}' (id {lp['id']}), {boxes} boxes pre-annotated by {version} "
-          f"(score >= {conf:g}); review at {out['url']}")
+          f"Label Studio project '{title}' (id {lp['id']}), {what} pre-annotated by {version}"
+          f"{'' if masks else f' (score >= {conf:g})'}; review at {out['url']}")
     return out

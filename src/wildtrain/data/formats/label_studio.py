@@ -6,7 +6,9 @@ the source root, by that path and then by its base name (uploads without their 8
 result is its last annotation that was not cancelled; a task without one is left out (not reviewed yet), and so
 is a cancelled task (the reviewer skipped it). The tasks are the dataset: an image on disk that no reviewed task
 names is not read as a negative (unlike COCO), since nobody has said it holds no animals.
-Results of other kinds (brush, polygon, keypoints, choices) are not boxes: counted in `info`, not read.
+`polygonlabels` results (what `annotate push` pre-annotates for a segmenter) become masks: a COCO polygon
+segmentation in pixels and its bounding box. Results of other kinds (brush, keypoints, choices) are counted in
+`info`, not read.
 """
 
 from __future__ import annotations
@@ -66,21 +68,60 @@ def reviewed(task: dict) -> dict | None:
     return anns[-1] if anns else None
 
 
-def boxes(result: list) -> tuple[list[tuple[str, list[float], dict]], int]:
-    """(label, [x, y, w, h] in percent, the result) of each rectangle; and how many results were something else."""
+def boxes(result: list) -> tuple[list[tuple[str, list, dict]], int]:
+    """(label, [x, y, w, h] in percent, the result) of each rectangle, (label, [[x, y], ...] in percent, the
+    result) of each polygon; and how many results were something else."""
     out, other = [], 0
     for r in result if isinstance(result, list) else []:
         value = r.get("value") if isinstance(r, dict) else None
-        if not (isinstance(r, dict) and r.get("type") == "rectanglelabels" and isinstance(value, dict)):
+        kind = r.get("type") if isinstance(r, dict) else None
+        if kind not in ("rectanglelabels", "polygonlabels") or not isinstance(value, dict):
             other += 1
             continue
-        labels = value.get("rectanglelabels") or [None]
+        labels = value.get(kind) or [None]
+        if kind == "polygonlabels":
+            points = value.get("points")
+            out.append((labels[0], points if isinstance(points, list) else [], r))
+            continue
         try:
             xywh = [float(value[k]) for k in ("x", "y", "width", "height")]
         except (KeyError, TypeError, ValueError):
             xywh = []
         out.append((labels[0], xywh, r))
     return out, other
+
+
+def polygon(points: list, width: float, height: float) -> list[float]:
+    """[[x%, y%], ...] -> a COCO polygon [x1, y1, x2, y2, ...] in pixels; empty when malformed or under 3 points."""
+    try:
+        pts = [(float(x) * width / 100, float(y) * height / 100) for x, y in points]
+    except (TypeError, ValueError):
+        return []
+    return [round(v, 3) for p in pts for v in p] if len(pts) >= 3 else []
+
+
+def shape(a: dict, found, r: dict, task_id) -> None:
+    """Sets a's bbox (and segmentation for a polygon) from a result, or a's _problem."""
+    w, h = r.get("original_width"), r.get("original_height")
+    size_ok = all(isinstance(v, (int, float)) and v > 0 for v in (w, h))
+    if r.get("type") == "polygonlabels":
+        poly = polygon(found, w, h) if size_ok else []
+        if not poly:
+            a["_problem"] = (f"task {task_id}: a polygon without 3 points [x, y] or the image's "
+                             f"original_width/original_height")
+            return
+        xs, ys = poly[0::2], poly[1::2]
+        a["bbox"] = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+        a["segmentation"] = [poly]
+        return
+    if len(found) != 4 or not size_ok:
+        a["_problem"] = (f"task {task_id}: a rectangle without x, y, width, height or the image's "
+                         f"original_width/original_height")
+        return
+    x, y, bw, bh = found
+    a["bbox"] = [x * w / 100, y * h / 100, bw * w / 100, bh * h / 100]
+    if abs(float((r.get("value") or {}).get("rotation") or 0)) > 1e-6:
+        a["_problem"] = f"task {task_id}: a rotated rectangle (wildtrain boxes are axis-aligned)"
 
 
 def read(root: Path, ann_file: Path, images: str) -> CocoDataset:
@@ -106,23 +147,16 @@ def read(root: Path, ann_file: Path, images: str) -> CocoDataset:
                 im["file_name"], im["_path"] = relative_name(path, base, root), path
         found, other = boxes(ann.get("result"))
         skipped += other
-        for label, xywh, r in found:
+        for label, geometry, r in found:
             a = {"image_id": k, "category_id": cat_id.get(label), "iscrowd": 0}
-            w, h = r.get("original_width"), r.get("original_height")
-            if len(xywh) != 4 or not all(isinstance(v, (int, float)) and v > 0 for v in (w, h)):
-                a["_problem"] = (f"task {task.get('id')}: a rectangle without x, y, width, height or the image's "
-                                 f"original_width/original_height")
-            else:
-                x, y, bw, bh = xywh
-                a["bbox"] = [x * w / 100, y * h / 100, bw * w / 100, bh * h / 100]
-                if abs(float((r.get("value") or {}).get("rotation") or 0)) > 1e-6:
-                    a["_problem"] = f"task {task.get('id')}: a rotated rectangle (wildtrain boxes are axis-aligned)"
+            shape(a, geometry, r, task.get("id"))
             if a["category_id"] is None and "_problem" not in a:
-                a["_problem"] = f"task {task.get('id')}: a rectangle without a label"
+                kind = "polygon" if r.get("type") == "polygonlabels" else "rectangle"
+                a["_problem"] = f"task {task.get('id')}: a {kind} without a label"
             anns.append(a)
         out_images.append(im)
     info = {"label_studio_export": ann_file.name, "tasks": len(raw), "reviewed": len(picked)}
     if skipped:
-        info["results_not_boxes"] = skipped
+        info["results_not_read"] = skipped
     ds = CocoDataset(images=out_images, annotations=anns, categories=cats, info=info)
     return ds
