@@ -9,7 +9,8 @@ from pathlib import Path
 from wildtrain.errors import WildtrainError
 from wildtrain.contract import Family, ModelCard, Predictor
 
-FAMILIES = ("detector", "classifier", "two_stage", "segmenter")
+FAMILIES = ("detector", "classifier", "two_stage", "segmenter", "yoloseg")
+OPT_IN = ("yoloseg",)  # families off the default pipeline (no dvc.yaml stages): `make instances` runs yoloseg
 
 
 def get(name: str) -> Family:
