@@ -69,8 +69,7 @@ def _instances_limits(card: ModelCard) -> list[str]:
     return [f"Sees each image whole, letterboxed to {size} px (no slicing): animals in images much larger than the "
             f"training images shrink below what it learned; cut such images into tiles first.",
             "Outlines are traced from masks at the image's resolution and simplified to within about 1 px; holes in "
-            "a mask are not kept.",
-            "No ArcGIS .dlpk: its inference function decodes boxes and class maps, not instance masks."]
+            "a mask are not kept."]
 
 
 def _detection_limits(card: ModelCard) -> list[str]:
