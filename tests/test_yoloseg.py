@@ -152,6 +152,7 @@ def test_parity_refuses_mask_coefficients_that_differ():
 # ---- end to end ----------------------------------------------------------------------------------------------------
 
 SIZE = 96
+e2e = pytest.mark.slow  # a real training (~35 s of CPU on 2 cores for the four tests)
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +187,7 @@ def trained(tmp_path_factory):
     return p, root, folder, trained
 
 
+@e2e
 def test_trains_from_the_packaged_yaml_on_polygon_labels(trained):
     p, root, folder, result = trained
     assert result.architecture == "yolo11n-seg" and result.epochs_completed == 1
@@ -195,6 +197,7 @@ def test_trains_from_the_packaged_yaml_on_polygon_labels(trained):
     assert all(0 <= float(v) <= 1 for r in rows for v in r[1:])
 
 
+@e2e
 def test_evaluates_segm_and_box_map_with_intervals(trained):
     from wildtrain import families
 
@@ -208,6 +211,7 @@ def test_evaluates_segm_and_box_map_with_intervals(trained):
     assert len(results) == metrics["instances"] and all("counts" in r["segmentation"] for r in results)
 
 
+@e2e
 def test_predicts_outlines_of_a_geotiff_into_geojson_and_geopackage(trained, tmp_path):
     import pyogrio
     import rasterio
@@ -240,6 +244,7 @@ def test_predicts_outlines_of_a_geotiff_into_geojson_and_geopackage(trained, tmp
     assert json.loads(json.dumps(row))["polygons"] == [[[1.0, 2.0, 4.0, 2.0, 4.0, 6.0]]] and row["labels"] == ["zebra"]
 
 
+@e2e
 def test_exports_onnx_that_matches_pytorch(trained, tmp_path):
     from wildtrain import families
     from wildtrain.publish import dlpk, parity
