@@ -194,7 +194,7 @@ models: $(STAMP) ## List the registered models: versions, aliases, gate metric p
 	wildtrain models
 
 clean: ## Remove generated state (runs, stage outputs); keeps the MLflow registry (mlflow.db, mlruns/), .venv, data/source and the DVC cache
-	rm -rf runs .ultralytics models models_classifier models_segmenter models_yoloseg dvc_plots data/raw data/coco data/yolo data/crops data/reports data/predictions data/predictions_two_stage
+	rm -rf runs .ultralytics models models_classifier models_segmenter models_yoloseg dvc_plots data/raw data/coco data/yolo data/crops data/reports data/predictions data/predictions_two_stage data/predictions_yoloseg
 
 clean-all: clean ## make clean, then delete the MLflow registry (every run and registered model) after a y/N prompt; YES=1 skips the prompt
 	@if [ "$(YES)" = 1 ]; then answer=y; elif [ -t 0 ]; then \
