@@ -16,7 +16,7 @@ export YOLO_AUTOINSTALL := False
 .DEFAULT_GOAL := help
 MMDET_MODEL ?= retinanet_r18
 
-.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter evaluate register replicates ci-rerun tune test test-fast dag metrics plots mlflow-ui services services-user services-down bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-census bench-serve bench-team clean clean-all models docs labelstudio labelstudio-down
+.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter instances evaluate register replicates ci-rerun tune test test-fast dag metrics plots mlflow-ui services services-user services-down bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-census bench-serve bench-team clean clean-all models docs labelstudio labelstudio-down
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
@@ -81,6 +81,12 @@ train-classifier: $(STAMP) ## Run the pipeline up to a trained species classifie
 
 train-segmenter: $(STAMP) ## Run the pipeline up to a trained semantic segmenter (U-Net) on the masks
 	dvc repro train_segmenter
+
+instances: $(STAMP) ## Off the default pipeline: train, evaluate and register the instance segmenter (YOLO-seg, params.yaml yoloseg*)
+	dvc repro convert
+	wildtrain train yoloseg
+	wildtrain evaluate yoloseg
+	wildtrain register yoloseg
 
 evaluate: $(STAMP) ## Run up to the detector's evaluation (COCO mAP on the test split)
 	dvc repro evaluate
@@ -188,7 +194,7 @@ models: $(STAMP) ## List the registered models: versions, aliases, gate metric p
 	wildtrain models
 
 clean: ## Remove generated state (runs, stage outputs); keeps the MLflow registry (mlflow.db, mlruns/), .venv, data/source and the DVC cache
-	rm -rf runs .ultralytics models models_classifier models_segmenter dvc_plots data/raw data/coco data/yolo data/crops data/reports data/predictions data/predictions_two_stage
+	rm -rf runs .ultralytics models models_classifier models_segmenter models_yoloseg dvc_plots data/raw data/coco data/yolo data/crops data/reports data/predictions data/predictions_two_stage data/predictions_yoloseg
 
 clean-all: clean ## make clean, then delete the MLflow registry (every run and registered model) after a y/N prompt; YES=1 skips the prompt
 	@if [ "$(YES)" = 1 ]; then answer=y; elif [ -t 0 ]; then \

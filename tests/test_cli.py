@@ -65,7 +65,7 @@ def test_help_shows_flags_as_flags_and_choices_as_choices():
     assert "<auto|off|SIZE>" in text[("predict",)] and "<auto|cpu|cuda|cuda:N|mps>" in text[("predict",)]
     assert "<stac|dlpk|onnx|torchscript|openvino|card>" in text[("export",)]
     assert "<coco|voc|yolo|csv|masks>" in text[("data", "convert")] and "<clip|drop|fail>" in text[("data", "convert")]
-    assert "<detector|classifier|two_stage|segmenter>" in text[("evaluate",)]
+    assert "<detector|classifier|two_stage|segmenter|yoloseg>" in text[("evaluate",)]
     assert "detector|classifier|two_stage|segmenter" in text[("replicates",)]
 
 

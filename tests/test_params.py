@@ -14,7 +14,7 @@ def test_repo_params_load_and_list_every_key():
     defaults = params.as_dict(params.Params())
     for section in ("data", "convert", "train", "evaluate", "register", "tracking", "tune", "rebalance", "classifier",
                     "classifier_evaluate", "classifier_register", "two_stage", "segmenter", "segmenter_evaluate",
-                    "segmenter_register", "predict"):
+                    "segmenter_register", "yoloseg", "yoloseg_evaluate", "yoloseg_register", "predict"):
         assert set(raw[section]) == set(defaults[section]), section  # the file documents every key
     assert p.train.framework == "yolo"
 
@@ -24,7 +24,7 @@ def test_dvc_yaml_paths_match_params_paths():
     paths = params.Paths()
     outs = {o if isinstance(o, str) else next(iter(o)) for s in dvc["stages"].values() for o in s.get("outs", [])}
     assert outs == {paths.raw, paths.coco, paths.yolo, paths.crops, paths.rebalance, paths.models, paths.predictions, paths.classifier,
-                    *(f"{paths.predictions}_{f}" for f in ("two_stage", "classifier", "segmenter")), paths.segmenter, *(f"{paths.publish}/{family}" for family in families.FAMILIES)}
+                    *(f"{paths.predictions}_{f}" for f in ("two_stage", "classifier", "segmenter")), paths.segmenter, *(f"{paths.publish}/{family}" for family in families.FAMILIES if family not in families.OPT_IN)}
     assert all(paths.source in s["deps"] for name, s in dvc["stages"].items() if name == "prepare")
     assert "metrics/train/metrics.json" in dvc["metrics"]
     assert "metrics/train_classifier/metrics.json" in dvc["metrics"]

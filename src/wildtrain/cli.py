@@ -47,7 +47,8 @@ typer.core.TyperOption.display_type_rich = lambda self, ctx: None if self.is_fla
 
 # The CLI's choices as types: --help lists them, completion offers them, a wrong one is one line. Spelled out here so
 # that `import wildtrain.cli` stays cheap; tests/test_cli.py checks them against the lists the code acts on.
-FamilyName = enum.Enum("FamilyName", {n: n for n in ("detector", "classifier", "two_stage", "segmenter")}, type=str)
+FamilyName = enum.Enum("FamilyName", {n: n for n in ("detector", "classifier", "two_stage", "segmenter",
+                                                            "yoloseg")}, type=str)
 Publication = Literal["stac", "dlpk", "onnx", "torchscript", "openvino", "card"]
 DataFormat = Literal["coco", "voc", "yolo", "csv", "masks"]
 SourceFormat = Literal["auto", "coco", "voc", "yolo", "csv", "masks", "label_studio"]
@@ -73,7 +74,7 @@ def show_version(value: bool) -> None:
 app = typer.Typer(help="Reproducible wildlife-detection training pipelines (DVC + MLflow).", no_args_is_help=True,
                   pretty_exceptions_enable=False, cls=OneLineErrors,
                   context_settings={"help_option_names": ["-h", "--help"]})
-train_app = typer.Typer(help="Train a model (reads params.yaml `train`, `classifier` or `segmenter`).",
+train_app = typer.Typer(help="Train a model (reads params.yaml `train`, `classifier`, `segmenter` or `yoloseg`).",
                         no_args_is_help=True)
 config_app = typer.Typer(help="Compose params.yaml from config overlays.", no_args_is_help=True)
 data_app = typer.Typer(help="Datasets: version a source with DVC (add); convert between COCO, VOC, YOLO, CSV and "
@@ -149,13 +150,22 @@ def train_segmenter() -> None:
     run(stage, "segmenter")
 
 
+@train_app.command("yoloseg")
+def train_yoloseg() -> None:
+    """Train the instance segmenter (Ultralytics YOLO-seg) on polygons of the canonical masks (params.yaml `yoloseg`;
+    off the default pipeline: `make instances`)."""
+    from wildtrain.pipeline.train import train as stage
+
+    run(stage, "yoloseg")
+
+
 FAMILY = typer.Argument(FamilyName.detector, help="The model family.")
 
 
 @app.command()
 def evaluate(family: FamilyName = FAMILY) -> None:
     """Score the pipeline's model of a family on the held-out split (params: evaluate / classifier_evaluate /
-    segmenter_evaluate)."""
+    segmenter_evaluate / yoloseg_evaluate)."""
     from wildtrain.pipeline.evaluate import evaluate as stage
 
     run(stage, family.value)

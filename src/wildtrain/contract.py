@@ -67,8 +67,8 @@ class Trained:
 class ModelCard:
     """model.json: the one schema for every trained model, whatever family or framework made it."""
 
-    family: str  # detector | classifier | two_stage | segmenter
-    task: str  # object-detection | classification | semantic-segmentation
+    family: str  # detector | classifier | two_stage | segmenter | yoloseg
+    task: str  # object-detection | classification | semantic-segmentation | instance-segmentation
     framework: str  # yolo | mmdet | lightning | composite
     architecture: str
     class_names: list[str]
@@ -107,7 +107,8 @@ class ExportIO:
     mean: tuple[float, ...] | None  # per channel, on 0..1 values; None: the input is only divided by 255
     std: tuple[float, ...] | None
     output: str  # how to read the output: "yolo" [N, 4 + classes, anchors] (cx, cy, w, h in input px, then class
-    # scores) | "logits" [N, classes] | "segmentation" [N, classes, H, W] (per-pixel class logits)
+    # scores) | "logits" [N, classes] | "segmentation" [N, classes, H, W] (per-pixel class logits) | "yolo-seg"
+    # [N, 4 + classes + 32, anchors] (as "yolo", then 32 mask coefficients; a second output holds the prototypes)
     output_dims: tuple[str, ...]
     output_shape: tuple[int, ...]  # -1 where it varies (batch, anchors)
     classes: tuple[str, ...]  # what each output class index means
@@ -140,6 +141,14 @@ class Detections:
     scores: list[float]
     windows: int = 1
     capped: int = 0
+
+
+@dataclass(frozen=True)
+class Instances(Detections):
+    """One image's instances: Detections (boxes, classes, scores), and each instance's outline as COCO polygons
+    [[x1, y1, x2, y2, ...], ...] in pixels of the image given (a mask of several blobs has several)."""
+
+    polygons: list[list[list[float]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

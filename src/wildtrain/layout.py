@@ -26,6 +26,7 @@ class Paths:
     models: str = "models"  # the detector's model folder
     classifier: str = "models_classifier"  # the species classifier's model folder
     segmenter: str = "models_segmenter"  # the semantic segmenter's model folder
+    yoloseg: str = "models_yoloseg"  # the instance segmenter's model folder (`make instances`)
     runs: str = "runs"  # training work folders (checkpoints for resume), runs/<family>
     publish: str = "publish"  # register: publish/<family>/ (exports, STAC item, .dlpk, model card)
     metrics: str = "metrics"

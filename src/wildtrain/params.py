@@ -365,6 +365,60 @@ class SegmenterRegister:
 
 
 @dataclass(frozen=True)
+class YoloSeg:
+    """The instance segmenter (`make instances`, off the default pipeline): Ultralytics YOLO-seg built from a model
+    YAML shipped with Ultralytics (from scratch) or a local .pt, trained on polygons of the canonical masks."""
+
+    model: str = "yolo11n-seg.yaml"  # a *-seg model YAML (yolo11n-seg.yaml, yolov8n-seg.yaml) or a local .pt
+    epochs: int = 40
+    imgsz: int = 320
+    batch: int = 16
+    lr0: float = 0.01
+    lrf: float = 0.01
+    momentum: float = 0.937
+    weight_decay: float = 0.0005
+    warmup_epochs: float = 3.0
+    optimizer: str = "auto"
+    cos_lr: bool = False
+    seed: int = 0
+    deterministic: bool = True
+    patience: int = 100
+    device: str = "auto"
+    workers: int = 2
+    amp: bool = True
+    cache: bool = False
+    mosaic: float = 1.0
+    close_mosaic: int = 10
+    fliplr: float = 0.5
+    flipud: float = 0.5
+    degrees: float = 0.0
+    scale: float = 0.5
+    resume: Literal["auto", "never"] = "auto"
+    plots: bool = False
+
+
+@dataclass(frozen=True)
+class YoloSegEvaluate:
+    """COCOeval segm (mask) and bbox mAP of the instance segmenter, with bootstrap intervals."""
+
+    split: str = "test"
+    device: str = "auto"
+    conf: float = 0.001
+    iou: float = 0.7
+    max_det: int = 100
+    batch: int = 16
+    bootstrap: Bootstrap = field(default_factory=Bootstrap)
+
+
+@dataclass(frozen=True)
+class YoloSegRegister:
+    model_name: str = "wildtrain-instances"
+    gate_metric: str = "mask_map50_95"
+    export: bool = True  # ONNX + TorchScript, parity-checked against PyTorch
+    gate_margin: float = 0.0  # champion only if the lower bound of the gain's 95% interval is above this
+
+
+@dataclass(frozen=True)
 class Params:
     paths: Paths = field(default_factory=Paths)
     data: Data = field(default_factory=Data)
@@ -382,6 +436,9 @@ class Params:
     segmenter: Segmenter = field(default_factory=Segmenter)
     segmenter_evaluate: SegmenterEvaluate = field(default_factory=SegmenterEvaluate)
     segmenter_register: SegmenterRegister = field(default_factory=SegmenterRegister)
+    yoloseg: YoloSeg = field(default_factory=YoloSeg)
+    yoloseg_evaluate: YoloSegEvaluate = field(default_factory=YoloSegEvaluate)
+    yoloseg_register: YoloSegRegister = field(default_factory=YoloSegRegister)
     predict: Predict = field(default_factory=Predict)
 
 
@@ -539,9 +596,15 @@ def _check_values(p: Params, file: str) -> None:
         (p.segmenter_evaluate.split in ("train", "val", "test"), "segmenter_evaluate.split",
          "must be train, val or test"),
         (p.segmenter_evaluate.batch >= 1, "segmenter_evaluate.batch", "must be >= 1"),
+        (p.yoloseg.imgsz >= 32 and p.yoloseg.imgsz % 32 == 0, "yoloseg.imgsz", "must be a multiple of 32, >= 32"),
+        (p.yoloseg.epochs >= 1, "yoloseg.epochs", "must be >= 1"),
+        (p.yoloseg.lr0 > 0, "yoloseg.lr0", "must be > 0"),
+        (p.yoloseg_evaluate.split in ("train", "val", "test"), "yoloseg_evaluate.split", "must be train, val or test"),
+        (0 <= p.yoloseg_evaluate.conf < 1, "yoloseg_evaluate.conf", "must be in [0, 1)"),
         *[check for key, b in (("evaluate", p.evaluate.bootstrap), ("classifier_evaluate",
                                                                    p.classifier_evaluate.bootstrap),
-                               ("segmenter_evaluate", p.segmenter_evaluate.bootstrap))
+                               ("segmenter_evaluate", p.segmenter_evaluate.bootstrap),
+                               ("yoloseg_evaluate", p.yoloseg_evaluate.bootstrap))
           for check in ((b.resamples >= 100, f"{key}.bootstrap.resamples", "must be >= 100 (a 95% interval needs them)"),
                         (b.seed >= 0, f"{key}.bootstrap.seed", "must be >= 0"))],
     ]

@@ -11,7 +11,7 @@ import base64
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from wildtrain.contract import Classification, Detections, ModelCard, Segmentation
+from wildtrain.contract import Classification, Detections, Instances, ModelCard, Segmentation
 from wildtrain.errors import WildtrainError
 
 
@@ -20,6 +20,11 @@ def _detection_row(names: list[str], pred: Detections) -> dict:
     return {"boxes": [[round(v, 2) for v in b] for b in pred.boxes],
             "scores": [round(s, 5) for s in pred.scores], "labels": labels,
             "counts": {n: labels.count(n) for n in sorted(set(labels))}}
+
+
+def _instances_row(names: list[str], pred: Instances) -> dict:
+    return {**_detection_row(names, pred),
+            "polygons": [[[round(v, 2) for v in poly] for poly in polys] for polys in pred.polygons]}
 
 
 def _classification_row(names: list[str], pred: Classification) -> dict:
@@ -54,6 +59,19 @@ def _segmentation_use(card: ModelCard) -> str:
             f"Results support human review.")
 
 
+def _instances_use(card: ModelCard) -> str:
+    return (f"Outlining and counting {', '.join(card.class_names)} in nadir aerial survey images like the training "
+            f"data: one polygon per animal. Outlines and counts support human review.")
+
+
+def _instances_limits(card: ModelCard) -> list[str]:
+    size = card.input.get("size")
+    return [f"Sees each image whole, letterboxed to {size} px (no slicing): animals in images much larger than the "
+            f"training images shrink below what it learned; cut such images into tiles first.",
+            "Outlines are traced from masks at the image's resolution and simplified to within about 1 px; holes in "
+            "a mask are not kept."]
+
+
 def _detection_limits(card: ModelCard) -> list[str]:
     size = card.input.get("size")
     return [f"Sees images at {size} px (the training size): `wildtrain predict` slices larger images; the ONNX, "
@@ -67,13 +85,13 @@ class Task:
     output: str  # ExportIO.output of its exports: how to read the exported model's output
     prediction: type  # what its Predictor gives per image
     row: Callable[[list[str], Any], dict]  # one prediction as served JSON (serve.as_rows), given the class names
-    writes: str  # what `wildtrain predict` writes (prediction.writers): detections | labels | masks
+    writes: str  # what `wildtrain predict` writes (prediction.writers): detections | labels | masks | instances
     drawn: bool  # whether `wildtrain predict --draw` has something to draw (boxes, class maps)
     streamed: bool  # whether `wildtrain predict` streams a large raster window by window (prediction.raster)
     stac_task: str  # the STAC MLM task (mlm:tasks, mlm:output tasks)
     post_processing: str  # STAC mlm:output post_processing_function: how to read the exported output
-    esri_model_type: str  # the .dlpk's ModelType (what ArcGIS runs it as)
-    parity: str  # how publishing checks an export against PyTorch (publish.parity): boxes | values
+    esri_model_type: str  # the .dlpk's ModelType (what ArcGIS runs it as); "": no .dlpk for this task
+    parity: str  # how publishing checks an export against PyTorch (publish.parity): boxes | values | instances
     data_unit: str  # what the model card's data table counts per class: boxes | crops
     intended_use: Callable[[ModelCard], str]  # the model card's "Intended use"
     limits: Callable[[ModelCard], list[str]]  # the model card's known limits that come from the task
@@ -81,7 +99,7 @@ class Task:
     @property
     def boxes(self) -> bool:
         """Whether its predictions are boxes (class filters, max_det limits and censuses apply)."""
-        return self.prediction is Detections
+        return issubclass(self.prediction, Detections)
 
 
 DETECTION = Task(
@@ -104,7 +122,16 @@ SEGMENTATION = Task(
     esri_model_type="ClassifyPixels", parity="values", data_unit="boxes",
     intended_use=_segmentation_use, limits=lambda card: [])
 
-TASKS = {t.name: t for t in (DETECTION, CLASSIFICATION, SEGMENTATION)}
+INSTANCE_SEGMENTATION = Task(
+    name="instance-segmentation", output="yolo-seg", prediction=Instances, row=_instances_row,
+    writes="instances", drawn=True, streamed=False, stac_task="instance-segmentation",
+    post_processing="as yolo for rows 0..4+classes (boxes, scores, NMS); rows 4+classes.. are 32 mask coefficients: "
+                    "sigmoid(coefficients @ prototypes of output1 [N, 32, size/4, size/4]) cropped to the box, "
+                    "upsampled, > 0.5; letterbox undone",
+    esri_model_type="", parity="instances", data_unit="boxes",
+    intended_use=_instances_use, limits=_instances_limits)
+
+TASKS = {t.name: t for t in (DETECTION, CLASSIFICATION, SEGMENTATION, INSTANCE_SEGMENTATION)}
 OUTPUTS = {t.output: t for t in TASKS.values()}
 
 

@@ -110,3 +110,52 @@ def write_yolo_layout(splits: dict[str, CocoDataset], images_dir: Path, out_dir:
         "names": dict(enumerate(any_split.class_names)),
     })
     return yaml_path
+
+
+def segment_lines(dataset: CocoDataset) -> dict[int, str]:
+    """YOLO-seg label text per image id: `class x1 y1 x2 y2 ...` (a polygon, normalized), one line per instance.
+
+    A polygon segmentation gives one line per polygon; an RLE mask is traced to polygons (masks.polygons: within
+    1 px of its pixels); an annotation without a mask gives its box as a 4-point polygon; crowd regions are left out
+    (Ultralytics has no crowd flag: it would learn them as animals)."""
+    from wildtrain.data import masks
+
+    index = {cid: k for k, cid in enumerate(sorted(dataset.category_ids))}
+    images = {im["id"]: im for im in dataset.images}
+    out = {im["id"]: [] for im in dataset.images}
+    for a in dataset.annotations:
+        if a.get("iscrowd", 0):
+            continue
+        im = images[a["image_id"]]
+        w, h = im["width"], im["height"]
+        if masks.has_mask(a):
+            seg = a["segmentation"]
+            polys = masks.polygons(masks.decode(seg, h, w)) if masks.is_rle(seg) else seg
+        else:
+            x, y, bw, bh = a["bbox"]
+            polys = [[x, y, x + bw, y, x + bw, y + bh, x, y + bh]]
+        for poly in polys:
+            pts = np.asarray(poly, np.float64).reshape(-1, 2) / (w, h)
+            pts = np.clip(pts, 0, 1)
+            out[a["image_id"]].append(f"{index[a['category_id']]} " + " ".join(f"{v:.6g}" for v in pts.ravel()))
+    return {i: "".join(line + "\n" for line in lines) for i, lines in out.items()}
+
+
+def write_segment_layout(splits: dict[str, CocoDataset], images_dir: dict[str, Path], out_dir: Path) -> Path:
+    """The YOLO-seg layout (images/<split>, labels/<split> with polygon lines, dataset.yaml) under out_dir: what the
+    instance segmenter trains on; the detector's layout (write_yolo_layout) keeps its box lines."""
+    for split, ds in splits.items():
+        labels = out_dir / "labels" / split
+        (out_dir / "images" / split).mkdir(parents=True, exist_ok=True)
+        labels.mkdir(parents=True, exist_ok=True)
+        texts = segment_lines(ds)
+        jobs = []
+        for im in ds.images:
+            name = im["file_name"].replace("/", "__")
+            jobs.append((f"{labels}/{os.path.splitext(name)[0]}.txt", texts[im["id"]].encode()))
+            link_or_copy(images_dir[split] / im["file_name"], out_dir / "images" / split / name)
+        _write_files(jobs)
+    any_split = next(iter(splits.values()))
+    yaml_path = out_dir / "dataset.yaml"
+    write_yaml(yaml_path, {**{s: f"images/{s}" for s in splits}, "names": dict(enumerate(any_split.class_names))})
+    return yaml_path

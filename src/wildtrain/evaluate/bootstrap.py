@@ -26,7 +26,8 @@ from wildtrain.io import atomic_path
 CI_SUFFIX = "_ci95"  # metrics/eval*.json: `<metric>_ci95: [low, high]` beside `<metric>`
 LOW, HIGH = "_ci95_low", "_ci95_high"  # the same as two scalars: DVC (exp show, metrics) drops list values
 # metrics that also get scalar `_ci95_low` / `_ci95_high` keys (dvc exp show columns); the rest only `_ci95` lists
-HEADLINE = ("map50_95", "map50", "count_mae", "accuracy", "f1_macro", "miou", "dice_macro")
+HEADLINE = ("map50_95", "map50", "mask_map50_95", "mask_map50", "count_mae", "accuracy", "f1_macro", "miou",
+            "dice_macro")
 CHUNK_ELEMENTS = 4_000_000  # per array a table builds while scoring a chunk of resamples (memory bound)
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 from wildtrain.errors import WildtrainError
 from wildtrain.contract import Family, ModelCard, Predictor
 
-FAMILIES = ("detector", "classifier", "two_stage", "segmenter")
+FAMILIES = ("detector", "classifier", "two_stage", "segmenter", "yoloseg")
+OPT_IN = ("yoloseg",)  # families off the default pipeline (no dvc.yaml stages): `make instances` runs yoloseg
+IN_PIPELINE = tuple(f for f in FAMILIES if f not in OPT_IN)  # those with dvc.yaml stages (replicates, CI reruns)
 
 
 def get(name: str) -> Family:

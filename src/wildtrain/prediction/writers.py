@@ -10,17 +10,22 @@ class map is written window by window to masks/<image>.tif only (pixels outside 
 
 Georeferenced detections also make a census (prediction.census): counts, surveyed area and density in
 report.json ("census") and census.csv, and detections.gpkg (detections, footprints, --areas polygons).
-report.json's "limits" says how many windows returned max_det boxes (animals may be missing there)."""
+report.json's "limits" says how many windows returned max_det boxes (animals may be missing there).
+
+An instance segmenter writes all a detector writes (its boxes), each instance's outline as COCO polygons in
+detections.json (`segmentation`, image pixels), and for georeferenced images instances.geojson (outlines in WGS84)
+and instances.gpkg (outlines in the first image's CRS, layer `instances`)."""
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 
-from wildtrain.contract import Detections, ModelCard, Segmentation
+from wildtrain.contract import Detections, Instances, ModelCard, Segmentation
 from wildtrain.io import write_json, write_text
 from wildtrain.prediction import census
 from wildtrain.prediction.sources import Geo, Item
@@ -84,6 +89,8 @@ class Outputs:
         self.windows = 0  # the model's forward passes (windows of large images)
         self.capped: dict[str, int] = {}  # image -> windows that returned max_det boxes
         self.streamed: dict[str, dict] = {}  # large rasters: windows skipped outside the footprint, boxes dropped
+        self.outlines: list[dict] = []  # instance segmenter, georeferenced images: outlines in WGS84 (GeoJSON)
+        self.map_outlines: list[tuple] = []  # (crs, [rings in map coordinates], image, label, score)
 
     def skip(self, item: Item, reason: str) -> None:
         self.skipped.append({"file": item.name, "reason": reason})
@@ -96,14 +103,83 @@ class Outputs:
     def add(self, item: Item, image: np.ndarray, geo: Geo | None, pred) -> None:
         h, w = image.shape[:2]
         image_id = self._image(item, w, h, geo)
-        {"detections": self._add_detections, "labels": self._add_label, "masks": self._add_mask}[self.task.writes](
-            item, image, image_id, geo, pred)
+        {"detections": self._add_detections, "labels": self._add_label, "masks": self._add_mask,
+         "instances": self._add_instances}[self.task.writes](item, image, image_id, geo, pred)
 
     def _add_detections(self, item: Item, image: np.ndarray, image_id: int, geo: Geo | None, pred: Detections) -> None:
         h, w = image.shape[:2]
         self._detections(item, image_id, geo, pred, w * h, None, 1, w, h)
         if self.draw:
             self._draw(item, image, pred)
+
+    def _add_instances(self, item: Item, image: np.ndarray, image_id: int, geo: Geo | None, pred: Instances) -> None:
+        """Boxes as a detector's (counts, census), then each instance's polygons: into its detections.json entry,
+        and on the ground for a georeferenced image."""
+        keep = [i for i, c in enumerate(pred.classes) if self.only is None or c in self.only]
+        first = len(self.coco)
+        self._detections(item, image_id, geo, Detections([pred.boxes[i] for i in keep], [pred.classes[i] for i in keep],
+                                                         [pred.scores[i] for i in keep], pred.windows, pred.capped),
+                         image.shape[0] * image.shape[1], None, 1, image.shape[1], image.shape[0])
+        polys = [pred.polygons[i] for i in keep]
+        for entry, outline in zip(self.coco[first:], polys):
+            entry["segmentation"] = [[round(v, 2) for v in poly] for poly in outline]
+        if geo is not None:
+            for i, outline in zip(keep, polys):
+                rings = [[geo.to_map(x, y) for x, y in zip(poly[0::2], poly[1::2])] for poly in outline]
+                rings = [ring + ring[:1] for ring in rings if len(ring) >= 3]
+                if not rings:
+                    continue
+                label, score = self.names[pred.classes[i]], round(pred.scores[i], 5)
+                self.map_outlines.append((geo.crs, rings, item.name, label, score))
+                self.outlines.append({"type": "Feature", "geometry": {
+                    "type": "MultiPolygon", "coordinates": [[_wgs84(geo, ring)] for ring in rings]},
+                    "properties": {"image": item.name, "label": label, "score": score, "crs": geo.crs}})
+        if self.draw:
+            self._draw_outlines(item, image, pred, keep)
+
+    def _draw_outlines(self, item: Item, image: np.ndarray, pred: Instances, keep: list[int]) -> None:
+        from PIL import Image, ImageDraw
+
+        canvas = Image.fromarray(image)
+        pen = ImageDraw.Draw(canvas)
+        width = max(2, round(max(canvas.size) / 800))
+        for i in keep:
+            colour = COLOURS[pred.classes[i] % len(COLOURS)]
+            for poly in pred.polygons[i]:
+                pen.line(list(zip(poly[0::2], poly[1::2])) + [(poly[0], poly[1])], fill=colour, width=width)
+            x, y = pred.boxes[i][:2]
+            pen.text((x, max(0, y - 12)), f"{self.names[pred.classes[i]]} {pred.scores[i]:.2f}", fill=colour)
+        target = self.out / "draw" / Path(item.name).with_suffix(".jpg")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        canvas.save(target, quality=90)
+
+    def _write_outlines(self) -> None:
+        """instances.geojson (WGS84) and instances.gpkg (the first image's CRS; other CRSs reprojected to it)."""
+        import pyogrio.raw
+        import shapely
+        from rasterio.warp import transform
+
+        from wildtrain.io import atomic_path
+
+        write_json(self.out / "instances.geojson", {"type": "FeatureCollection", "features": self.outlines})
+        crs = self.map_outlines[0][0]
+        shapes = []
+        for src, rings, *_ in self.map_outlines:
+            if src != crs:
+                rings = [list(zip(*transform(src, crs, [p[0] for p in r], [p[1] for p in r]))) for r in rings]
+            shapes.append(shapely.MultiPolygon([shapely.Polygon(r) for r in rings]))
+        with atomic_path(self.out / "instances.gpkg") as tmp:
+            gpkg = tmp.with_name(f"{tmp.name}.gpkg")  # GDAL creates the file itself, and wants its extension
+            try:
+                pyogrio.raw.write(gpkg, shapely.to_wkb(np.asarray(shapes, object)), [
+                    np.asarray([o[2] for o in self.map_outlines], object),
+                    np.asarray([o[3] for o in self.map_outlines], object),
+                    np.asarray([o[4] for o in self.map_outlines], float)],
+                    ["image", "label", "score"], layer="instances", driver="GPKG", geometry_type="MultiPolygon",
+                    crs=crs)
+                os.replace(gpkg, tmp)
+            finally:
+                gpkg.unlink(missing_ok=True)
 
     def _add_label(self, item: Item, image: np.ndarray, image_id: int, geo: Geo | None, pred) -> None:
         """A classifier: one label per image."""
@@ -249,7 +325,7 @@ class Outputs:
     def close(self, summary: dict) -> dict:
         if self.task.writes == "masks":
             return self._close_masks(summary)
-        if self.task.writes == "detections":
+        if self.task.writes in ("detections", "instances"):
             write_text(self.out / "detections.csv",
                        _csv(self.boxes, ["image_path", "xmin", "ymin", "xmax", "ymax", "label", "score"]))
             write_json(self.out / "detections.json", {
@@ -263,6 +339,8 @@ class Outputs:
                                                  ["image_path", *self.names, "total"]))
         if self.features:
             write_json(self.out / "detections.geojson", {"type": "FeatureCollection", "features": self.features})
+        if self.map_outlines:
+            self._write_outlines()
         extra = {"limits": self._limits()} if self.task.boxes else {}
         if self.streamed:
             extra["streamed"] = self.streamed

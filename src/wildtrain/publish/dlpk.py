@@ -31,6 +31,8 @@ def _io(io: ExportIO) -> dict:
 
 def why_not(exported: Exported) -> str | None:
     """None when every part has an ONNX export to package; else the reason."""
+    if exported.io is not None and not task_of_output(exported.io.output).esri_model_type:
+        return f"no ArcGIS inference function for {task_of_output(exported.io.output).name} models"
     for role, part in (exported.parts or {"": exported}).items():
         if "onnx" not in part.files or part.io is None:
             reason = part.unavailable.get("onnx", "no ONNX export (register export: false)")

@@ -113,7 +113,22 @@ def compare_values(ref: np.ndarray, out: np.ndarray, nms: dict) -> dict:
     return {**report, "ok": True}
 
 
-CHECKS = {"boxes": compare_boxes, "values": compare_values}  # Task.parity -> its check
+MASK_COEFFICIENTS = 32  # YOLO-seg heads: the last 32 rows of the first output (Ultralytics' Segment nm)
+
+
+def compare_instances(ref: np.ndarray, out: np.ndarray, nms: dict) -> dict:
+    """YOLO-seg: its boxes and class scores checked as a detector's, and the mask coefficients of every anchor within
+    TOLERANCE (the prototypes they weight come from the same convolutions that make them)."""
+    k = ref.shape[1] - MASK_COEFFICIENTS
+    report = compare_boxes(ref[:, :k], out[:, :k], nms)
+    coef = float(np.abs(out[:, k:] - ref[:, k:]).max())
+    report["mask_coefficients_max_abs_diff"] = coef
+    if report["ok"] and coef > TOLERANCE:
+        return {**report, "ok": False, "why": f"max |mask coefficient difference| {coef:.1e} > {TOLERANCE:g}"}
+    return report
+
+
+CHECKS = {"boxes": compare_boxes, "values": compare_values, "instances": compare_instances}  # Task.parity -> check
 
 
 def check(exported: Exported, nms: dict, where: str = "") -> dict:

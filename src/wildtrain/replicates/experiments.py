@@ -27,8 +27,8 @@ from wildtrain.io import read_yaml
 
 # The training seeds a replicate varies. data.seed and convert.seed stay: they decide the data and its split,
 # which every replicate must share for the paired comparison to mean anything.
-SEED_KEYS = ("train.seed", "classifier.seed", "segmenter.seed", "rebalance.seed")
-DEFAULT_FAMILIES = families.FAMILIES
+SEED_KEYS = ("train.seed", "classifier.seed", "segmenter.seed", "yoloseg.seed", "rebalance.seed")
+DEFAULT_FAMILIES = families.IN_PIPELINE
 # Tracked files a run itself rewrites: not part of what defines a param set.
 NOT_CODE = ("params.yaml", "dvc.lock", "metrics", ":(glob)**/.gitignore")
 

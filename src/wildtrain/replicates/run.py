@@ -19,9 +19,12 @@ def _commit(root: Path) -> str:
 
 def check_families(fams: list[str]) -> tuple[str, ...]:
     for f in fams:
+        if f in families.OPT_IN:
+            raise WildtrainError(f"family '{f}' is off the default pipeline (no dvc.yaml stages for replicates to "
+                                 f"run; available: {', '.join(families.IN_PIPELINE)})")
         if f not in families.FAMILIES:
-            raise WildtrainError(f"unknown family '{f}' (available: {', '.join(families.FAMILIES)})")
-    return tuple(f for f in families.FAMILIES if f in fams)
+            raise WildtrainError(f"unknown family '{f}' (available: {', '.join(families.IN_PIPELINE)})")
+    return tuple(f for f in families.IN_PIPELINE if f in fams)
 
 
 def replicate(root: Path, pset: experiments.ParamSet, fams: tuple[str, ...], seeds: list[int]) -> dict:
@@ -59,7 +62,7 @@ def replicates(root: Path, overrides: list[str], n: int, first_seed: int, fams: 
     """N replicates of the params (+ overrides); with `compare`, of two param sets and their paired difference."""
     if n < 1:
         raise WildtrainError(f"--n {n}: needs at least 1 replicate (2+ for an sd, 3+ to be useful)")
-    fams_t = check_families(fams or list(families.FAMILIES))
+    fams_t = check_families(fams or list(families.IN_PIPELINE))
     seeds = list(range(first_seed, first_seed + n))
     common = experiments.split_overrides(overrides)
     if compare is None:

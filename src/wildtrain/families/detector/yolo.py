@@ -127,14 +127,14 @@ def train_args(cfg, data: TrainData, workdir: Path) -> dict:
     return args
 
 
-def _slim_checkpoint(src: Path, dst: Path, imgsz: int) -> str:
+def _slim_checkpoint(src: Path, dst: Path, imgsz: int, task: str = "detect") -> str:
     """The weights Ultralytics needs to load a model (EMA where kept), nothing run-specific; returns the
     tensors' hash."""
     import torch
 
     ckpt = torch.load(src, map_location="cpu", weights_only=False)  # this run's own checkpoint
     model = ckpt.get("ema") or ckpt["model"]
-    args = {"task": "detect", "imgsz": imgsz, "single_cls": False}
+    args = {"task": task, "imgsz": imgsz, "single_cls": False}
     model.args = args
     write_torch(dst, {"model": model, "train_args": args})
     return tensors_sha256(model.state_dict())
