@@ -46,7 +46,7 @@ def yolo_detector(folder: Path, size: int = SIZE) -> Path:
     for branch in model.model[-1].cv3:
         torch.nn.init.constant_(branch[-1].bias, -3.0)
     model.names = dict(enumerate(CLASSES))
-    model.args = {"task": "detect", "imgsz": size, "single_cls": False}  # as yolo._slim_checkpoint writes it
+    model.args = {"task": "detect", "imgsz": size, "single_cls": False}  # as yolo.slim_checkpoint writes it
     model.half()
     write_torch(folder / "model.pt", {"model": model, "train_args": model.args})
     ModelCard(family="detector", task="object-detection", framework="yolo", architecture="yolo11n",

@@ -174,13 +174,13 @@ def _train_phase(model_source: str, args: dict, folder: Path, resume: bool, on_e
 
 def _mine(n: int, cfg, phase, next_phase, images: TrainImages, best: Path, imgsz: int, data: TrainData,
           folder: Path) -> dict:
-    from wildtrain.families.detector.yolo import WEIGHTS, YoloNet, _slim_checkpoint
+    from wildtrain.families.detector.yolo import WEIGHTS, YoloNet, slim_checkpoint
 
     include = set(select_empty(images, next_phase.empty_ratio))
     candidates = [p for p in images.empties if p not in include]
     found: list[Path] = []
     if candidates:
-        _slim_checkpoint(best, folder / "mining" / WEIGHTS, imgsz)
+        slim_checkpoint(best, folder / "mining" / WEIGHTS, imgsz)
         card = ModelCard(family="detector", task="object-detection", framework="yolo", architecture="",
                          class_names=data.class_names, weights=WEIGHTS, input={"size": imgsz})
         found = hard_negatives(YoloNet(folder / "mining", card, cfg.device), candidates, phase.mine.score)
@@ -197,7 +197,7 @@ def train(cfg, data: TrainData, workdir: Path, resume: bool, on_epoch: EpochCall
     import shutil
 
     from wildtrain.env import configure_ultralytics
-    from wildtrain.families.detector.yolo import WEIGHTS, _slim_checkpoint, resolve_model_source, train_args
+    from wildtrain.families.detector.yolo import WEIGHTS, slim_checkpoint, resolve_model_source, train_args
 
     configure_ultralytics()
     source = resolve_model_source(cfg.model, data.root)
@@ -238,7 +238,7 @@ def train(cfg, data: TrainData, workdir: Path, resume: bool, on_epoch: EpochCall
         start = str(best)
     last = done[-1]
     slim = workdir / WEIGHTS
-    digest = _slim_checkpoint(workdir / f"phase{total}" / last["best"], slim, last["imgsz"])
+    digest = slim_checkpoint(workdir / f"phase{total}" / last["best"], slim, last["imgsz"])
     return Trained(files={WEIGHTS: slim}, weights=WEIGHTS, architecture=Path(source).stem, framework="yolo",
                    input={"size": last["imgsz"]}, epochs_completed=sum(r["epochs_completed"] for r in done),
                    resumed=resumed, extra={"best_fitness": last["best_fitness"], "phases": done},

@@ -127,7 +127,7 @@ def train_args(cfg, data: TrainData, workdir: Path) -> dict:
     return args
 
 
-def _slim_checkpoint(src: Path, dst: Path, imgsz: int, task: str = "detect") -> str:
+def slim_checkpoint(src: Path, dst: Path, imgsz: int, task: str = "detect") -> str:
     """The weights Ultralytics needs to load a model (EMA where kept), nothing run-specific; returns the
     tensors' hash."""
     import torch
@@ -177,7 +177,7 @@ def train(cfg, data: TrainData, workdir: Path, resume: bool, on_epoch: EpochCall
     trainer = model.trainer
     best = Path(trainer.best) if Path(trainer.best).is_file() else Path(trainer.last)
     slim = workdir / WEIGHTS
-    digest = _slim_checkpoint(best, slim, cfg.imgsz)
+    digest = slim_checkpoint(best, slim, cfg.imgsz)
     return Trained(files={WEIGHTS: slim}, weights=WEIGHTS, architecture=Path(source).stem, framework="yolo",
                    input={"size": cfg.imgsz}, epochs_completed=max(reported, default=int(trainer.epoch)) + 1,
                    resumed=resume, extra={"best_fitness": float(trainer.best_fitness or 0.0)},
@@ -280,7 +280,7 @@ NET = YoloNet
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet() -> Iterator[None]:
     """Ultralytics' logger at WARNING for the duration (its warnings and errors still show)."""
     import logging
 
@@ -312,7 +312,7 @@ def export(model_dir: Path, card: ModelCard, out_dir: Path, images: Sequence[np.
     out_dir.mkdir(parents=True, exist_ok=True)
     pt = out_dir / WEIGHTS  # Ultralytics writes its exports beside the .pt: export from a copy
     shutil.copyfile(model_dir / card.weights, pt)
-    with _quiet():  # its exporter logs what to run next ("yolo predict model=/tmp/...") even with verbose=False
+    with quiet():  # its exporter logs what to run next ("yolo predict model=/tmp/...") even with verbose=False
         onnx = YOLO(str(pt), task="detect").export(format="onnx", imgsz=size, device="cpu", dynamic=True,
                                                     verbose=False)
         script = YOLO(str(pt), task="detect").export(format="torchscript", imgsz=size, device="cpu", verbose=False)

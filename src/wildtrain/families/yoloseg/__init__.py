@@ -104,7 +104,7 @@ class YoloSegFamily:
 
     def train(self, cfg, data: TrainData, workdir: Path, resume: bool, on_epoch) -> Trained:
         from wildtrain.env import configure_ultralytics
-        from wildtrain.families.detector.yolo import _slim_checkpoint, fit, resolve_model_source, train_args
+        from wildtrain.families.detector.yolo import fit, resolve_model_source, slim_checkpoint, train_args
 
         configure_ultralytics()
         from ultralytics import YOLO
@@ -122,7 +122,7 @@ class YoloSegFamily:
         trainer = model.trainer
         best = Path(trainer.best) if Path(trainer.best).is_file() else Path(trainer.last)
         slim = workdir / WEIGHTS
-        digest = _slim_checkpoint(best, slim, cfg.imgsz, task="segment")
+        digest = slim_checkpoint(best, slim, cfg.imgsz, task="segment")
         return Trained(files={WEIGHTS: slim}, weights=WEIGHTS, architecture=Path(source).stem, framework="yolo",
                        input={"size": cfg.imgsz, "image_size": data.image_size, "channels": "RGB", "dtype": "uint8",
                               "resize": "letterbox (long side to size, padded with 114)", "slicing": "none"},
@@ -172,7 +172,7 @@ def export(model_dir: Path, out_dir: Path, images: Sequence[np.ndarray]) -> Expo
     import torch
 
     from wildtrain.env import configure_ultralytics
-    from wildtrain.families.detector.yolo import _quiet
+    from wildtrain.families.detector.yolo import quiet
 
     configure_ultralytics()
     from ultralytics import YOLO
@@ -183,7 +183,7 @@ def export(model_dir: Path, out_dir: Path, images: Sequence[np.ndarray]) -> Expo
     out_dir.mkdir(parents=True, exist_ok=True)
     pt = out_dir / WEIGHTS  # Ultralytics writes its exports beside the .pt: export from a copy
     shutil.copyfile(model_dir / card.weights, pt)
-    with _quiet():
+    with quiet():
         onnx = YOLO(str(pt), task="segment").export(format="onnx", imgsz=size, device="cpu", dynamic=True,
                                                      verbose=False)
         script = YOLO(str(pt), task="segment").export(format="torchscript", imgsz=size, device="cpu", verbose=False)
