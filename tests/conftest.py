@@ -39,11 +39,15 @@ _share_cpus_between_workers()
 
 
 def pytest_collection_modifyitems(config, items):
-    """The tests on the shared pipeline first, then the other slow ones, then the fast ones (a stable sort: file
-    order within each). With `--dist worksteal` the first worker starts on the pipeline's one `dvc repro` while the
-    other runs the rest, and whichever is done first takes over half of what the other has left."""
+    """The tests on the shared pipeline first, then the other slow ones and those on the team servers (`services`:
+    each worker starts its own pair, ~30 s), then the fast ones (a stable sort: file order within each). With
+    `--dist worksteal` the first worker starts on the pipeline's one `dvc repro` while the other runs the rest, and
+    whichever is done first takes over half of what the other has left; the end of the run is then short tests, not
+    a server start on a worker that the other waits for."""
     def rank(item) -> int:
-        return 0 if "pipeline_repo" in item.fixturenames else 1 if item.get_closest_marker("slow") else 2
+        if "pipeline_repo" in item.fixturenames:
+            return 0
+        return 1 if item.get_closest_marker("slow") or "services" in item.fixturenames else 2
 
     items.sort(key=rank)
 

@@ -34,10 +34,12 @@ def set_params(repo: Path, train: dict | None = None, **tune) -> None:
 @pytest.fixture(scope="module")
 def repo(pipeline_repo, tmp_path_factory) -> Path:
     """A clone of the session's tiny pipeline (trained, evaluated, registered: a user's repo before tuning);
-    trials read its canonical data/coco and data/yolo. One-epoch, 64 px trials keep the module cheap."""
+    trials read its canonical data/coco and data/yolo. One-epoch, 64 px trials keep the module cheap, and `--apply`'s
+    register stage skips the exports (their parity checks are the fixture's: test_e2e.py)."""
     ws = pipeline_repo.clone(tmp_path_factory.mktemp("tune") / "repo")
     raw = yaml.safe_load((ws.path / "params.yaml").read_text())
     raw["train"].update(epochs=1, imgsz=64, batch=8, workers=0, close_mosaic=0)
+    raw["register"].update(export=False)
     (ws.path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     ws.sh("git", "commit", "-qam", "tuning params")
     return ws.path

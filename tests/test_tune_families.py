@@ -22,10 +22,12 @@ LR = {"type": "float", "low": 0.0005, "high": 0.01, "log": True}
 
 @pytest.fixture(scope="module")
 def repo(pipeline_repo, tmp_path_factory) -> Path:
-    """A clone of the session's tiny pipeline; one-epoch classifier and segmenter trials keep the module cheap."""
+    """A clone of the session's tiny pipeline; one-epoch classifier and segmenter trials keep the module cheap, and
+    `--apply`'s register stage skips the exports (their parity checks are the fixture's: test_e2e.py)."""
     ws = pipeline_repo.clone(tmp_path_factory.mktemp("tune-families") / "repo")
     raw = yaml.safe_load((ws.path / "params.yaml").read_text())
     raw["classifier"].update(epochs=1)
+    raw["classifier_register"].update(export=False)
     raw["segmenter"].update(epochs=1, imgsz=64)
     (ws.path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     ws.sh("git", "commit", "-qam", "tuning params")

@@ -297,11 +297,16 @@ def healthy(uri: str) -> bool:
         return False
 
 
+# auth_cache_ttl_seconds: a verified password is remembered (HMAC-keyed, in the one worker's memory) for 60 s, so the
+# scrypt check (~0.15 s of CPU) runs once a minute per user, not once per request: registering a version uploads the
+# model with wildtrain's package (~130 files, a request each). A password reset or user change through the server
+# drops its entry at once; the server runs one worker (`--workers 1`), so no other worker keeps a stale one.
 AUTH_INI = """[mlflow]
 default_permission = NO_PERMISSIONS
 database_uri = {database_uri}
 authorization_function = wildtrain.team_auth:authenticate
 grant_default_workspace_access = false
+auth_cache_ttl_seconds = 60
 """
 
 
