@@ -1,16 +1,22 @@
-"""The crops as a LightningDataModule: train/val loaders, class weights, dataset statistics."""
+"""The crops as a LightningDataModule: train/val loaders, class weights, dataset statistics. With data.stream the
+training crops come from their WebDataset shards (wildtrain.data.stream); validation always reads the files."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
+from wildtrain.data.shards import INDEX
+from wildtrain.data.stream import Shards, ShardStream, read_index
 from wildtrain.errors import WildtrainError
-from wildtrain.families.classifier.data import CropDataset, Split, reseed_worker, scan_classes, scan_split, transforms
+from wildtrain.families.classifier.data import (CropDataset, Split, crop_item, reseed_worker, scan_classes, scan_split,
+                                                transforms)
 from wildtrain.io import read_json
+from wildtrain.layout import SHARDS
 
 
 def apply_plan(split: Split, train_dir: Path, plan_file: Path | None) -> tuple[Split, bool]:
@@ -34,13 +40,26 @@ def apply_plan(split: Split, train_dir: Path, plan_file: Path | None) -> tuple[S
 class CropDataModule(pl.LightningDataModule):
     """Train/val loaders over the crops; class imbalance by a weighted sampler when `imbalance: sampler`."""
 
-    def __init__(self, root: Path, cfg, plan: Path | None = None):
+    def __init__(self, root: Path, cfg, plan: Path | None = None, stream: bool = False, buffer: int = 1000):
         super().__init__()
-        self.root, self.cfg = Path(root), cfg
+        self.root, self.cfg, self.buffer = Path(root), cfg, buffer
         self.classes = scan_classes(self.root / "train")
         self.train_split, self.rebalanced = apply_plan(
             scan_split(self.root / "train", self.classes, require_all=True), self.root / "train", plan)
         self.val_split = scan_split(self.root / "val", self.classes, require_all=True)
+        self.shards = self._shards() if stream else None
+
+    def _shards(self) -> Shards:
+        """The training crops' shards (data.stream), checked against the crops they were cut from."""
+        if self.rebalanced:
+            raise WildtrainError("data.stream: the rebalancing plan (rebalance.enabled) repeats crop files and is not "
+                                 "applied to shards; turn off one of them")
+        shards = read_index(self.root / SHARDS, "dvc repro convert")
+        counts = dict(zip(self.classes, self.train_split.counts(self.num_classes)))
+        if shards.meta.get("counts") != counts:
+            raise WildtrainError(f"{self.root / SHARDS / INDEX}: crops per class {shards.meta.get('counts')} differ "
+                                 f"from {self.root / 'train'} ({counts}); rerun convert (dvc repro convert)")
+        return shards
 
     @property
     def num_classes(self) -> int:
@@ -73,7 +92,19 @@ class CropDataModule(pl.LightningDataModule):
                           worker_init_fn=reseed_worker if c.workers > 0 else None,
                           drop_last=train and len(ds) > c.batch)  # no batch of 1 for BatchNorm
 
+    def _stream_loader(self) -> DataLoader:
+        """The training crops read from their shards: each rank and worker its own shards, equal batches per rank."""
+        c, t = self.cfg, self.trainer
+        ds = ShardStream(self.shards, partial(crop_item, index={name: i for i, name in enumerate(self.classes)}),
+                         transforms(c.imgsz, c.augment, seed=c.seed), batch=c.batch, buffer=self.buffer, seed=c.seed,
+                         rank=t.global_rank if t else 0, world=t.world_size if t else 1,
+                         epoch=t.current_epoch if t else 0)
+        return DataLoader(ds, batch_size=c.batch, num_workers=c.workers, persistent_workers=c.workers > 0,
+                          worker_init_fn=reseed_worker if c.workers > 0 else None, drop_last=True)
+
     def train_dataloader(self) -> DataLoader:
+        if self.shards is not None:
+            return self._stream_loader()
         return self._loader(self.train_split, train=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -1,0 +1,150 @@
+"""Streaming from WebDataset shards (data.stream): each DataLoader worker and each DDP rank reads its own shards,
+every sample once per epoch when the shards divide evenly, equal batches per rank always, one line for a bad
+shard, and the classifier trained end to end from shards."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from classifier_data import SMALL, tiny_params, write_crops
+from wildtrain.data.shards import INDEX, write_crop_shards
+from wildtrain.data.stream import ShardStream, read_index, slot_shards, worker_batches
+from wildtrain.errors import WildtrainError
+
+
+def where(sample: dict, transform):
+    """What a test needs to know of an item: its shard, its crop, the worker that read it."""
+    info = torch.utils.data.get_worker_info()
+    return sample["__url__"], json.loads(sample["json"])["file"], info.id if info else 0
+
+
+def shards(tmp_path: Path, counts: dict[str, int], shard_size: int):
+    crops = write_crops(tmp_path, {"train": counts}, size=8)
+    index = write_crop_shards(crops / "train", crops / "shards", "train", shard_size=shard_size)
+    (crops / "shards" / INDEX).write_text(json.dumps(index))
+    return read_index(crops / "shards", "test")
+
+
+def epoch(s, rank: int, world: int, workers: int, batch: int, ds=None):
+    ds = ds or ShardStream(s, where, None, batch=batch, buffer=5, seed=0, rank=rank, world=world)
+    loader = DataLoader(ds, batch_size=batch, num_workers=workers, drop_last=True, collate_fn=lambda b: b)
+    return list(loader), len(loader)
+
+
+def test_workers_and_ranks_read_distinct_shards_and_every_sample_once(tmp_path):
+    s = shards(tmp_path, {"a": 16, "b": 16}, shard_size=4)  # 8 shards of 4; 2 ranks x 2 workers: 2 shards a slot
+    assert len(s.files) == 8 and s.total == 32
+    readers: dict[str, set] = {}
+    seen = Counter()
+    for rank in (0, 1):
+        batches, length = epoch(s, rank, world=2, workers=2, batch=4)
+        assert len(batches) == length == 4  # 16 samples a rank, in 4 full batches
+        for url, file, worker in (item for b in batches for item in b):
+            readers.setdefault(url, set()).add((rank, worker))
+            seen[file] += 1
+    assert len(readers) == 8 and all(len(r) == 1 for r in readers.values())  # one reader per shard
+    assert len({r for rs in readers.values() for r in rs}) == 4  # and every slot read some
+    assert len(seen) == 32 and set(seen.values()) == {1}  # every crop once
+
+
+def test_each_epoch_permutes_shards_and_order_but_still_covers_all(tmp_path):
+    s = shards(tmp_path, {"a": 12, "b": 12}, shard_size=3)  # 8 shards, one reader
+    ds = ShardStream(s, where, None, batch=4, buffer=6, seed=0)
+    first = [f for _, f, _ in ds]
+    second = [f for _, f, _ in ds]  # a persistent worker's copy counts its own epochs
+    assert sorted(first) == sorted(second) and len(set(first)) == 24
+    assert first != second
+    again = [f for _, f, _ in ShardStream(s, where, None, batch=4, buffer=6, seed=0)]
+    assert again == first  # same seed, same epoch: same order
+
+
+@pytest.mark.parametrize("world,workers,batch", [(2, 2, 4), (3, 1, 5), (2, 3, 2), (4, 2, 3)])
+def test_ranks_yield_equal_batch_counts_with_uneven_shards(tmp_path, world, workers, batch):
+    s = shards(tmp_path, {"a": 17, "b": 14}, shard_size=4)  # 31 crops: 7 shards of 4 and one of 3
+    counts = []
+    for rank in range(world):
+        batches, length = epoch(s, rank, world, workers, batch)
+        assert all(len(b) == batch for b in batches)
+        counts.append(len(batches))
+        assert len(batches) == length  # what Lightning is told is what it gets
+    assert len(set(counts)) == 1 and counts[0] == 31 // world // batch
+
+
+def test_fewer_shards_than_readers_split_samples_instead(tmp_path):
+    s = shards(tmp_path, {"a": 8, "b": 8}, shard_size=100)  # one shard, 2 ranks x 2 workers
+    seen = Counter()
+    for rank in (0, 1):
+        batches, _ = epoch(s, rank, world=2, workers=2, batch=4)
+        seen.update(f for b in batches for _, f, _ in b)
+    assert len(seen) == 16 and set(seen.values()) == {1}
+
+
+def test_slot_assignment_is_a_partition():
+    for n, slots in ((8, 4), (7, 3), (10, 4)):
+        dealt = [i for slot in range(slots) for i in slot_shards(n, slot, slots, seed=3, epoch=5)]
+        assert sorted(dealt) == list(range(n))
+    assert sum(worker_batches(100, 4, 2, 3, w) for w in range(3)) == 100 // 2 // 4
+
+
+def test_a_corrupt_shard_is_one_line_naming_it(tmp_path):
+    s = shards(tmp_path, {"a": 8, "b": 8}, shard_size=4)
+    bad = s.files[2]
+    data = bytearray(bad.read_bytes())
+    data[512 + 100:512 + 300] = b"\xff" * 200  # the first member's image bytes: not a PNG any more
+    data[1024 * 2:1024 * 2 + 512] = b"garbage!" * 64  # and a member header: not a tar any more
+    bad.write_bytes(bytes(data))
+    for workers in (0, 1):
+        with pytest.raises(WildtrainError) as e:
+            epoch(s, 0, world=1, workers=workers, batch=4,
+                  ds=ShardStream(s, decode_crop, None, batch=4, buffer=2, seed=0))
+        assert str(bad) in str(e.value) and "\n" not in str(e.value) and "Traceback" not in str(e.value)
+
+
+def decode_crop(sample: dict, transform):
+    from wildtrain.data.stream import decode_rgb, image_bytes
+
+    return decode_rgb(image_bytes(sample)[1]).shape
+
+
+def test_missing_or_stale_shards_are_one_line(tmp_path):
+    with pytest.raises(WildtrainError, match="no shard index"):
+        read_index(tmp_path, "dvc repro convert")
+    s = shards(tmp_path, {"a": 8, "b": 8}, shard_size=4)
+    s.files[1].unlink()
+    with pytest.raises(WildtrainError, match="train-000001.tar: shard listed in .* is missing"):
+        read_index(s.files[0].parent, "dvc repro convert")
+
+
+@pytest.mark.slow
+def test_classifier_trains_from_shards_and_evaluates(tmp_path, monkeypatch):
+    import yaml
+
+    from wildtrain import params
+    from wildtrain.pipeline.evaluate import evaluate
+    from wildtrain.pipeline.train import train
+
+    crops = write_crops(tmp_path, SMALL)
+    cfg = yaml.safe_load(tiny_params(tmp_path, epochs=1, workers=1).read_text())
+    cfg["classifier_evaluate"].update(explain=0, bootstrap={"resamples": 100})  # the model evaluates; quickly
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**cfg, "data": {"stream": True, "stream_buffer": 8}}))
+    p = params.load(tmp_path / "params.yaml")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(WildtrainError, match="no shard index"):  # it really reads shards, not the files
+        train(p, tmp_path, "classifier")
+    index = write_crop_shards(crops / "train", crops / "shards", "train", shard_size=10)  # 36 crops: 4 shards
+    (crops / "shards" / INDEX).write_text(json.dumps(index))
+    card = train(p, tmp_path, "classifier")
+    assert card["training"]["epochs_completed"] == 1 and card["class_names"] == ["antelope", "bird", "zebra"]
+    ev = evaluate(p, tmp_path, "classifier")
+    assert ev["crops"] == 12 and 0 <= ev["f1_macro"] <= 1 and np_sum(ev["confusion"]) == 12
+
+
+def np_sum(rows) -> int:
+    return sum(sum(r) for r in rows)
