@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,45 @@ def test_classifier_trains_from_shards_and_evaluates(tmp_path, monkeypatch):
 
 def np_sum(rows) -> int:
     return sum(sum(r) for r in rows)
+
+
+def test_a_streamed_crop_is_the_file_loaders_crop(tmp_path):
+    """Same bytes, same decoding, same transform: only the order differs from the file loader."""
+    from wildtrain.families.classifier.data import CropDataset, scan_classes, scan_split, transforms
+    from wildtrain.families.classifier.datamodule import crop_item
+
+    s = shards(tmp_path, {"a": 5, "b": 4}, shard_size=4)
+    train = tmp_path / "data/crops/train"
+    classes = scan_classes(train)
+    split = scan_split(train, classes, require_all=True)
+    files = CropDataset(split, transforms(32))
+    by_file = {f.relative_to(train).as_posix(): files[i] for i, f in enumerate(split.files)}
+    to_item = partial(crop_item, index={c: i for i, c in enumerate(classes)})
+    streamed = list(ShardStream(s, lambda sample, t: (json.loads(sample["json"])["file"], to_item(sample, t)),
+                                transforms(32), batch=1, buffer=3, seed=0))
+    assert len(streamed) == 9
+    for name, (image, label) in streamed:
+        assert label == by_file[name][1] and torch.equal(image, by_file[name][0])
+
+
+def test_a_streamed_image_and_mask_are_the_segmenters_files(tmp_path):
+    from wildtrain.data import synthetic
+    from wildtrain.data.shards import write_shards
+    from wildtrain.families.segmenter.data import MaskDataset, Split, transforms
+    from wildtrain.families.segmenter.datamodule import mask_item
+
+    ds = synthetic.generate(tmp_path / "raw", num_images=5, image_size=64, max_objects=3, empty_fraction=0.2, seed=1)
+    ds.info = {"image_root": "raw/images"}
+    ds.save(tmp_path / "train.json")
+    index = write_shards(ds, tmp_path / "raw/images", tmp_path / "shards", "train", shard_size=2)
+    (tmp_path / "shards" / INDEX).write_text(json.dumps({"shards": index}))
+    split = Split(tmp_path / "train.json", "boxes")
+    files = MaskDataset(split, transforms(64))
+    by_id = {im["id"]: files[i] for i, im in enumerate(split.images)}
+    to_item = partial(mask_item, category_ids=split.category_ids, missing="boxes")
+    streamed = list(ShardStream(read_index(tmp_path / "shards", "test"),
+                                lambda sample, t: (json.loads(sample["json"])["image"]["id"], to_item(sample, t)),
+                                transforms(64), batch=1, buffer=2, seed=0))
+    assert sorted(i for i, _ in streamed) == sorted(by_id) and split.with_mask > 0
+    for i, (image, mask) in streamed:
+        assert torch.equal(image, by_id[i][0]) and torch.equal(mask, by_id[i][1])

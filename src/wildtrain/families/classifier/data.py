@@ -125,15 +125,3 @@ class CropDataset(Dataset):
         image = self.transform(image=load_rgb(self.split.files[i]))["image"]
         return image, self.split.labels[i]
 
-
-def crop_item(sample: dict, transform, index: dict[str, int]):
-    """One crop from a shard (wildtrain.data.shards.write_crop_shards): the same tensor and label as CropDataset."""
-    import json
-
-    from wildtrain.data.stream import decode_rgb, image_bytes
-
-    meta = json.loads(sample["json"])
-    if meta["class"] not in index:
-        raise ValueError(f"class '{meta['class']}' is not a training class (shards older than the crops: rerun convert)")
-    image = transform(image=decode_rgb(image_bytes(sample)[1]))["image"]
-    return image, index[meta["class"]]

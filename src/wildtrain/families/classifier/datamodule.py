@@ -3,6 +3,8 @@ training crops come from their WebDataset shards (wildtrain.data.stream); valida
 
 from __future__ import annotations
 
+import io
+import json
 from functools import partial
 from pathlib import Path
 
@@ -11,10 +13,10 @@ import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from wildtrain.data.shards import INDEX
-from wildtrain.data.stream import Shards, ShardStream, read_index
+from wildtrain.data.stream import Shards, ShardStream, image_bytes, read_index
 from wildtrain.errors import WildtrainError
-from wildtrain.families.classifier.data import (CropDataset, Split, crop_item, reseed_worker, scan_classes, scan_split,
-                                                transforms)
+from wildtrain.families.classifier.data import (CropDataset, Split, load_rgb, reseed_worker, scan_classes,
+                                                scan_split, transforms)
 from wildtrain.io import read_json
 from wildtrain.layout import SHARDS
 
@@ -35,6 +37,15 @@ def apply_plan(split: Split, train_dir: Path, plan_file: Path | None) -> tuple[S
         files += [f] * int(copies[name])
         labels += [label] * int(copies[name])
     return Split(files, labels), True
+
+
+def crop_item(sample: dict, transform, index: dict[str, int]):
+    """One crop from a shard (wildtrain.data.shards.write_crop_shards): the same tensor and label as CropDataset."""
+    meta = json.loads(sample["json"])
+    if meta["class"] not in index:
+        raise ValueError(f"class '{meta['class']}' is not a training class (shards older than the crops: rerun convert)")
+    image = transform(image=load_rgb(io.BytesIO(image_bytes(sample)[1])))["image"]
+    return image, index[meta["class"]]
 
 
 class CropDataModule(pl.LightningDataModule):

@@ -116,14 +116,3 @@ class MaskDataset(Dataset):
         out = self.transform(image=self.split.image(i), mask=self.split.mask(i))
         return out["image"], out["mask"].long()
 
-
-def mask_item(sample: dict, transform, category_ids: list[int], missing: str):
-    """One image and its class map from a shard (wildtrain.data.shards.write_shards): as MaskDataset gives them."""
-    import json
-
-    from wildtrain.data.stream import decode_rgb, image_bytes
-
-    meta = json.loads(sample["json"])
-    out = transform(image=decode_rgb(image_bytes(sample)[1]),
-                    mask=class_map(meta["image"], meta["annotations"], category_ids, missing))
-    return out["image"], out["mask"].long()

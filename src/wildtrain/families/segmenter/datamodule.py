@@ -3,18 +3,28 @@ With data.stream the training images come from convert's WebDataset shards (wild
 
 from __future__ import annotations
 
+import json
 from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
+from wildtrain.data.masks import class_map
 from wildtrain.data.shards import INDEX
-from wildtrain.data.stream import Shards, ShardStream, read_index
+from wildtrain.data.stream import Shards, ShardStream, decode_rgb, image_bytes, read_index
 from wildtrain.errors import WildtrainError
-from wildtrain.families.segmenter.data import (MaskDataset, Split, class_weights, mask_item, reseed_worker,
+from wildtrain.families.segmenter.data import (MaskDataset, Split, class_weights, reseed_worker,
                                                transforms)
 from wildtrain.layout import SHARDS
+
+
+def mask_item(sample: dict, transform, category_ids: list[int], missing: str):
+    """One image and its class map from a shard (wildtrain.data.shards.write_shards): as MaskDataset gives them."""
+    meta = json.loads(sample["json"])
+    out = transform(image=decode_rgb(image_bytes(sample)[1]),
+                    mask=class_map(meta["image"], meta["annotations"], category_ids, missing))
+    return out["image"], out["mask"].long()
 
 
 class MaskDataModule(pl.LightningDataModule):
