@@ -93,18 +93,35 @@ def test_slot_assignment_is_a_partition():
     assert sum(worker_batches(100, 4, 2, 3, w) for w in range(3)) == 100 // 2 // 4
 
 
-def test_a_corrupt_shard_is_one_line_naming_it(tmp_path):
+@pytest.mark.parametrize("damage", ["image bytes", "member header", "truncated"])
+def test_a_damaged_shard_is_one_line_naming_it(tmp_path, damage):
     s = shards(tmp_path, {"a": 8, "b": 8}, shard_size=4)
     bad = s.files[2]
     data = bytearray(bad.read_bytes())
-    data[512 + 100:512 + 300] = b"\xff" * 200  # the first member's image bytes: not a PNG any more
-    data[1024 * 2:1024 * 2 + 512] = b"garbage!" * 64  # and a member header: not a tar any more
+    if damage == "image bytes":
+        data[512 + 100:512 + 300] = b"\xff" * 200  # the first member's PNG: not a PNG any more
+    elif damage == "member header":
+        data[2048:2560] = b"garbage!" * 64  # the second sample's header: tarfile would just stop there
+    else:
+        data = data[:1500]
     bad.write_bytes(bytes(data))
-    for workers in (0, 1):
+    for workers in (0, 1):  # in the main process, and raised in a DataLoader worker
         with pytest.raises(WildtrainError) as e:
             epoch(s, 0, world=1, workers=workers, batch=4,
                   ds=ShardStream(s, decode_crop, None, batch=4, buffer=2, seed=0))
-        assert str(bad) in str(e.value) and "\n" not in str(e.value) and "Traceback" not in str(e.value)
+        assert str(e.value).startswith(str(bad)) and "\n" not in str(e.value) and "Traceback" not in str(e.value)
+
+
+def test_shards_read_as_webdataset_reads_them(tmp_path):
+    """Our reader groups members as WebDataset does: the shards stay readable by any WebDataset loader."""
+    import webdataset as wds
+
+    from wildtrain.data.stream import shard_samples
+
+    s = shards(tmp_path, {"a": 5, "b": 4}, shard_size=4)
+    ours = [x for f, n in zip(s.files, s.counts) for x in shard_samples(f, n)]
+    theirs = list(wds.WebDataset([str(f) for f in s.files], shardshuffle=False, empty_check=False))
+    assert [(x["__key__"], x["png"], x["json"]) for x in ours] == [(x["__key__"], x["png"], x["json"]) for x in theirs]
 
 
 def decode_crop(sample: dict, transform):

@@ -54,22 +54,27 @@ class CropDataModule(pl.LightningDataModule):
     def __init__(self, root: Path, cfg, plan: Path | None = None, stream: bool = False, buffer: int = 1000):
         super().__init__()
         self.root, self.cfg, self.buffer = Path(root), cfg, buffer
-        self.classes = scan_classes(self.root / "train")
-        self.train_split, self.rebalanced = apply_plan(
-            scan_split(self.root / "train", self.classes, require_all=True), self.root / "train", plan)
+        self.shards = self._shards(plan) if stream else None
+        if self.shards is None:
+            self.classes = scan_classes(self.root / "train")
+            self.train_split, self.rebalanced = apply_plan(
+                scan_split(self.root / "train", self.classes, require_all=True), self.root / "train", plan)
         self.val_split = scan_split(self.root / "val", self.classes, require_all=True)
-        self.shards = self._shards() if stream else None
 
-    def _shards(self) -> Shards:
-        """The training crops' shards (data.stream), checked against the crops they were cut from."""
-        if self.rebalanced:
-            raise WildtrainError("data.stream: the rebalancing plan (rebalance.enabled) repeats crop files and is not "
-                                 "applied to shards; turn off one of them")
+    def _shards(self, plan: Path | None) -> Shards:
+        """The training crops' shards (data.stream): classes and counts from their index, so no training file is
+        listed or opened here."""
+        if plan is not None and plan.is_file() and read_json(plan, "rebalancing plan").get("enabled"):
+            raise WildtrainError(f"{plan}: the rebalancing plan (rebalance.enabled) repeats crop files and is not "
+                                 f"applied to shards (data.stream); turn off one of them")
         shards = read_index(self.root / SHARDS, "dvc repro convert")
-        counts = dict(zip(self.classes, self.train_split.counts(self.num_classes)))
-        if shards.meta.get("counts") != counts:
-            raise WildtrainError(f"{self.root / SHARDS / INDEX}: crops per class {shards.meta.get('counts')} differ "
-                                 f"from {self.root / 'train'} ({counts}); rerun convert (dvc repro convert)")
+        counts = shards.meta.get("counts")
+        if not isinstance(counts, dict) or not counts or sum(counts.values()) != shards.total:
+            raise WildtrainError(f"{self.root / SHARDS / INDEX}: crops per class do not add up to the shards' "
+                                 f"{shards.total} samples; rerun convert (dvc repro convert)")
+        self.classes = sorted(counts)
+        self.train_split = Split([], [i for i, c in enumerate(self.classes) for _ in range(int(counts[c]))])
+        self.rebalanced = False
         return shards
 
     @property
@@ -84,8 +89,8 @@ class CropDataModule(pl.LightningDataModule):
 
     def stats(self) -> dict:
         """Dataset statistics logged as MLflow params."""
-        out = {"classes": ",".join(self.classes), "train_images": len(self.train_split.files),
-               "val_images": len(self.val_split.files)}
+        out = {"classes": ",".join(self.classes), "train_images": len(self.train_split.labels),
+               "val_images": len(self.val_split.labels)}
         for split, s in (("train", self.train_split), ("val", self.val_split)):
             out.update({f"{split}.{c}": n for c, n in zip(self.classes, s.counts(self.num_classes))})
         return out
