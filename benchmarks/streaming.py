@@ -5,9 +5,9 @@ The crops are the built-in synthetic survey's own (prepare's generator, convert'
 the training split holds `factor x budget` bytes of PNG; the same bytes are written as files (what the file loader
 reads) and as shards (convert's writer). Each measurement is a fresh process that builds the real CropDataModule
 (params as `classifier`: imgsz 64, batch 64, 2 workers, the training augmentations) and reads one epoch of its
-training loader; a thread samples the memory of that process and its DataLoader workers together as PSS (RSS
-with shared pages counted once; summed RSS would count torch's libraries once per worker), and the peak is the
-figure. The budget is small because the built-in crops are (~1 KB each): 10x 4 MiB is ~44,000 crops, an epoch of
+training loader; a thread samples every 0.1 s the RSS of that process and of its largest DataLoader worker, and
+the PSS of them all (RSS with shared pages counted once; summed RSS would count torch's libraries once per
+worker); the peaks are the figures. The budget is small because the built-in crops are (~1 KB each): 10x 4 MiB is ~44,000 crops, an epoch of
 about a minute per loader on 2 cores. File and stream runs alternate, so machine noise falls on both. Prints and writes
 benchmarks/results/streaming.json.
 
@@ -63,19 +63,22 @@ def grow(base: list[Path], val: Path, target_bytes: int, root: Path) -> dict:
     return {"crops": n, "bytes": total, "shards": len(index["shards"])}
 
 
-def tree_pss(pid: int) -> int:
-    """Proportional set size of a process and its workers: RSS with each shared page (torch's libraries, the
-    forked parent's heap) counted once across them, not once per worker."""
+def memory(pid: int) -> dict:
+    """RSS of the loading process and of its largest DataLoader worker (what `top` shows), and the PSS of all of
+    them together (shared pages, torch's libraries and the forked parent's heap, counted once)."""
     import psutil
 
-    total = 0
     proc = psutil.Process(pid)
+    out = {"main": proc.memory_info().rss, "worker": 0, "pss": 0}
     for p in [proc, *proc.children(recursive=True)]:
         try:
-            total += p.memory_full_info().pss
+            info = p.memory_full_info()
         except psutil.Error:
-            pass
-    return total
+            continue
+        out["pss"] += info.pss
+        if p.pid != pid:
+            out["worker"] = max(out["worker"], info.rss)
+    return out
 
 
 def measure(root: Path, stream: bool, workers: int, batch: int) -> dict:
@@ -86,11 +89,12 @@ def measure(root: Path, stream: bool, workers: int, batch: int) -> dict:
     from wildtrain.families.classifier.datamodule import CropDataModule
 
     cfg = dataclasses.replace(params.Params().classifier, imgsz=64, batch=batch, workers=workers)
-    peak, done = [0], threading.Event()
+    peak, done = {"main": 0, "worker": 0, "pss": 0}, threading.Event()
 
     def sample():
         while not done.is_set():
-            peak[0] = max(peak[0], tree_pss(os.getpid()))
+            for k, v in memory(os.getpid()).items():
+                peak[k] = max(peak[k], v)
             time.sleep(0.1)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -104,7 +108,8 @@ def measure(root: Path, stream: bool, workers: int, batch: int) -> dict:
     done.set()
     sampler.join()
     return {"images": images, "setup_s": round(t1 - t0, 2), "epoch_s": round(t2 - t1, 2),
-            "images_per_s": round(images / (t2 - t1), 1), "peak_pss_mb": round(peak[0] / 2**20, 1)}
+            "images_per_s": round(images / (t2 - t1), 1),
+            **{f"peak_{k}_mb": round(v / 2**20, 1) for k, v in peak.items()}}
 
 
 def run(root: Path, stream: bool, workers: int, batch: int) -> dict:
@@ -148,8 +153,9 @@ def main() -> None:
         for factor in args.factors:
             rows = [r for r in result["runs"] if r["factor"] == factor]
             best = {k: max(r["images_per_s"] for r in rows if r["loader"] == k) for k in ("file", "stream")}
-            rss = {k: max(r["peak_pss_mb"] for r in rows if r["loader"] == k) for k in ("file", "stream")}
-            summary[f"x{factor:g}"] = {"peak_pss_mb": rss, "images_per_s": best,
+            mem = {f"peak_{m}_mb": {k: max(r[f"peak_{m}_mb"] for r in rows if r["loader"] == k)
+                                    for k in ("file", "stream")} for m in ("main", "worker", "pss")}
+            summary[f"x{factor:g}"] = {**mem, "images_per_s": best,
                                        "throughput_ratio": round(best["stream"] / best["file"], 3)}
         result["summary"] = summary
     finally:

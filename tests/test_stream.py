@@ -208,3 +208,33 @@ def test_a_streamed_image_and_mask_are_the_segmenters_files(tmp_path):
     assert sorted(i for i, _ in streamed) == sorted(by_id) and split.with_mask > 0
     for i, (image, mask) in streamed:
         assert torch.equal(image, by_id[i][0]) and torch.equal(mask, by_id[i][1])
+
+
+@pytest.mark.slow
+def test_ddp_ranks_read_disjoint_shards_and_step_together(tmp_path):
+    """Two CPU processes (gloo) through the CLI: each rank reads its own shards and takes as many steps (a rank
+    with fewer would leave the other waiting in its all-reduce: the run would hang, not pass)."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import REPO, pipeline_env
+
+    crops = write_crops(tmp_path, SMALL)  # 36 training crops
+    index = write_crop_shards(crops / "train", crops / "shards", "train", shard_size=9)  # 4 shards
+    (crops / "shards" / INDEX).write_text(json.dumps(index))
+    cfg = yaml.safe_load(tiny_params(tmp_path, epochs=1, batch=4, devices=2, strategy="ddp").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**cfg, "data": {"stream": True, "stream_buffer": 4}}))
+    log = tmp_path / "shards_log"
+    log.mkdir()
+    env = {**pipeline_env(REPO), "SHARD_LOG": str(log), "YOLO_CONFIG_DIR": str(tmp_path / ".ultralytics")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(Path(__file__).parent)])
+    proc = subprocess.run([sys.executable, str(Path(__file__).parent / "ddp_stream.py"), "train", "classifier"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    ranks = [json.loads((log / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(r["steps"] == 36 // 2 // 4 for r in ranks)  # 18 crops a rank: 4 full batches each
+    assert ranks[0]["shards"] and ranks[1]["shards"] and not set(ranks[0]["shards"]) & set(ranks[1]["shards"])
+    assert sorted(ranks[0]["shards"] + ranks[1]["shards"]) == sorted(s["file"] for s in index["shards"])
