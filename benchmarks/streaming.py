@@ -5,7 +5,7 @@ The crops are the built-in synthetic survey's own (prepare's generator, convert'
 the training split holds `factor x budget` bytes of PNG; the same bytes are written as files (what the file loader
 reads) and as shards (convert's writer). Each measurement is a fresh process that builds the real CropDataModule
 (params as `classifier`: imgsz 64, batch 64, 2 workers, the training augmentations) and reads one epoch of its
-training loader; a thread samples every 0.1 s the RSS of that process and of its largest DataLoader worker, and
+training loader; a thread samples every 0.5 s the RSS of that process and of its largest DataLoader worker, and
 the PSS of them all (RSS with shared pages counted once; summed RSS would count torch's libraries once per
 worker); the peaks are the figures. The budget is small because the built-in crops are (~1 KB each): 10x 4 MiB is ~44,000 crops, an epoch of
 about a minute per loader on 2 cores. File and stream runs alternate, so machine noise falls on both. Prints and writes
@@ -95,7 +95,7 @@ def measure(root: Path, stream: bool, workers: int, batch: int) -> dict:
         while not done.is_set():
             for k, v in memory(os.getpid()).items():
                 peak[k] = max(peak[k], v)
-            time.sleep(0.1)
+            time.sleep(0.5)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
