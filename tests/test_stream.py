@@ -238,3 +238,43 @@ def test_ddp_ranks_read_disjoint_shards_and_step_together(tmp_path):
     assert all(r["steps"] == 36 // 2 // 4 for r in ranks)  # 18 crops a rank: 4 full batches each
     assert ranks[0]["shards"] and ranks[1]["shards"] and not set(ranks[0]["shards"]) & set(ranks[1]["shards"])
     assert sorted(ranks[0]["shards"] + ranks[1]["shards"]) == sorted(s["file"] for s in index["shards"])
+
+
+def test_convert_writes_the_shards_both_families_stream_from(tmp_path):
+    """data.stream alone (convert.shards off) makes convert write the crop and image shards; the real datamodules
+    read them: the classifier's classes and counts from the index, the segmenter's images with their masks."""
+    import dataclasses
+
+    from wildtrain.families.classifier.datamodule import CropDataModule
+    from wildtrain.families.segmenter.datamodule import MaskDataModule
+    from wildtrain.params import Params
+    from wildtrain.pipeline.convert import convert
+    from wildtrain.pipeline.prepare import prepare
+
+    p = Params()
+    p = dataclasses.replace(p, data=dataclasses.replace(
+        p.data, stream=True, synthetic=dataclasses.replace(p.data.synthetic, num_images=30, image_size=96)),
+        convert=dataclasses.replace(p.convert, val_fraction=0.3, test_fraction=0.2))  # every class in val
+    assert p.convert.shards is False
+    prepare(p, tmp_path)
+    stats = convert(p, tmp_path)
+    crops = json.loads((tmp_path / "data/crops/shards" / INDEX).read_text())
+    assert sum(crops["counts"].values()) == sum(stats["train"]["crops"].values()) == \
+        sum(s["samples"] for s in crops["shards"])
+    coco = {s: tmp_path / "data/coco" / f"{s}.json" for s in ("train", "val", "test")}
+
+    cfg = dataclasses.replace(p.classifier, workers=0, batch=4, imgsz=32)
+    dm = CropDataModule(tmp_path / "data/crops", cfg, stream=True)
+    assert dm.classes == sorted(crops["counts"]) and dm.stats()["train_images"] == sum(crops["counts"].values())
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (4, 3, 32, 32) and y.max() < dm.num_classes
+
+    seg = MaskDataModule(coco, dataclasses.replace(p.segmenter, workers=0, batch=2, imgsz=64), stream=True)
+    batches = list(seg.train_dataloader())
+    assert len(batches) == stats["train"]["images"] // 2
+    image, mask = batches[0]
+    assert image.shape == (2, 3, 64, 64) and mask.shape == (2, 64, 64) and mask.dtype == torch.long
+
+    (tmp_path / "data/coco/shards/train-000000.tar").unlink()
+    with pytest.raises(WildtrainError, match="train-000000.tar: shard listed in .* is missing"):
+        MaskDataModule(coco, p.segmenter, stream=True)
