@@ -7,9 +7,9 @@ reads) and as shards (convert's writer). Each measurement is a fresh process tha
 (params as `classifier`: imgsz 64, batch 64, 2 workers, the training augmentations) and reads one epoch of its
 training loader; a thread samples every 0.5 s the RSS of that process and of its largest DataLoader worker, and
 the PSS of them all (RSS with shared pages counted once; summed RSS would count torch's libraries once per
-worker); the peaks are the figures. The budget is small because the built-in crops are (~1 KB each): 10x 4 MiB is ~44,000 crops, an epoch of
-about a minute per loader on 2 cores. File and stream runs alternate, so machine noise falls on both. Prints and writes
-benchmarks/results/streaming.json.
+worker); the peaks are the figures. The budget is small because the built-in crops are small (~1 KB each): 10x
+4 MiB is ~44,000 crops, an epoch of about a minute per loader on 2 cores. File and stream runs alternate, so machine
+noise falls on both. Prints and writes benchmarks/results/streaming.json.
 
     nice python benchmarks/streaming.py --budget-mb 4 --factors 1 10
 """

@@ -43,7 +43,8 @@ def crop_item(sample: dict, transform, index: dict[str, int]):
     """One crop from a shard (wildtrain.data.shards.write_crop_shards): the same tensor and label as CropDataset."""
     meta = json.loads(sample["json"])
     if meta["class"] not in index:
-        raise ValueError(f"class '{meta['class']}' is not a training class (shards older than the crops: rerun convert)")
+        raise ValueError(f"class '{meta['class']}' is not a training class (shards older than the crops: "
+                         f"rerun convert)")
     image = transform(image=load_rgb(io.BytesIO(image_bytes(sample)[1])))["image"]
     return image, index[meta["class"]]
 
