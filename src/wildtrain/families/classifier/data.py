@@ -124,4 +124,3 @@ class CropDataset(Dataset):
     def __getitem__(self, i: int):
         image = self.transform(image=load_rgb(self.split.files[i]))["image"]
         return image, self.split.labels[i]
-

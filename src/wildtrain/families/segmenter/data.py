@@ -115,4 +115,3 @@ class MaskDataset(Dataset):
     def __getitem__(self, i: int):
         out = self.transform(image=self.split.image(i), mask=self.split.mask(i))
         return out["image"], out["mask"].long()
-
