@@ -12,6 +12,7 @@ slots-th sample (small data only). docs/explanation/streaming.md has the trade-o
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import random
 from dataclasses import dataclass
@@ -188,16 +189,18 @@ class ShardStream(IterableDataset):
                     yield sample
                 n += 1
 
-    def _shuffled(self, indices: list[int], keep: Callable[[int], bool], rng: random.Random) -> Iterator[dict]:
+    def _shuffled(self, indices: list[int], keep: Callable[[int], bool] | None, rng: random.Random) -> Iterator[dict]:
         """Passes over the shards, each through the shuffle buffer, endlessly: a slot short of its quota reads its
         shards again (a pass is shuffled on its own, so no sample comes twice before all came once)."""
         while True:
             got = 0
-            for sample in shuffle_buffer(self._pass(indices, keep), self.buffer, rng):
+            for sample in shuffle_buffer(self._pass(indices, keep or (lambda n: True)), self.buffer, rng):
                 got += 1
                 yield sample
-            if got == 0:  # fewer samples than slots: this slot shares them all rather than starve
-                keep = lambda n: True  # noqa: E731
+            if got == 0:
+                if keep is None:
+                    return  # nothing to read at all
+                keep = None  # fewer samples than slots: this slot shares them all rather than starve
 
     def __iter__(self):
         info = get_worker_info()
@@ -206,14 +209,10 @@ class ShardStream(IterableDataset):
         self.epoch += 1  # persistent workers keep their copy: each counts its own epochs, in step with the others
         slot, slots = self.rank * workers + worker, self.world * workers
         indices = slot_shards(len(self.shards.files), slot, slots, self.seed, epoch)
-        keep = (lambda n: True) if len(self.shards.files) >= slots else (lambda n: n % slots == slot)
+        keep = None if len(self.shards.files) >= slots else (lambda n: n % slots == slot)  # None: every sample
         quota = worker_batches(self.shards.total, self.batch, self.world, workers, worker) * self.batch
-        if quota == 0:
-            return
         rng = random.Random(f"{self.seed}-{epoch}-{slot}")
-        for k, sample in enumerate(self._shuffled(indices, keep, rng)):
-            if k >= quota:
-                return
+        for sample in itertools.islice(self._shuffled(indices, keep, rng), quota):
             try:
                 yield self.to_item(sample, self.transform)
             except ShardError:
