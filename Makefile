@@ -16,7 +16,7 @@ export YOLO_AUTOINSTALL := False
 .DEFAULT_GOAL := help
 MMDET_MODEL ?= retinanet_r18
 
-.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter instances evaluate register replicates ci-rerun tune test test-fast dag metrics plots mlflow-ui services services-user services-down bench bench-data bench-data-add bench-classifier bench-segmenter bench-predict bench-census bench-serve bench-team clean clean-all models docs labelstudio labelstudio-down
+.PHONY: help setup repro exp predict serve publish data-add train-yolo train-mmdet train-classifier train-segmenter instances evaluate register replicates ci-rerun tune test test-fast dag metrics plots mlflow-ui services services-user services-down bench bench-data bench-data-add bench-classifier bench-stream bench-segmenter bench-predict bench-census bench-serve bench-team clean clean-all models docs labelstudio labelstudio-down
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
@@ -172,6 +172,9 @@ bench-data-add: $(STAMP) ## Benchmark: wildtrain data add vs cp -r + dvc add on 
 
 bench-classifier: $(STAMP) ## Benchmark: classifier DataModule + Lightning vs a bare PyTorch loop (images/s ratio)
 	python benchmarks/classifier_throughput.py
+
+bench-stream: $(STAMP) ## Benchmark: classifier training loader from files vs WebDataset shards (data.stream) at 1x and 10x a memory budget: peak RSS, images/s ratio
+	python benchmarks/streaming.py
 
 bench-segmenter: $(STAMP) ## Benchmarks: segmenter training vs a bare PyTorch loop (images/s); sliced masks of a 2300x2500 image
 	python benchmarks/segmenter_throughput.py

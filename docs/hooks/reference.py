@@ -173,7 +173,8 @@ def _rows(cls: type, prefix: str, project: dict, out: list[str]) -> None:
 
 # Where each section's behaviour is explained (a section missing here simply gets no link).
 GUIDES = {
-    "data": [("Train on your own data", "../tutorials/your-own-data.md"), ("Data formats and validation", "data.md")],
+    "data": [("Train on your own data", "../tutorials/your-own-data.md"), ("Data formats and validation", "data.md"),
+             ("Streaming from shards", "../explanation/streaming.md")],
     "convert": [("Splits, tiling, shards and crops", "data.md#splits-groups-and-statistics-convert")],
     "train": [("The detector recipe", "../explanation/detector-recipe.md"),
               ("Train in phases", "../how-to/phases-and-hard-negatives.md"), ("MMDetection", "../how-to/mmdetection.md"),

@@ -45,6 +45,8 @@ class TrainData:
     tiling: dict | None = None  # {"size", "overlap"} when the detector trains on tiles
     image_size: int = 0  # long side (px) of a typical training image or tile: predict slices large images to this
     crops_plan: Path | None = None  # showings per epoch of each training crop (rebalance_crops); None: each once
+    stream: bool = False  # data.stream: train from convert's shards (data/crops/shards, data/coco/shards)
+    stream_buffer: int = 1000  # data.stream_buffer: the streaming loaders' shuffle buffer, in samples
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ class Data:
     unannotated: Literal["negative", "skip"] = "skip"  # images no annotation file mentions (docs/reference/data.md)
     group_regex: str = ""
     seed: int = 0
+    stream: bool = False  # classifier + segmenter train from convert's WebDataset shards (docs/explanation/streaming.md)
+    stream_buffer: int = 1000  # shuffle buffer of the streaming loaders, in samples (per DataLoader worker)
     synthetic: Synthetic = field(default_factory=Synthetic)
     masks: MaskPairs = field(default_factory=MaskPairs)
 
@@ -582,6 +584,9 @@ def _check_values(p: Params, file: str) -> None:
         (p.classifier.accumulate_grad_batches >= 1, "classifier.accumulate_grad_batches", "must be >= 1"),
         (p.classifier_evaluate.split in ("train", "val", "test"), "classifier_evaluate.split",
          "must be train, val or test"),
+        (p.data.stream_buffer >= 1, "data.stream_buffer", "must be >= 1 (samples)"),
+        (not (p.data.stream and p.classifier.imbalance == "sampler"), "classifier.imbalance",
+         "sampler needs random access to the crops; with data.stream use loss_weights or none"),
         (0 <= p.data.masks.ignore <= 65535, "data.masks.ignore", "must be a pixel value in 0..65535"),
         (p.segmenter.imgsz >= 32 and p.segmenter.imgsz % 32 == 0, "segmenter.imgsz", "must be a multiple of 32, >= 32"),
         (3 <= p.segmenter.encoder_depth <= 5, "segmenter.encoder_depth", "must be 3, 4 or 5"),

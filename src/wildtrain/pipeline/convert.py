@@ -9,7 +9,7 @@ from pathlib import Path
 from wildtrain.data import stats as data_stats
 from wildtrain.data.coco import load_coco
 from wildtrain.data.crops import BACKGROUND, image_stem, write_crops
-from wildtrain.data.shards import write_shards
+from wildtrain.data.shards import INDEX, write_crop_shards, write_shards
 from wildtrain.data.split import split_dataset, unit_key
 from wildtrain.data.tiling import tile_dataset
 from wildtrain.data.yolo_layout import write_yolo_layout
@@ -29,6 +29,7 @@ def convert(p: Params, root: Path) -> dict:
     base_info = {"dataset_hash": digest, "split_seed": c.seed,
                  **({"background": ds.info["background"]} if "background" in ds.info else {})}
     train_view = splits
+    shards = c.shards or p.data.stream  # data.stream trains from them
     with replaced_dir(coco_dir) as tmp:
         if t.size:
             train_view = {}
@@ -47,10 +48,10 @@ def convert(p: Params, root: Path) -> dict:
                                      "image_root": os.path.relpath(raw / IMAGES, coco_dir)}
         for name in SPLITS:
             train_view[name].save(tmp / f"{name}.json")
-        if c.shards:
+        if shards:
             root_of_view = tmp / TILES if t.size else raw / IMAGES
             index = write_shards(train_view["train"], root_of_view, tmp / SHARDS, "train")
-            write_json(tmp / SHARDS / "index.json", {"split": "train", "categories": ds.categories, "shards": index})
+            write_json(tmp / SHARDS / INDEX, {"split": "train", "categories": ds.categories, "shards": index})
     view_root = coco_dir / TILES if t.size else raw / IMAGES
     with replaced_dir(root / p.paths.yolo) as tmp:
         write_yolo_layout(train_view, view_root, tmp)
@@ -58,7 +59,7 @@ def convert(p: Params, root: Path) -> dict:
              "boxes": len(ds.annotations), "classes": ds.class_counts(), **{name: data_stats.split_summary(splits[name]) for name in SPLITS}}
     for name in SPLITS:
         stats[name]["units"] = len({unit_key(im) for im in splits[name].images})
-        if c.shards and name == "train":
+        if shards and name == "train":
             stats[name]["shards"] = len(list((coco_dir / SHARDS).glob("*.tar")))
         if t.size:
             stats[name]["tiles"] = len(train_view[name].images)
@@ -76,6 +77,8 @@ def convert(p: Params, root: Path) -> dict:
                                            for name in SPLITS})
             for name in SPLITS:
                 stats[name]["crops"] = crops[name]
+            if shards:
+                write_json(tmp / SHARDS / INDEX, write_crop_shards(tmp / "train", tmp / SHARDS, "train"))
     write_json(root / p.paths.metrics / "data.json", stats)
     write_json(root / p.paths.plots / "class_counts.json", data_stats.class_count_rows(splits))
     print("convert: " + ", ".join(f"{n} {stats[n]['images']} images/{stats[n]['boxes']} boxes"

@@ -40,7 +40,8 @@ def train_data(p: Params, root: Path) -> TrainData:
                      source=str(manifest.get("data_source") or "unknown"),
                      source_md5=manifest.get("data_source_md5") or "none", tiling=tiling,
                      image_size=int(tiling["size"]) if tiling else int(statistics.median(sides)) if sides else 0,
-                     crops_plan=root / p.paths.rebalance / REBALANCE_PLAN)
+                     crops_plan=root / p.paths.rebalance / REBALANCE_PLAN, stream=p.data.stream,
+                     stream_buffer=p.data.stream_buffer)
 
 
 def inputs_hash(p: Params, root: Path) -> str:

@@ -63,7 +63,7 @@ class ClassifierFamily:
         from wildtrain.families.classifier.trainer import build_module, fit
         from wildtrain.io import write_torch
 
-        dm = CropDataModule(data.crops, cfg, plan=data.crops_plan)
+        dm = CropDataModule(data.crops, cfg, plan=data.crops_plan, stream=data.stream, buffer=data.stream_buffer)
         module = build_module(cfg, dm, data.root)
         result = fit(cfg, dm, module, workdir, on_epoch, resume=resume)
         if result.state_dict is None:

@@ -1,16 +1,24 @@
-"""The crops as a LightningDataModule: train/val loaders, class weights, dataset statistics."""
+"""The crops as a LightningDataModule: train/val loaders, class weights, dataset statistics. With data.stream the
+training crops come from their WebDataset shards (wildtrain.data.stream); validation always reads the files."""
 
 from __future__ import annotations
 
+import io
+import json
+from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
+from wildtrain.data.shards import INDEX
+from wildtrain.data.stream import Shards, ShardStream, image_bytes, read_index
 from wildtrain.errors import WildtrainError
-from wildtrain.families.classifier.data import CropDataset, Split, reseed_worker, scan_classes, scan_split, transforms
+from wildtrain.families.classifier.data import (CropDataset, Split, load_rgb, reseed_worker, scan_classes,
+                                                scan_split, transforms)
 from wildtrain.io import read_json
+from wildtrain.layout import SHARDS
 
 
 def apply_plan(split: Split, train_dir: Path, plan_file: Path | None) -> tuple[Split, bool]:
@@ -31,16 +39,44 @@ def apply_plan(split: Split, train_dir: Path, plan_file: Path | None) -> tuple[S
     return Split(files, labels), True
 
 
+def crop_item(sample: dict, transform, index: dict[str, int]):
+    """One crop from a shard (wildtrain.data.shards.write_crop_shards): the same tensor and label as CropDataset."""
+    meta = json.loads(sample["json"])
+    if meta["class"] not in index:
+        raise ValueError(f"class '{meta['class']}' is not a training class (shards older than the crops: "
+                         f"rerun convert)")
+    image = transform(image=load_rgb(io.BytesIO(image_bytes(sample)[1])))["image"]
+    return image, index[meta["class"]]
+
+
 class CropDataModule(pl.LightningDataModule):
     """Train/val loaders over the crops; class imbalance by a weighted sampler when `imbalance: sampler`."""
 
-    def __init__(self, root: Path, cfg, plan: Path | None = None):
+    def __init__(self, root: Path, cfg, plan: Path | None = None, stream: bool = False, buffer: int = 1000):
         super().__init__()
-        self.root, self.cfg = Path(root), cfg
-        self.classes = scan_classes(self.root / "train")
-        self.train_split, self.rebalanced = apply_plan(
-            scan_split(self.root / "train", self.classes, require_all=True), self.root / "train", plan)
+        self.root, self.cfg, self.buffer = Path(root), cfg, buffer
+        self.shards = self._shards(plan) if stream else None
+        if self.shards is None:
+            self.classes = scan_classes(self.root / "train")
+            self.train_split, self.rebalanced = apply_plan(
+                scan_split(self.root / "train", self.classes, require_all=True), self.root / "train", plan)
         self.val_split = scan_split(self.root / "val", self.classes, require_all=True)
+
+    def _shards(self, plan: Path | None) -> Shards:
+        """The training crops' shards (data.stream): classes and counts from their index, so no training file is
+        listed or opened here."""
+        if plan is not None and plan.is_file() and read_json(plan, "rebalancing plan").get("enabled"):
+            raise WildtrainError(f"{plan}: the rebalancing plan (rebalance.enabled) repeats crop files and is not "
+                                 f"applied to shards (data.stream); turn off one of them")
+        shards = read_index(self.root / SHARDS, "dvc repro convert")
+        counts = shards.meta.get("counts")
+        if not isinstance(counts, dict) or not counts or sum(counts.values()) != shards.total:
+            raise WildtrainError(f"{self.root / SHARDS / INDEX}: crops per class do not add up to the shards' "
+                                 f"{shards.total} samples; rerun convert (dvc repro convert)")
+        self.classes = sorted(counts)
+        self.train_split = Split([], [i for i, c in enumerate(self.classes) for _ in range(int(counts[c]))])
+        self.rebalanced = False
+        return shards
 
     @property
     def num_classes(self) -> int:
@@ -54,8 +90,8 @@ class CropDataModule(pl.LightningDataModule):
 
     def stats(self) -> dict:
         """Dataset statistics logged as MLflow params."""
-        out = {"classes": ",".join(self.classes), "train_images": len(self.train_split.files),
-               "val_images": len(self.val_split.files)}
+        out = {"classes": ",".join(self.classes), "train_images": len(self.train_split.labels),
+               "val_images": len(self.val_split.labels)}
         for split, s in (("train", self.train_split), ("val", self.val_split)):
             out.update({f"{split}.{c}": n for c, n in zip(self.classes, s.counts(self.num_classes))})
         return out
@@ -73,7 +109,19 @@ class CropDataModule(pl.LightningDataModule):
                           worker_init_fn=reseed_worker if c.workers > 0 else None,
                           drop_last=train and len(ds) > c.batch)  # no batch of 1 for BatchNorm
 
+    def _stream_loader(self) -> DataLoader:
+        """The training crops read from their shards: each rank and worker its own shards, equal batches per rank."""
+        c, t = self.cfg, self.trainer
+        ds = ShardStream(self.shards, partial(crop_item, index={name: i for i, name in enumerate(self.classes)}),
+                         transforms(c.imgsz, c.augment, seed=c.seed), batch=c.batch, buffer=self.buffer, seed=c.seed,
+                         rank=t.global_rank if t else 0, world=t.world_size if t else 1,
+                         epoch=t.current_epoch if t else 0)
+        return DataLoader(ds, batch_size=c.batch, num_workers=c.workers, persistent_workers=c.workers > 0,
+                          worker_init_fn=reseed_worker if c.workers > 0 else None, drop_last=True)
+
     def train_dataloader(self) -> DataLoader:
+        if self.shards is not None:
+            return self._stream_loader()
         return self._loader(self.train_split, train=True)
 
     def val_dataloader(self) -> DataLoader:

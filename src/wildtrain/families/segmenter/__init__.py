@@ -89,7 +89,7 @@ class SegmenterFamily:
         from wildtrain.families.segmenter.trainer import build_module, fit
         from wildtrain.io import write_torch
 
-        dm = MaskDataModule(data.coco, cfg)
+        dm = MaskDataModule(data.coco, cfg, stream=data.stream, buffer=data.stream_buffer)
         if dm.train_split.with_mask == 0:
             print(f"train: note: {data.coco['train'].name} has no masks; the segmenter learns the filled boxes "
                   f"(segmenter.missing_masks: {cfg.missing_masks})", flush=True)

@@ -1,23 +1,49 @@
-"""The canonical train/val split files as a LightningDataModule, and the dataset statistics the run records."""
+"""The canonical train/val split files as a LightningDataModule, and the dataset statistics the run records.
+With data.stream the training images come from convert's WebDataset shards (wildtrain.data.stream)."""
 
 from __future__ import annotations
 
+import json
+from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
-from wildtrain.families.segmenter.data import MaskDataset, Split, class_weights, reseed_worker, transforms
+from wildtrain.data.masks import class_map
+from wildtrain.data.shards import INDEX
+from wildtrain.data.stream import Shards, ShardStream, decode_rgb, image_bytes, read_index
+from wildtrain.errors import WildtrainError
+from wildtrain.families.segmenter.data import (MaskDataset, Split, class_weights, reseed_worker,
+                                               transforms)
+from wildtrain.layout import SHARDS
+
+
+def mask_item(sample: dict, transform, category_ids: list[int], missing: str):
+    """One image and its class map from a shard (wildtrain.data.shards.write_shards): as MaskDataset gives them."""
+    meta = json.loads(sample["json"])
+    out = transform(image=decode_rgb(image_bytes(sample)[1]),
+                    mask=class_map(meta["image"], meta["annotations"], category_ids, missing))
+    return out["image"], out["mask"].long()
 
 
 class MaskDataModule(pl.LightningDataModule):
-    def __init__(self, coco: dict[str, Path], cfg):
+    def __init__(self, coco: dict[str, Path], cfg, stream: bool = False, buffer: int = 1000):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.buffer = cfg, buffer
         self.train_split = Split(coco["train"], cfg.missing_masks)
         self.val_split = Split(coco["val"], cfg.missing_masks)
         self.classes = self.train_split.class_names
         self._counts = None
+        self.shards = self._shards(Path(coco["train"]).parent / SHARDS) if stream else None
+
+    def _shards(self, folder: Path) -> Shards:
+        """The training split's shards (data.stream), checked against the split file they were written from."""
+        shards = read_index(folder, "dvc repro convert")
+        if shards.total != len(self.train_split):
+            raise WildtrainError(f"{folder / INDEX}: {shards.total} samples, but {self.train_split.file} has "
+                                 f"{len(self.train_split)} images; rerun convert (dvc repro convert)")
+        return shards
 
     @property
     def num_classes(self) -> int:
@@ -51,7 +77,20 @@ class MaskDataModule(pl.LightningDataModule):
                           persistent_workers=c.workers > 0, worker_init_fn=reseed_worker if c.workers > 0 else None,
                           drop_last=train and len(ds) > c.batch)  # no batch of 1 for BatchNorm
 
+    def _stream_loader(self) -> DataLoader:
+        """Training images read from their shards: each rank and worker its own shards, equal batches per rank."""
+        c, t = self.cfg, self.trainer
+        ds = ShardStream(self.shards, partial(mask_item, category_ids=self.train_split.category_ids,
+                                              missing=c.missing_masks),
+                         transforms(c.imgsz, c.augment, seed=c.seed), batch=c.batch, buffer=self.buffer, seed=c.seed,
+                         rank=t.global_rank if t else 0, world=t.world_size if t else 1,
+                         epoch=t.current_epoch if t else 0)
+        return DataLoader(ds, batch_size=c.batch, num_workers=c.workers, persistent_workers=c.workers > 0,
+                          worker_init_fn=reseed_worker if c.workers > 0 else None, drop_last=True)
+
     def train_dataloader(self) -> DataLoader:
+        if self.shards is not None:
+            return self._stream_loader()
         return self._loader(self.train_split, train=True)
 
     def val_dataloader(self) -> DataLoader:
