@@ -33,6 +33,14 @@ def test_stage_deps_cover_every_module_it_imports(name):
     assert not missing, f"dvc.yaml stage '{name}' runs these files but does not depend on them: {missing}"
 
 
+def test_prepare_depends_on_every_data_key_but_the_streaming_ones():
+    """prepare lists its `data` keys one by one (so `-S data.stream=true` does not rerun it): a key added to `data`
+    must be added there too, or declared a key that prepare does not read."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    listed = {p.split(".", 1)[1] for p in STAGES["prepare"]["params"] if p.startswith("data.")}
+    assert listed == set(params["data"]) - {"stream", "stream_buffer"}, sorted(set(params["data"]) ^ listed)
+
+
 def test_dvc_yaml_code_deps_are_the_generated_ones():
     text = (REPO / "dvc.yaml").read_text()
     new, changed = rewrite(text)
