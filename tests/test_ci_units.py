@@ -55,3 +55,43 @@ def test_status_reasons_read_dvc_status_json():
     assert dvc_steps.stale_reasons(found) == {"train": ["param train modified", "dep data/raw modified"],
                                               "data/source/survey.dvc": ["out data/source/survey modified"],
                                               "x": ["always changed"]}
+
+
+def test_replicates_match_per_family_on_the_params_its_stages_read(tmp_path):
+    """Replicates made at an older commit keep a family's seed band while every param its stages read is unchanged
+    (a new key at its default included), and lose it for the family whose own section changed."""
+    import json
+    import subprocess
+
+    from wildtrain.ci import git_files
+
+    repo = Path(__file__).resolve().parents[1]
+    git = ["git", "-c", "user.email=ci@wildtrain", "-c", "user.name=ci"]
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    old = {**params, "data": {k: v for k, v in params["data"].items() if k != "stream_buffer"}}  # a key added since
+    (tmp_path / "dvc.yaml").write_text(REPO_DVC_YAML.read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(old))
+    subprocess.run([*git, "add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "made the replicates"], cwd=tmp_path, check=True)
+    made_at = git_files.commit(tmp_path, "HEAD")
+    report = {"kind": "replicates", "param_set": {"label": "params.yaml", "overrides": [], "key": "elsewhere"},
+              "families": ["detector", "classifier", "two_stage", "segmenter"], "seeds": [0, 1, 2],
+              "commit": made_at, "cpu": "x86", "summary": {"detector.map50": {"sd": 0.08},
+                                                          "segmenter.miou": {"sd": 0.07}}}
+    (tmp_path / "reports/replicates").mkdir(parents=True)
+    (tmp_path / "reports/replicates/r.json").write_text(json.dumps(report))
+    new = yaml.safe_load(yaml.safe_dump(params))
+    new["segmenter"]["epochs"] += 1
+    new["train"]["seed"] += 7  # seeds are what replicates vary
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(new))
+    subprocess.run([*git, "add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "segmenter: one more epoch"], cwd=tmp_path, check=True)
+
+    found = noise.matching_replicates(tmp_path, "HEAD", new)
+    assert found["match"] == "family params" and found["matched"] == ["detector", "classifier", "two_stage"], found
+    seg = {r.metric: r for r in noise.rows("segmenter", {"miou": 0.7}, {"miou": 0.6}, found)}["miou"]
+    det = {r.metric: r for r in noise.rows("detector", {"map50": 0.7}, {"map50": 0.6}, found)}["map50"]
+    assert seg.seed_band is None and math.isclose(det.seed_band, 1.96 * math.sqrt(2) * 0.08)
+    new["train"]["lr0"] *= 2
+    assert noise.matching_replicates(tmp_path, "HEAD", new)["matched"] == ["classifier"]

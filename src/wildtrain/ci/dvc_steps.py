@@ -112,6 +112,33 @@ def plan(pipeline: dict, stale: list[str]) -> list[str]:
     return chosen
 
 
+def upstream(pipeline: dict, stage: str) -> list[str]:
+    """`stage` and every stage whose outputs it reads, directly or through others (what made its inputs)."""
+    stages = pipeline.get("stages") or {}
+    outs = {name: _paths(s.get("outs")) + _paths(s.get("metrics")) + _paths(s.get("plots"))
+            for name, s in stages.items()}
+    chosen, todo = [], [stage]
+    while todo:
+        name = todo.pop()
+        if name in chosen or name not in stages:
+            continue
+        chosen.append(name)
+        deps = _paths(stages[name].get("deps"))
+        todo += [up for up, paths in outs.items() for o in paths for d in deps
+                 if d == o or d.startswith(o.rstrip("/") + "/") or o.startswith(d.rstrip("/") + "/")]
+    return [name for name in stages if name in chosen]
+
+
+def params_of(pipeline: dict, names: list[str]) -> list[str]:
+    """The params.yaml keys (sections or dotted keys) that these stages list."""
+    keys: list[str] = []
+    for name in names:
+        for entry in (pipeline.get("stages") or {}).get(name, {}).get("params") or []:
+            found = entry if isinstance(entry, str) else next((v for f, v in entry.items() if f == "params.yaml"), [])
+            keys += [found] if isinstance(found, str) else list(found or [])
+    return sorted(set(keys))
+
+
 def lock_changes(old: dict | None, new: dict | None, stage: str) -> list[str]:
     """What differs between two dvc.lock entries of a stage: deps by hash, params by value."""
     before = ((old or {}).get("stages") or {}).get(stage) or {}

@@ -48,6 +48,15 @@ def yaml_at(root: Path, ref: str, path: str) -> dict | None:
         raise WildtrainError(f"{path} at {ref[:12]}: unreadable YAML ({' '.join(str(e).split())})") from None
 
 
+def distance(root: Path, ancestor: str, ref: str) -> int:
+    """Commits from `ancestor` to `ref` (git rev-list --count); a huge number where it is not an ancestor."""
+    proc = subprocess.run(["git", "rev-list", "--count", f"{ancestor}..{ref}"], cwd=root, capture_output=True,
+                          text=True)
+    ok = proc.returncode == 0 and subprocess.run(["git", "merge-base", "--is-ancestor", ancestor, ref], cwd=root,
+                                                 capture_output=True).returncode == 0
+    return int(proc.stdout.strip()) if ok else 10**9
+
+
 def list_at(root: Path, ref: str, folder: str) -> list[str]:
     """Paths of the files under `folder` at `ref` (git-tracked)."""
     proc = subprocess.run(["git", "ls-tree", "-r", "--name-only", ref, "--", folder], cwd=root,

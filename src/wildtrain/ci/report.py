@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wildtrain.ci.noise import Row
+from wildtrain.ci.noise import FAMILY_FILES, Row
 
 MARKER = "<!-- wildtrain-ci-report -->"  # the workflow finds its own earlier PR comment by this line
 
@@ -63,6 +63,16 @@ def _row(row: Row, labelled: bool) -> str:
             f"{_ci(row.head_ci)} | {'±' + format(row.band, '.4f') if row.band is not None else '—'} | {strong} |")
 
 
+def _replicates_note(rep: dict) -> str:
+    made = f"the seed replicates `{rep['path']}`, {len(rep.get('seeds', []))} seeds on {rep.get('cpu', '?')}"
+    if rep.get("match") == "family params":
+        others = [f for f in FAMILY_FILES if f not in rep["matched"]]
+        return (f"{made}, made at `{str(rep.get('commit', '?'))[:8]}` with the same params for "
+                f"{', '.join(rep['matched'])} (every key their stages read)"
+                + (f"; test-set bands only for {', '.join(others)}" if others else ""))
+    return made
+
+
 def metrics_section(r: dict) -> list[str]:
     lines = ["## Metrics vs BASE", ""]
     rows: list[Row] = r["rows"]
@@ -71,8 +81,7 @@ def metrics_section(r: dict) -> list[str]:
     rep = r["replicates"]
     lines += ["Each delta (HEAD − BASE) is set against its noise band, the wider of: the test-set band "
               "(bootstrap 95% intervals of BASE and HEAD, `sqrt(h_base² + h_head²)`) and the seed band "
-              "(1.96·√2·sd of " + (f"the seed replicates `{rep['path']}`, {len(rep.get('seeds', []))} seeds on "
-                                     f"{rep.get('cpu', '?')}" if rep else "seed replicates; none match BASE's "
+              "(1.96·√2·sd of " + (_replicates_note(rep) if rep else "seed replicates; none match BASE's "
                                      "param set, so test-set bands only") + "). docs/how-to/ci-reruns.md says how to read them.", ""]
     header = ["| family | metric | BASE | HEAD | delta | HEAD 95% CI | noise band | |",
               "|---|---|---:|---:|---:|---|---:|---|"]
