@@ -19,6 +19,17 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 
 
+def save_result(name: str, result: dict, shown: dict | None = None) -> Path:
+    """benchmarks/results/<name>.json (what benchmarks/README.md quotes), and the part worth reading on stdout."""
+    import json
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result if shown is None else shown, indent=2))
+    return path
+
+
 def scratch_project(prefix: str) -> Path:
     """A throw-away project root (dvc.yaml + params.yaml copied), configured offline; the cwd moves there because
     Ultralytics and MLflow write relative to it."""

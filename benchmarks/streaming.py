@@ -28,8 +28,8 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import save_result  # noqa: E402
 
 
 def base_crops(work: Path) -> list[Path]:
@@ -160,9 +160,7 @@ def main() -> None:
         result["summary"] = summary
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "streaming.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    save_result("streaming", result, summary)
 
 
 if __name__ == "__main__":

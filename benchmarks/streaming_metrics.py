@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, scratch_project  # noqa: E402
+from common import save_result, scratch_project  # noqa: E402
 
 KEYS = {"classifier": ("f1_macro", "accuracy"), "segmenter": ("miou", "dice_macro")}
 
@@ -60,9 +60,7 @@ def main() -> None:
     finally:
         os.chdir(Path(__file__).resolve().parents[1])
         shutil.rmtree(root, ignore_errors=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "streaming_metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    save_result("streaming_metrics", result)
 
 
 if __name__ == "__main__":
