@@ -8,11 +8,13 @@ Simulated reviewers on the built-in synthetic survey: a reviewer returns each pu
 4. Pick N pool images with the selection functions `annotate push` calls (select.by_uncertainty on model 0's
    scores at select.FLOOR with push's predict options; select.by_chance with --seed for random).
 5. Per pick: the L + N images with their true labels become the train split; the train stage fine-tunes model 0
-   on them (the same epochs and seed for every arm).
+   on them. Replicates: seed k trains both arms with train.seed k and draws the random arm's images with seed k.
 6. Each next model is evaluated on the same test split by the evaluate code (COCOeval, bootstrap 95% intervals
-   over test images), and each arm against uncertainty by the paired bootstrap the register gate uses.
+   over test images). Per seed, uncertainty against random by the paired bootstrap the register gate uses (test
+   images only); across seeds, the difference of the arms' means with a Welch 95% interval, which also holds the
+   training's and the draw's spread: "beyond noise" only when that interval excludes 0.
 
-    nice python benchmarks/annotation_selection.py [--labelled 40] [--n 20] [--random-seeds 0 1] [--imgsz 160]
+    nice python benchmarks/annotation_selection.py [--labelled 40] [--n 20] [--seeds 0 1 2] [--epochs0 60]
 
 Writes benchmarks/results/annotation_selection.json; model 0 is kept in benchmarks/results/annotation_selection/
 (reused by a later run with the same --images, --imgsz, --labelled and --epochs0).
@@ -80,17 +82,14 @@ def evaluate(p, root: Path, folder: Path):
     return evaluate_detector(families.load(folder, "cpu"), p, root, None)
 
 
-def pick(p, root: Path, model: Path, pool, n: int, strategy: str, seed: int) -> list[str]:
-    """The pool images `annotate push --strategy STRATEGY --n N --seed SEED` would push (push's own functions and
-    predict options)."""
+def pool_scores(p, root: Path, model: Path, pool) -> list:
+    """Model 0's box scores on each pool image, with the predict options `annotate push` uses (floor select.FLOOR)."""
     from wildtrain import families
     from wildtrain.annotate import select
     from wildtrain.data.images import load_rgb
     from wildtrain.layout import IMAGES
 
     names = [im["file_name"] for im in pool.images]
-    if strategy == "random":
-        return [names[k] for k in select.by_chance(len(names), n, seed)]
     predictor = families.load(model, "cpu")
     options = {k: v for k, v in p.predict.__dict__.items() if k in predictor.options()}
     options["conf"] = min(float(options.get("conf", 0.25)), select.FLOOR)
@@ -98,6 +97,16 @@ def pick(p, root: Path, model: Path, pool, n: int, strategy: str, seed: int) -> 
     for start in range(0, len(names), 8):
         arrays = [load_rgb(root / p.paths.raw / IMAGES / f) for f in names[start:start + 8]]
         scores += [d.scores for d in predictor.predict(arrays, **options)]
+    return scores
+
+
+def pick(pool, n: int, strategy: str, seed: int, scores: list) -> list[str]:
+    """The pool images `annotate push --strategy STRATEGY --n N --seed SEED` would push (push's own functions)."""
+    from wildtrain.annotate import select
+
+    names = [im["file_name"] for im in pool.images]
+    if strategy == "random":
+        return [names[k] for k in select.by_chance(len(names), n, seed)]
     return [names[k] for k in select.by_uncertainty(scores, n)]
 
 
@@ -106,16 +115,46 @@ def summary(metrics: dict) -> dict:
     return {k: metrics.get(k) for k in keys}
 
 
+def spread(values: list[float]) -> dict:
+    """Mean and sample sd of one arm's replicates (one training seed each)."""
+    import statistics
+
+    return {"values": [round(v, 4) for v in values], "mean": round(statistics.fmean(values), 4),
+            "sd": round(statistics.stdev(values), 4) if len(values) > 1 else None}
+
+
+def welch(a: list[float], b: list[float]) -> dict:
+    """mean(a) - mean(b) with its Welch 95% interval: the noise of the training seeds and of the draw, which the
+    paired bootstrap over test images does not see. "beyond noise" only when the interval excludes 0."""
+    import statistics
+
+    from scipy import stats
+
+    delta = statistics.fmean(a) - statistics.fmean(b)
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    if va + vb == 0:
+        return {"delta": round(delta, 4), "ci95": [round(delta, 4)] * 2, "label": "no spread"}
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = stats.t.ppf(0.975, df) * (va + vb) ** 0.5
+    low, high = delta - half, delta + half
+    return {"delta": round(delta, 4), "ci95": [round(low, 4), round(high, 4)], "df": round(df, 1),
+            "label": "beyond noise" if low > 0 or high < 0 else "within noise"}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=170, help="synthetic images (85 train / 17 val / 68 test at 170)")
-    ap.add_argument("--imgsz", type=int, default=160)
+    ap.add_argument("--imgsz", type=int, default=320)
     ap.add_argument("--labelled", type=int, default=40, help="train images labelled before the loop")
     ap.add_argument("--n", type=int, default=20, help="images pushed per arm")
-    ap.add_argument("--epochs0", type=int, default=30, help="epochs of model 0")
-    ap.add_argument("--epochs", type=int, default=15, help="epochs of each next model (fine-tuned from model 0)")
-    ap.add_argument("--random-seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--epochs0", type=int, default=60, help="epochs of model 0 (enough that it finds animals)")
+    ap.add_argument("--epochs", type=int, default=20, help="epochs of each next model (fine-tuned from model 0)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                    help="replicates per arm: seed k trains both arms' next models with train.seed k, and draws "
+                         "the random arm's images with seed k (uncertainty's images do not depend on it)")
     args = ap.parse_args()
+    if len(args.seeds) < 2:
+        ap.error("--seeds: at least two, or there is no spread to judge a difference by")
 
     from wildtrain.data.coco import load_coco
     from wildtrain.evaluate import bootstrap
@@ -137,7 +176,7 @@ def main() -> int:
         names = [im["file_name"] for im in train_all.images]
         labelled, pool = names[:args.labelled], subset(train_all, names[args.labelled:])
         print(f"train split {len(names)} images: {len(labelled)} labelled, pool {len(pool.images)}; "
-              f"pushing {args.n} per arm", flush=True)
+              f"pushing {args.n} per arm, seeds {args.seeds}", flush=True)
         made = {k: getattr(args, k) for k in ("images", "imgsz", "labelled", "epochs0")}
         model0 = out / "model0"
         if (model0 / "model.json").is_file() and (out / "model0.json").is_file() and \
@@ -150,36 +189,53 @@ def main() -> int:
         m0, table0 = evaluate(p, root, model0)
         print(f"model 0: {s0:.0f} s, test mAP50 {m0['map50']:.3f} {m0.get('map50_ci95')}", flush=True)
 
-        # fine-tuned from model 0 (the train section's recipe but for epochs): the arms differ only in the images added
-        fine = dataclasses.replace(p, train=dataclasses.replace(p.train, epochs=args.epochs,
-                                                                model=str(model0 / "model.pt")))
-        arms = [("uncertainty", 0)] + [("random", s) for s in args.random_seeds]
+        t0 = time.perf_counter()
+        scores = pool_scores(p, root, model0, pool)
+        uncertain = pick(pool, args.n, "uncertainty", 0, scores)
+        uncertain_s = time.perf_counter() - t0
+        seen = sum(len(s) > 0 for s in scores)
+        print(f"model 0 keeps a box on {seen} of {len(scores)} pool images at the floor", flush=True)
+        if not seen:
+            print("model 0 finds nothing in the pool: uncertainty has no signal (a cold start); raise --epochs0",
+                  flush=True)
         rows, tables, paired, b = {}, {}, {}, p.evaluate.bootstrap
-        for strategy, seed in arms:
-            key = strategy if strategy == "uncertainty" else f"random_seed{seed}"
-            t0 = time.perf_counter()
-            chosen = pick(p, root, model0, pool, args.n, strategy, seed)
-            pick_s = time.perf_counter() - t0
-            train_ds = subset(train_all, labelled + chosen)
-            folder, seconds = train_model(fine, root, key, train_ds, out)
-            metrics, table = evaluate(fine, root, folder)
-            tables[key] = table
-            rows[key] = {"picked": chosen, "picked_boxes": len(subset(pool, chosen).annotations),
-                         "pick_seconds": round(pick_s, 1), "train_seconds": round(seconds, 1), **summary(metrics)}
-            print(f"{key}: {rows[key]['picked_boxes']} true boxes in the {len(chosen)} picked; train {seconds:.0f} s; "
-                  f"test mAP50 {metrics['map50']:.3f} {metrics.get('map50_ci95')}, mAP50-95 "
-                  f"{metrics['map50_95']:.3f} {metrics.get('map50_95_ci95')}", flush=True)
-            for metric in ("map50", "map50_95") if key != "uncertainty" else ():
-                delta, ci = bootstrap.paired(tables["uncertainty"], tables[key], metric, b.resamples, b.seed)
-                paired[f"uncertainty - {key}: {metric}"] = {"delta": round(delta, 4), "ci95": ci}
-                print(f"uncertainty - {key}: {metric} {delta:+.3f} {ci}", flush=True)
-            report = {"config": {**vars(args), "test_images": len(table0.units), "pool": len(pool.images),
-                                 "pool_boxes": len(pool.annotations), "model": "yolo11n.yaml", "device": "cpu",
-                                 "batch": p.train.batch, "bootstrap_resamples": b.resamples},
-                      "model0": {"train_seconds": round(s0, 1), **summary(m0)}, "arms": rows, "paired": paired,
-                      "total_seconds": round(time.perf_counter() - started, 1), "load": load_line()}
-            (out.parent / "annotation_selection.json").write_text(json.dumps(report, indent=1))  # after each arm
-        print(json.dumps({k: v for k, v in report.items() if k != "arms"}, indent=1))
+        for seed in args.seeds:
+            # fine-tuned from model 0 (the train section's recipe but for epochs and seed): within a seed the two
+            # arms differ only in the images added
+            fine = dataclasses.replace(p, train=dataclasses.replace(p.train, epochs=args.epochs, seed=seed,
+                                                                    model=str(model0 / "model.pt")))
+            for strategy in ("uncertainty", "random"):
+                key = f"{strategy}_seed{seed}"
+                t0 = time.perf_counter()
+                chosen = uncertain if strategy == "uncertainty" else pick(pool, args.n, strategy, seed, scores)
+                pick_s = uncertain_s if strategy == "uncertainty" else time.perf_counter() - t0
+                folder, seconds = train_model(fine, root, key, subset(train_all, labelled + chosen), out)
+                metrics, tables[key] = evaluate(fine, root, folder)
+                shutil.rmtree(folder, ignore_errors=True)  # 6 MB each; the numbers are the result
+                rows[key] = {"strategy": strategy, "seed": seed, "picked": chosen,
+                             "picked_boxes": len(subset(pool, chosen).annotations), "pick_seconds": round(pick_s, 1),
+                             "train_seconds": round(seconds, 1), **summary(metrics)}
+                print(f"{key}: {rows[key]['picked_boxes']} true boxes in the {len(chosen)} picked; train "
+                      f"{seconds:.0f} s; test mAP50 {metrics['map50']:.3f} {metrics.get('map50_ci95')}, mAP50-95 "
+                      f"{metrics['map50_95']:.3f} {metrics.get('map50_95_ci95')}", flush=True)
+            for metric in ("map50", "map50_95"):
+                delta, ci = bootstrap.paired(tables[f"uncertainty_seed{seed}"], tables[f"random_seed{seed}"],
+                                             metric, b.resamples, b.seed)
+                paired[f"seed {seed}: uncertainty - random: {metric}"] = {"delta": round(delta, 4), "ci95": ci}
+                print(f"seed {seed}: uncertainty - random: {metric} {delta:+.3f} {ci}", flush=True)
+        arms = {s: {m: spread([r[m] for r in rows.values() if r["strategy"] == s]) for m in ("map50", "map50_95")}
+                for s in ("uncertainty", "random")}
+        across = {m: welch(arms["uncertainty"][m]["values"], arms["random"][m]["values"]) for m in ("map50", "map50_95")}
+        for m, w in across.items():
+            print(f"uncertainty - random over seeds {args.seeds}: {m} {w['delta']:+.3f} {w['ci95']} ({w['label']})")
+        report = {"config": {**vars(args), "test_images": len(table0.units), "pool": len(pool.images),
+                             "pool_boxes": len(pool.annotations), "model": "yolo11n.yaml", "device": "cpu",
+                             "batch": p.train.batch, "bootstrap_resamples": b.resamples},
+                  "model0": {"train_seconds": round(s0, 1), "pool_images_with_a_box_at_floor": seen, **summary(m0)},
+                  "arms": arms, "uncertainty_minus_random": across, "paired_per_seed": paired, "runs": rows,
+                  "total_seconds": round(time.perf_counter() - started, 1), "load": load_line()}
+        (out.parent / "annotation_selection.json").write_text(json.dumps(report, indent=1))
+        print(json.dumps({k: v for k, v in report.items() if k != "runs"}, indent=1))
     finally:
         os.chdir(cwd)
         shutil.rmtree(root, ignore_errors=True)
