@@ -1,5 +1,7 @@
 """`make ci-rerun` end to end on the shared tiny pipeline (`pipeline_repo`): the base is pushed to a local DVC remote;
-CI-like fresh clones of three branches pull it and rerun only what each branch touches."""
+CI-like fresh clones of three branches pull it and rerun only what each branch touches: nothing, the detector's
+chain after one train param, everything from prepare after one annotation edit (two tests, so that the two
+pytest-xdist workers can run them side by side; each worker pushes its own base, seconds)."""
 
 from __future__ import annotations
 
@@ -30,19 +32,25 @@ def commit_all(ws, message: str) -> None:
     ws.sh("git", "commit", "-qm", message)
 
 
+@pytest.fixture(scope="module")
+def origin(pipeline_repo, tmp_path_factory):
+    """The base: the fixture's one tiny repro, pushed to a local remote that the repo's .dvc/config names; returns
+    (the origin repository, BASE's commit)."""
+    tmp = tmp_path_factory.mktemp("ci-origin")
+    ws = pipeline_repo.clone(tmp / "origin")
+    ws.sh("dvc", "remote", "add", "-d", "storage", str(tmp / "remote"))
+    commit_all(ws, "dvc remote: local directory")
+    assert "pushed" in ws.sh("dvc", "push").stdout
+    return ws, ws.sh("git", "rev-parse", "HEAD").stdout.strip()
+
+
 def table_rows(report: str, section: str) -> list[str]:
     body = report.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
     return [ln for ln in body.splitlines() if ln.startswith("| ") and not ln.startswith(HEADERS)]
 
 
-def test_ci_rerun_pulls_and_reruns_only_what_a_branch_touches(pipeline_repo, tmp_path: Path):
-    # the base: the fixture's one tiny repro, pushed to a local remote that the repo's .dvc/config names
-    origin = pipeline_repo.clone(tmp_path / "origin")
-    origin.sh("dvc", "remote", "add", "-d", "storage", str(tmp_path / "remote"))
-    commit_all(origin, "dvc remote: local directory")
-    assert "pushed" in origin.sh("dvc", "push").stdout
-    base = origin.sh("git", "rev-parse", "HEAD").stdout.strip()
-
+def test_ci_rerun_pulls_and_reruns_only_what_a_branch_touches(origin, tmp_path: Path):
+    origin, base = origin
     # 1) no pipeline change: everything pulled, nothing reruns
     ci = git_clone(origin.path, tmp_path / "ci")
     (ci.path / "NOTES.md").write_text("a change no stage depends on\n")
@@ -82,8 +90,13 @@ def test_ci_rerun_pulls_and_reruns_only_what_a_branch_touches(pipeline_repo, tmp
                                                                                    report), report
     for png in ("ci-detector-pr_curve.png", "ci-detector-confusion.png", "ci-classifier-confusion.png"):
         assert (ci.path / "reports" / png).read_bytes()[:4] == b"\x89PNG", png
+    assert ci.network_log() == ""
 
-    # 3) one annotation edited in the versioned source (pushed as a PR author would): the plan starts at prepare
+
+def test_an_annotation_edit_reruns_everything_from_prepare(origin, tmp_path: Path):
+    """One box moved in the versioned source, pushed as a PR author would: the plan starts at prepare, and the real
+    rerun runs every stage of the DAG (all of them read what prepare writes) on the pulled source version."""
+    origin, base = origin
     author = git_clone(origin.path, tmp_path / "author")
     author.sh("dvc", "pull", "-q", f"{SOURCE}.dvc")
     ann_file = author.path / SOURCE / "annotations.json"
@@ -93,11 +106,35 @@ def test_ci_rerun_pulls_and_reruns_only_what_a_branch_touches(pipeline_repo, tmp
     author.sh("dvc", "add", "-q", SOURCE)
     author.sh("dvc", "push", "-q")
     commit_all(author, "survey: one box moved")
+    source_md5 = yaml.safe_load((author.path / f"{SOURCE}.dvc").read_text())["outs"][0]["md5"]
+    everything = set(yaml.safe_load((author.path / "dvc.yaml").read_text())["stages"])
     fresh = git_clone(author.path, tmp_path / "ci-annotation")
+
+    # the plan (DRY=1) first: nothing runs
     proc, report = ci_rerun(fresh, base, "DRY=1")
     stages = table_rows(report, "Stages")
     planned = [re.match(r"\| `([^`]+)`", r).group(1) for r in stages]
     assert planned[0] == "prepare" and f"dep {SOURCE.rsplit('/', 1)[0]}" in stages[0], report
-    assert {"convert", *DETECTOR_DOWNSTREAM, "train_classifier", "train_segmenter"} <= set(planned), planned
+    assert set(planned) == everything, planned
     assert all("would run" in r for r in stages) and ran_stages(proc.stdout) == []
-    assert ci.network_log() == fresh.network_log() == ""
+
+    # the real rerun: every stage, prepare first, on the edited source
+    proc, report = ci_rerun(fresh, base)
+    ran = ran_stages(proc.stdout)
+    assert ran[0] == "prepare" and set(ran) == everything and len(ran) == len(everything), proc.stdout
+    stages = table_rows(report, "Stages")
+    assert [re.match(r"\| `([^`]+)`", r).group(1) for r in stages] == ran, report
+    assert all(" | ran | " in r for r in stages) and f"dep {SOURCE.rsplit('/', 1)[0]}" in stages[0], stages
+    assert "Not rerun" not in report.split("## Stages", 1)[1].split("\n## ", 1)[0], report
+    assert "No param differs from BASE's." in report
+    validation = json.loads((fresh.path / "data/reports/validation.json").read_text())
+    assert validation["data_source_md5"] == source_md5  # prepare read the PR's source version, not BASE's
+    metrics = table_rows(report, "Metrics vs BASE")
+    families = {r.split("|")[1].strip() for r in metrics}
+    assert {"detector", "classifier", "two_stage", "segmenter"} <= families, report
+    for row in metrics:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if cells[6].startswith("±") and cells[4] != "—":
+            assert cells[7].strip("*") == ("beyond noise" if abs(float(cells[4])) > float(cells[6][1:])
+                                           else "within noise"), row
+    assert fresh.network_log() == author.network_log() == ""

@@ -30,8 +30,8 @@ def check_families(fams: list[str]) -> tuple[str, ...]:
 def replicate(root: Path, pset: experiments.ParamSet, fams: tuple[str, ...], seeds: list[int]) -> dict:
     """Run the seeds not done yet (sequentially), then collect every seed's metrics and summarise them."""
     names, ran = {}, 0
+    have = experiments.done(root)  # `dvc exp show` costs seconds: listed once, and once more if a seed ran
     for seed in seeds:
-        have = experiments.done(root)
         name = experiments.find(have, pset, fams, seed)
         if name:
             print(f"replicates: seed {seed} of {pset.label}: done ({name})", flush=True)
@@ -40,7 +40,8 @@ def replicate(root: Path, pset: experiments.ParamSet, fams: tuple[str, ...], see
             name = experiments.run(root, pset, fams, seed, stale=wanted in have)
             ran += 1
         names[seed] = name
-    have = experiments.done(root)
+    if ran:
+        have = experiments.done(root)
     values: dict[str, dict[int, float]] = {}
     for seed, name in names.items():
         if name not in have:

@@ -294,10 +294,12 @@ def quiet() -> Iterator[None]:
         LOGGER.setLevel(level)
 
 
-def export(model_dir: Path, card: ModelCard, out_dir: Path, images: Sequence[np.ndarray]) -> Exported:
-    """ONNX (dynamic batch) and TorchScript through Ultralytics' exporter, which fuses the model and puts its Detect
-    head in export mode: both output the raw head [N, 4 + classes, anchors]. The reference is the fused PyTorch
-    model (as predict runs it) on `images` letterboxed to the training size, as predict feeds a square batch."""
+def ultralytics_export(weights: Path, out_dir: Path, size: int, task: str, images: Sequence[np.ndarray]
+                       ) -> tuple[dict[str, Path], np.ndarray, np.ndarray, int]:
+    """ONNX (dynamic batch) and TorchScript of an Ultralytics model through its own exporter, which fuses the model
+    and puts its head in export mode, and the reference their parity is checked against: the fused PyTorch model's
+    first output on `images` letterboxed to `size`, as predict feeds a square batch. Shared by every Ultralytics
+    family (detect, segment). Returns (files, input batch, reference output, parameter count)."""
     import shutil
 
     import torch
@@ -308,27 +310,32 @@ def export(model_dir: Path, card: ModelCard, out_dir: Path, images: Sequence[np.
     from ultralytics import YOLO
     from ultralytics.data.augment import LetterBox
 
-    size = int(card.input["size"])
     out_dir.mkdir(parents=True, exist_ok=True)
     pt = out_dir / WEIGHTS  # Ultralytics writes its exports beside the .pt: export from a copy
-    shutil.copyfile(model_dir / card.weights, pt)
+    shutil.copyfile(weights, pt)
     with quiet():  # its exporter logs what to run next ("yolo predict model=/tmp/...") even with verbose=False
-        onnx = YOLO(str(pt), task="detect").export(format="onnx", imgsz=size, device="cpu", dynamic=True,
-                                                    verbose=False)
-        script = YOLO(str(pt), task="detect").export(format="torchscript", imgsz=size, device="cpu", verbose=False)
+        onnx = YOLO(str(pt), task=task).export(format="onnx", imgsz=size, device="cpu", dynamic=True, verbose=False)
+        script = YOLO(str(pt), task=task).export(format="torchscript", imgsz=size, device="cpu", verbose=False)
     pt.unlink()
 
-    model = YOLO(str(model_dir / card.weights), task="detect").model.float().eval()
-    total = sum(p.numel() for p in model.parameters())
+    model = YOLO(str(weights), task=task).model.float().eval()
+    total = sum(t.numel() for t in model.parameters())
     letterbox = LetterBox((size, size), auto=False, stride=int(max(model.stride)))
-    x = np.stack([letterbox(image=im) for im in images]).transpose(0, 3, 1, 2).astype(np.float32) / 255
-    x = np.ascontiguousarray(x)
+    x = np.ascontiguousarray(np.stack([letterbox(image=im) for im in images]).transpose(0, 3, 1, 2)
+                             .astype(np.float32) / 255)
     with torch.inference_mode():
         ref = model.fuse(verbose=False)(torch.from_numpy(x))
-    ref = (ref[0] if isinstance(ref, (list, tuple)) else ref).float().numpy()
+    while isinstance(ref, (list, tuple)):  # (output0, head internals) or ((output0, prototypes), ...): output0
+        ref = ref[0]
+    return {"onnx": Path(onnx), "torchscript": Path(script)}, x, ref.float().numpy(), int(total)
+
+
+def export(model_dir: Path, card: ModelCard, out_dir: Path, images: Sequence[np.ndarray]) -> Exported:
+    """The detector's exports (ultralytics_export): both output the raw Detect head [N, 4 + classes, anchors]."""
+    size = int(card.input["size"])
+    files, x, ref, total = ultralytics_export(model_dir / card.weights, out_dir, size, "detect", images)
     io = ExportIO(size=size, resize="letterbox", mean=None, std=None, output="yolo",
                   output_dims=("batch", "box_and_class_scores", "anchor"),
                   output_shape=(-1, 4 + len(card.class_names), -1), classes=tuple(card.class_names),
                   input_name="images", output_name="output0")
-    return Exported(files={"onnx": Path(onnx), "torchscript": Path(script)}, io=io, reference=(x, ref),
-                    total_parameters=int(total))
+    return Exported(files=files, io=io, reference=(x, ref), total_parameters=total)

@@ -167,44 +167,19 @@ def parity_images(p, root: Path) -> list[np.ndarray]:
 
 
 def export(model_dir: Path, out_dir: Path, images: Sequence[np.ndarray]) -> Exported:
-    import shutil
-
-    import torch
-
-    from wildtrain.env import configure_ultralytics
-    from wildtrain.families.detector.yolo import quiet
-
-    configure_ultralytics()
-    from ultralytics import YOLO
-    from ultralytics.data.augment import LetterBox
+    """The detector's Ultralytics export path (yolo.ultralytics_export) with the segment head: output0 carries
+    boxes, class scores and 32 mask coefficients per anchor."""
+    from wildtrain.families.detector.yolo import ultralytics_export
 
     card = ModelCard.load(model_dir)
     size = int(card.input["size"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pt = out_dir / WEIGHTS  # Ultralytics writes its exports beside the .pt: export from a copy
-    shutil.copyfile(model_dir / card.weights, pt)
-    with quiet():
-        onnx = YOLO(str(pt), task="segment").export(format="onnx", imgsz=size, device="cpu", dynamic=True,
-                                                     verbose=False)
-        script = YOLO(str(pt), task="segment").export(format="torchscript", imgsz=size, device="cpu", verbose=False)
-    pt.unlink()
-    model = YOLO(str(model_dir / card.weights), task="segment").model.float().eval()
-    total = sum(t.numel() for t in model.parameters())
-    letterbox = LetterBox((size, size), auto=False, stride=int(max(model.stride)))
-    x = np.ascontiguousarray(np.stack([letterbox(image=im) for im in images]).transpose(0, 3, 1, 2)
-                             .astype(np.float32) / 255)
-    with torch.inference_mode():
-        ref = model.fuse(verbose=False)(torch.from_numpy(x))
-    while isinstance(ref, (list, tuple)):  # ((output0, prototypes), head internals): output0, as the exports give
-        ref = ref[0]
-    ref = ref.float().numpy()
+    files, x, ref, total = ultralytics_export(model_dir / card.weights, out_dir, size, "segment", images)
     io = ExportIO(size=size, resize="letterbox", mean=None, std=None, output="yolo-seg",
                   output_dims=("batch", "box_class_scores_and_mask_coefficients", "anchor"),
                   output_shape=(-1, int(ref.shape[1]), -1), classes=tuple(card.class_names),
                   input_name="images", output_name="output0")
-    return Exported(files={"onnx": Path(onnx), "torchscript": Path(script)}, io=io, reference=(x, ref),
-                    total_parameters=int(total), unavailable={"dlpk": "no ArcGIS inference function for instance "
-                                                                       "segmentation"})
+    return Exported(files=files, io=io, reference=(x, ref), total_parameters=total,
+                    unavailable={"dlpk": "no ArcGIS inference function for instance segmentation"})
 
 
 FAMILY = YoloSegFamily()
