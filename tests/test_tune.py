@@ -194,8 +194,9 @@ def test_apply_best_and_dvc_grid_queue(repo: Path):
 
     # DVC's own grid sweep: queue two values, run the queue, compare, apply one.
     sh(["git", "checkout", "--", "params.yaml"], repo, env)
-    # (up to `evaluate`: the registry step is not what is compared here)
-    queued = sh(["dvc", "exp", "run", "--queue", "-S", "train.lr0=0.001,0.01", "evaluate"], repo, env).stdout
+    # (up to `evaluate`: the registry step is not what is compared here. 0.004 is what `--apply` just trained and
+    # evaluated, so that experiment's stages are up to date and only 0.001 trains: the queue still runs both)
+    queued = sh(["dvc", "exp", "run", "--queue", "-S", "train.lr0=0.004,0.001", "evaluate"], repo, env).stdout
     names = re.findall(r"Queued experiment '([^']+)'", queued)
     assert len(names) == 2
     sh(["dvc", "queue", "start", "-j", "1"], repo, env)
@@ -214,7 +215,7 @@ def test_apply_best_and_dvc_grid_queue(repo: Path):
     # (the metric named with its file: eval_two_stage.json has a map50_95 too, which makes the bare name ambiguous;
     # `$`: not its map50_95_ci95_low/_high columns)
     lr = dict(re.findall(r"^([a-z]+-[a-z]+),[^,]*,([0-9.e-]+)$", table, re.M))
-    assert {lr[n] for n in names} == {"0.001", "0.01"}, table
+    assert {lr[n] for n in names} == {"0.001", "0.004"}, table
     pick = next(n for n in names if lr[n] == "0.001")
     sh(["dvc", "exp", "apply", pick], repo, env)
     assert yaml.safe_load((repo / "params.yaml").read_text())["train"]["lr0"] == 0.001

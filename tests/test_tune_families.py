@@ -83,8 +83,11 @@ def test_classifier_study_prunes_inside_lightning_nests_runs_and_applies(repo: P
     dist = {"classifier.lr": optuna.distributions.FloatDistribution(LR["low"], LR["high"], log=True)}
     study.add_trial(optuna.trial.create_trial(params={"classifier.lr": 0.001}, distributions=dist, value=0.0,
                                               intermediate_values={0: 2.0}))
+    # One process runs that trial and then applies the best one (a complete study's `--apply`, which trains nothing
+    # before `dvc exp run`, is test_tune.py's).
     set_tune(repo, n_trials=3, pruner="median", prune_startup_trials=1, prune_warmup_epochs=0)
-    assert "tune: trial 2 pruned after epoch 0 (val/f1_macro = " in tune(repo).stdout
+    out = tune(repo, "--apply").stdout
+    assert "tune: trial 2 pruned after epoch 0 (val/f1_macro = " in out
     pruned = optuna.load_study(study_name="cls", storage=storage).trials[2]
     assert pruned.state.name == "PRUNED"
     run = child_runs(repo, "cls")[2]
@@ -94,7 +97,7 @@ def test_classifier_study_prunes_inside_lightning_nests_runs_and_applies(repo: P
     assert summary["metric"] == "f1_macro" and summary["trials"] == {"COMPLETE": 2, "PRUNED": 1}
     best = summary["best"]["params"]["classifier.lr"]
     assert yaml.safe_load((repo / "metrics/tune_best_params.yaml").read_text()) == {"classifier": {"lr": best}}
-    out = tune(repo, "--apply").stdout  # the study is complete: no training, straight to `dvc exp run`
+    assert out.index("tune: trial 2 pruned") < out.index("tune: dvc exp run")  # the study first, then the apply
     assert f"tune: dvc exp run -S classifier.lr={best!r} register_classifier" in out and "Ran experiment(s)" in out
     assert yaml.safe_load((repo / "params.yaml").read_text())["classifier"]["lr"] == best
     assert json.loads((repo / "metrics/eval_classifier.json").read_text())["split"] == "test"  # the pipeline's own
