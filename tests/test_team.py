@@ -125,7 +125,7 @@ def test_the_mlflow_server_stops_and_comes_back(services, tmp_path, monkeypatch)
         assert time.perf_counter() - t0 < 1.0  # the epochs did not wait for the server
         other = EpochLogger(tmp_path / "live2", run_ids[1])
         other.log_epoch(0, {"loss": 1.0, "acc": 0.5})
-        monkeypatch.setenv(FLUSH_TIMEOUT, "3")
+        monkeypatch.setenv(FLUSH_TIMEOUT, "1")  # the server is stopped: no wait long enough could send them
         with pytest.raises(WildtrainError, match=r"MLflow: 2 per-epoch metric values of run .* could not reach"):
             other.close()
         with pytest.raises(WildtrainError, match=r"cannot look up the champion of 'team-det'.*no alias changed"):
@@ -238,18 +238,19 @@ def test_three_workers_on_postgresql_survive_its_outage_with_exact_accounting(pi
                            space={"train.lr0": {"type": "float", "low": 0.001, "high": 0.05, "log": True}})
         (ws.path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 
-    def trials():
-        return optuna.load_study(study_name=study_name,
-                                 storage=study_mod.open_storage(services.optuna_storage)).get_trials()
+    def trials(storage):
+        return optuna.load_study(study_name=study_name, storage=storage).get_trials()
 
     set_train(epochs=30)
+    # one storage for the polling below: opening one per poll (engine, tables, alembic check) cost ~1 s of CPU each
+    watch = study_mod.open_storage(services.optuna_storage)
     proc = subprocess.Popen(["python", "-m", "wildtrain.cli", "tune", "--workers", "3"], cwd=ws.path, env=ws.env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:  # all three workers inside a trial's training loop
             try:
-                running = [t for t in trials() if t.state.name == "RUNNING" and t.intermediate_values]
+                running = [t for t in trials(watch) if t.state.name == "RUNNING" and t.intermediate_values]
             except KeyError:
                 running = []
             if len(running) == 3 or proc.poll() is not None:
@@ -270,7 +271,7 @@ def test_three_workers_on_postgresql_survive_its_outage_with_exact_accounting(pi
     again = subprocess.run(["python", "-m", "wildtrain.cli", "tune", "--workers", "3"], cwd=ws.path, env=ws.env,
                            capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
-    done = trials()
+    done = trials(study_mod.open_storage(services.optuna_storage))
     states = [t.state.name for t in done]
     assert sorted(t.number for t in done) == list(range(len(done)))  # none lost, none duplicated
     assert states.count("COMPLETE") + states.count("PRUNED") == n_trials and "RUNNING" not in states
