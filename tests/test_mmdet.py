@@ -36,6 +36,20 @@ def tiny(tmp_path_factory):
     return p, root, train_data(p, root)
 
 
+@pytest.fixture(scope="module")
+def retinanet(tiny, tmp_path_factory):
+    """One retinanet_r18 training at train_cfg's defaults (1 epoch, 2 iterations) and what it reported per epoch,
+    shared by the tests that only read it (trains, bit-identical rerun, export): four identical trainings were one.
+    READ-ONLY: a test that needs another training or changes the run folder trains its own."""
+    p, root, data = tiny
+    epochs = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        result = train(train_cfg(p, "retinanet_r18"), data, tmp_path_factory.mktemp("retinanet") / "run", False,
+                       lambda e, m: epochs.append((e, m)))
+    return result, epochs
+
+
 def train_cfg(p: Params, model: str, **kw):
     t = dict(framework="mmdet", epochs=1, imgsz=128, batch=2, workers=0, device="cpu", warmup_epochs=0.0,
              mmdet=Mmdet(model=model))
@@ -93,11 +107,14 @@ def test_standin_cuda_kernels_equal_mmcv_and_mmdet_pytorch_versions():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["retinanet_r18", "rtmdet_tiny", "faster_rcnn_r50", "deformable_detr"])
-def test_model_trains_two_iterations_and_predicts(model, tiny, tmp_path, monkeypatch):
+def test_model_trains_two_iterations_and_predicts(model, tiny, tmp_path, monkeypatch, request):
     p, root, data = tiny
     monkeypatch.chdir(root)
-    epochs = []
-    result = train(train_cfg(p, model), data, tmp_path / "run", False, lambda e, m: epochs.append((e, m)))
+    if model == "retinanet_r18":  # the module's shared training of this model, at the same config
+        result, epochs = request.getfixturevalue("retinanet")
+    else:
+        epochs = []
+        result = train(train_cfg(p, model), data, tmp_path / "run", False, lambda e, m: epochs.append((e, m)))
     assert result.extra["iterations"] == 2 and result.epochs_completed == 1 and len(result.tensors_sha256) == 64
     assert [e for e, _ in epochs] == [0]
     metrics = epochs[0][1]
@@ -149,12 +166,14 @@ def test_interrupted_training_resumes_from_its_checkpoint(tiny, tmp_path, monkey
 
 
 @pytest.mark.slow
-def test_training_twice_gives_bit_identical_weights(tiny, tmp_path):
-    """The seed (mmengine's randomness), and CPU kernels pinned by wildtrain.env, make mmdet runs repeat exactly."""
+def test_training_twice_gives_bit_identical_weights(tiny, retinanet, tmp_path):
+    """The seed (mmengine's randomness), and CPU kernels pinned by wildtrain.env, make mmdet runs repeat exactly:
+    a second training in another folder (and another working directory) repeats the module's first one."""
     p, root, data = tiny
     cfg = train_cfg(p, "retinanet_r18")
-    first = train(cfg, data, tmp_path / "a", False, lambda e, m: None)
+    first = retinanet[0]
     second = train(cfg, data, tmp_path / "b", False, lambda e, m: None)
+    assert second.extra["iterations"] == first.extra["iterations"] == 2  # both really trained
     assert first.tensors_sha256 == second.tensors_sha256
 
 
@@ -317,8 +336,8 @@ def test_dvc_repro_with_mmdet_through_evaluate_and_register(repo_copy: Path, tmp
 
 
 @pytest.mark.slow
-def test_retinanet_exports_onnx_torchscript_openvino_that_pass_parity_and_others_say_why_not(tiny, tmp_path,
-                                                                                             monkeypatch):
+def test_retinanet_exports_onnx_torchscript_openvino_that_pass_parity_and_others_say_why_not(tiny, retinanet,
+                                                                                             tmp_path, monkeypatch):
     """A trained RetinaNet's network + box decoding exported (NMS outside), checked like a YOLO export: raw scores
     within 1e-4 and every box after NMS matched; the IR made from its ONNX too. Heads the export does not cover say
     why (two-stage: RoI pooling)."""
@@ -334,7 +353,7 @@ def test_retinanet_exports_onnx_torchscript_openvino_that_pass_parity_and_others
 
     p, root, data = tiny
     monkeypatch.chdir(root)
-    result = train(train_cfg(p, "retinanet_r18"), data, tmp_path / "run", False, lambda e, m: None)
+    result = retinanet[0]  # the module's shared training (export reads its folder, writes to tmp_path)
     card = ModelCard(family="detector", task="object-detection", framework="mmdet", architecture="retinanet_r18",
                      class_names=data.class_names, weights="model.pt", input={"size": 128})
     test = load_coco(data.coco["test"])
