@@ -136,8 +136,8 @@ def welch(a: list[float], b: list[float]) -> dict:
         return {"delta": round(delta, 4), "ci95": [round(delta, 4)] * 2, "label": "no spread"}
     df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     half = stats.t.ppf(0.975, df) * (va + vb) ** 0.5
-    low, high = delta - half, delta + half
-    return {"delta": round(delta, 4), "ci95": [round(low, 4), round(high, 4)], "df": round(df, 1),
+    low, high = float(delta - half), float(delta + half)
+    return {"delta": round(delta, 4), "ci95": [round(low, 4), round(high, 4)], "df": round(float(df), 1),
             "label": "beyond noise" if low > 0 or high < 0 else "within noise"}
 
 
